@@ -6,6 +6,8 @@
 //! - [`atlas`]: MongoDB Atlas Administration API client.
 //! - [`engine`]: the MongoDB Atlas secrets engine (config, roles, creds, secret).
 //! - [`sim`]: a local, stateful Atlas simulator (the `atlas-sim` binary).
+pub mod atlas;
+pub mod engine;
 pub mod goplugin;
 pub mod logging;
 pub mod proto;

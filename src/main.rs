@@ -1,1 +1,12 @@
-fn main() {}
+//! `vault-plugin-secrets-mongodbatlas`: the binary Vault launches.
+
+use std::process::ExitCode;
+
+use vault_mongodbatlas::engine::MongoDbAtlas;
+use vault_mongodbatlas::goplugin::server;
+use vault_mongodbatlas::vault::plugin_server;
+
+fn main() -> ExitCode {
+    vault_mongodbatlas::logging::init();
+    server::run(|ctx| plugin_server::routes(MongoDbAtlas, ctx))
+}

@@ -26,6 +26,15 @@ pub type WalRollback = Arc<
         + Sync,
 >;
 
+/// Wraps an async closure `(request, kind, data)` as a [`WalRollback`].
+pub fn rollback_handler<F, Fut>(f: F) -> WalRollback
+where
+    F: Fn(Request, String, Value) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), BackendError>> + Send + 'static,
+{
+    Arc::new(move |req, kind, data| Box::pin(f(req, kind, data)))
+}
+
 /// Reacts to a storage key changed elsewhere in the cluster.
 pub type Invalidate = Arc<dyn Fn(&str) + Send + Sync>;
 

@@ -16,7 +16,9 @@ mod path;
 mod request;
 pub mod wal;
 
-pub use backend::{Backend, BackendConfig, BackendFactory, SpecialPaths};
+pub use backend::{
+    rollback_handler, Backend, BackendConfig, BackendFactory, SpecialPaths, WalRollback,
+};
 pub use duration::parse_duration;
 pub use error::BackendError;
 pub use field::{FieldData, FieldSchema, FieldType};

@@ -21,13 +21,23 @@ pub struct WalEntry {
 /// Records `data` before an external side effect; returns the entry id.
 pub async fn put(storage: &dyn Storage, kind: &str, data: Value) -> Result<String, StorageError> {
     let id = uuid::Uuid::new_v4().to_string();
+    put_at(storage, &id, kind, data).await?;
+    Ok(id)
+}
+
+/// Writes (or overwrites, as more becomes known) the entry `id`.
+pub async fn put_at(
+    storage: &dyn Storage,
+    id: &str,
+    kind: &str,
+    data: Value,
+) -> Result<(), StorageError> {
     let entry = WalEntry {
         kind: kind.to_string(),
         data,
         created_at: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
-    put_json(storage, &format!("{WAL_PREFIX}{id}"), &entry).await?;
-    Ok(id)
+    put_json(storage, &format!("{WAL_PREFIX}{id}"), &entry).await
 }
 
 pub async fn get(storage: &dyn Storage, id: &str) -> Result<Option<WalEntry>, StorageError> {

@@ -1,0 +1,28 @@
+//! MongoDB Atlas Administration API client (v2): programmatic API keys, their project
+//! assignments and IP access lists.
+//!
+//! - HTTP Digest as Atlas does it, nonce cached and reused (one round trip per warm call).
+//! - Versioned media types (`application/vnd.atlas.2023-01-01+json` for `/apiKeys`).
+//! - Per-call deadline; transient failures retried with backoff and `Retry-After`; creates are
+//!   never resent blindly (see [`AtlasClient::create_org_key`]).
+//! - rustls with the aws-lc-rs provider and the platform's roots (`SSL_CERT_FILE` honoured).
+//!
+//! Debug logs carry method, path, status and Atlas error code; never keys or auth headers.
+
+mod client;
+mod config;
+mod digest;
+mod error;
+mod models;
+mod secret;
+#[cfg(test)]
+mod test_server;
+mod tls;
+mod transport;
+
+pub use client::AtlasClient;
+pub use config::{ClientConfig, RetryPolicy, Timeouts, DEFAULT_BASE_URL};
+pub use error::{ApiProblem, AtlasError};
+pub use models::{AccessListEntry, ApiKey, RoleAssignment};
+pub use secret::PrivateKey;
+pub use transport::{API_KEYS_MEDIA_TYPE, SERVICE_ACCOUNTS_MEDIA_TYPE};

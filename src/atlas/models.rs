@@ -1,0 +1,294 @@
+//! Atlas resources as the client exposes them, and their wire forms.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::error::AtlasError;
+use super::secret::PrivateKey;
+
+/// A programmatic API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// 24-hex id used in paths (`{apiUserId}`); not the public key.
+    pub id: String,
+    pub desc: String,
+    /// 8 lowercase letters; the Digest user name.
+    pub public_key: String,
+    /// Only present in the answer to a create: Atlas never shows it again.
+    pub private_key: Option<PrivateKey>,
+    pub roles: Vec<RoleAssignment>,
+}
+
+impl ApiKey {
+    /// The organization the key belongs to, from its organization-scoped roles
+    /// (every key has one; project keys get `ORG_MEMBER` implicitly).
+    pub fn org_id(&self) -> Option<&str> {
+        self.roles.iter().find_map(|r| r.org_id.as_deref())
+    }
+}
+
+/// One role of a key, scoped to an organization (`org_id`) or a project (`group_id`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    pub role_name: String,
+}
+
+/// One entry of an API key's IP access list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccessListEntry {
+    IpAddress(IpAddr),
+    CidrBlock(IpNet),
+}
+
+impl AccessListEntry {
+    /// The path segment Atlas uses for the entry (`192.0.2.1`, or `192.0.2.0/24`, which the URL
+    /// builder encodes as `192.0.2.0%2F24`).
+    pub(crate) fn path_value(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for AccessListEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccessListEntry::IpAddress(ip) => write!(f, "{ip}"),
+            AccessListEntry::CidrBlock(net) => write!(f, "{net}"),
+        }
+    }
+}
+
+/// Parses `192.0.2.1` as an address and `192.0.2.0/24` as a block.
+impl FromStr for AccessListEntry {
+    type Err = AtlasError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.contains('/') {
+            IpNet::from_str(s)
+                .map(AccessListEntry::CidrBlock)
+                .map_err(|_| AtlasError::InvalidArgument(format!("{s:?} is not a CIDR block")))
+        } else {
+            IpAddr::from_str(s)
+                .map(AccessListEntry::IpAddress)
+                .map_err(|_| AtlasError::InvalidArgument(format!("{s:?} is not an IP address")))
+        }
+    }
+}
+
+// ---- wire forms ----
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WireApiKey {
+    id: String,
+    #[serde(default)]
+    desc: String,
+    #[serde(default)]
+    public_key: String,
+    #[serde(default)]
+    private_key: Option<String>,
+    #[serde(default)]
+    roles: Vec<RoleAssignment>,
+}
+
+impl From<WireApiKey> for ApiKey {
+    fn from(wire: WireApiKey) -> Self {
+        ApiKey {
+            id: wire.id,
+            desc: wire.desc,
+            public_key: wire.public_key,
+            // Reads return a masked value like `********-****-****-01bdd56c8977`.
+            private_key: wire
+                .private_key
+                .filter(|k| !k.is_empty() && !k.contains('*'))
+                .map(PrivateKey::new),
+            roles: wire.roles,
+        }
+    }
+}
+
+/// Body of both create calls (org and project).
+#[derive(Serialize)]
+pub(crate) struct CreateKeyBody<'a> {
+    pub(crate) desc: &'a str,
+    pub(crate) roles: &'a [String],
+}
+
+/// One element of the array body of "assign key to project".
+#[derive(Serialize)]
+pub(crate) struct ProjectRolesBody<'a> {
+    pub(crate) roles: &'a [String],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum WireAccessListRequest {
+    IpAddress(String),
+    CidrBlock(String),
+}
+
+impl From<&AccessListEntry> for WireAccessListRequest {
+    fn from(entry: &AccessListEntry) -> Self {
+        match entry {
+            AccessListEntry::IpAddress(ip) => WireAccessListRequest::IpAddress(ip.to_string()),
+            AccessListEntry::CidrBlock(net) => WireAccessListRequest::CidrBlock(net.to_string()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WireAccessListEntry {
+    #[serde(default)]
+    ip_address: Option<String>,
+    #[serde(default)]
+    cidr_block: Option<String>,
+}
+
+impl TryFrom<WireAccessListEntry> for AccessListEntry {
+    type Error = AtlasError;
+
+    /// Atlas fills `cidrBlock` (`/32`) for address entries too, so an address wins when present.
+    fn try_from(wire: WireAccessListEntry) -> Result<Self, Self::Error> {
+        let unexpected = |what: &str| AtlasError::Unexpected {
+            message: format!("Atlas returned an unreadable access list entry {what:?}"),
+            problem: None,
+        };
+        if let Some(ip) = wire.ip_address.as_deref().filter(|s| !s.is_empty()) {
+            return IpAddr::from_str(ip)
+                .map(AccessListEntry::IpAddress)
+                .map_err(|_| unexpected(ip));
+        }
+        match wire.cidr_block.as_deref() {
+            Some(block) => IpNet::from_str(block)
+                .map(AccessListEntry::CidrBlock)
+                .map_err(|_| unexpected(block)),
+            None => Err(unexpected("")),
+        }
+    }
+}
+
+/// `{"links": [...], "results": [...], "totalCount": N}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Page<T> {
+    #[serde(default = "Vec::new")]
+    pub(crate) results: Vec<T>,
+    #[serde(default)]
+    pub(crate) links: Vec<Link>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Link {
+    #[serde(default)]
+    pub(crate) href: String,
+    #[serde(default)]
+    pub(crate) rel: String,
+}
+
+impl<T> Page<T> {
+    pub(crate) fn next_href(&self) -> Option<&str> {
+        self.links
+            .iter()
+            .find(|l| l.rel == "next" && !l.href.is_empty())
+            .map(|l| l.href.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_response_keeps_private_key_and_read_masks_it() {
+        let created = r#"{"desc":"vault-test","id":"6a793f752c88faeba59bba49","links":[{"href":"http://localhost:8080/api/atlas/v2/orgs/a0123456789abcdef012345a/apiKeys/6a793f752c88faeba59bba49","rel":"self"}],"privateKey":"c8150efd-c7a0-4afd-8c4f-01bdd56c8977","publicKey":"gswvkocq","roles":[{"orgId":"a0123456789abcdef012345a","roleName":"ORG_READ_ONLY"}]}"#;
+        let key: ApiKey = serde_json::from_str::<WireApiKey>(created)
+            .expect("parse")
+            .into();
+        assert_eq!(key.id, "6a793f752c88faeba59bba49");
+        assert_eq!(key.public_key, "gswvkocq");
+        assert_eq!(
+            key.private_key.as_ref().map(PrivateKey::expose),
+            Some("c8150efd-c7a0-4afd-8c4f-01bdd56c8977")
+        );
+        assert_eq!(key.org_id(), Some("a0123456789abcdef012345a"));
+        let shown = format!("{key:?}");
+        assert!(!shown.contains("c8150efd"), "{shown}");
+
+        let read = created.replace(
+            "c8150efd-c7a0-4afd-8c4f-01bdd56c8977",
+            "********-****-****-01bdd56c8977",
+        );
+        let key: ApiKey = serde_json::from_str::<WireApiKey>(&read)
+            .expect("parse")
+            .into();
+        assert!(key.private_key.is_none());
+    }
+
+    #[test]
+    fn project_key_roles_mix_org_and_group_scopes() {
+        let body = r#"{"desc":"e2e","id":"6a793fbd2c88faeba59bd3b1","privateKey":"754c8808-0ba8-4153-8eea-85daa09d408a","publicKey":"flezioeg","roles":[{"orgId":"a0123456789abcdef012345a","roleName":"ORG_MEMBER"},{"groupId":"b0123456789abcdef012345b","roleName":"GROUP_READ_ONLY"}]}"#;
+        let key: ApiKey = serde_json::from_str::<WireApiKey>(body)
+            .expect("parse")
+            .into();
+        assert_eq!(key.roles.len(), 2);
+        assert_eq!(
+            key.roles[1],
+            RoleAssignment {
+                org_id: None,
+                group_id: Some("b0123456789abcdef012345b".to_owned()),
+                role_name: "GROUP_READ_ONLY".to_owned(),
+            }
+        );
+        assert_eq!(key.org_id(), Some("a0123456789abcdef012345a"));
+    }
+
+    #[test]
+    fn access_list_entries_round_trip() {
+        let ip: AccessListEntry = "192.168.0.229".parse().expect("ip");
+        let block: AccessListEntry = "10.0.0.0/8".parse().expect("cidr");
+        let v6: AccessListEntry = "2001:db8::/32".parse().expect("v6 cidr");
+        let body = serde_json::to_string(
+            &[ip, block, v6]
+                .iter()
+                .map(WireAccessListRequest::from)
+                .collect::<Vec<_>>(),
+        )
+        .expect("json");
+        assert_eq!(
+            body,
+            r#"[{"ipAddress":"192.168.0.229"},{"cidrBlock":"10.0.0.0/8"},{"cidrBlock":"2001:db8::/32"}]"#
+        );
+        assert!("10.0.0.0/33".parse::<AccessListEntry>().is_err());
+        assert!("not-an-ip".parse::<AccessListEntry>().is_err());
+
+        let listed = r#"{"links":[],"results":[{"cidrBlock":"192.168.0.229/32","count":0,"created":"2026-08-10T03:02:57Z","ipAddress":"192.168.0.229"},{"cidrBlock":"10.0.0.0/8"}],"totalCount":2}"#;
+        let page: Page<WireAccessListEntry> = serde_json::from_str(listed).expect("page");
+        let entries: Vec<AccessListEntry> = page
+            .results
+            .into_iter()
+            .map(AccessListEntry::try_from)
+            .collect::<Result<_, _>>()
+            .expect("entries");
+        assert_eq!(entries, vec![ip, block]);
+    }
+
+    #[test]
+    fn finds_next_link() {
+        let body = r#"{"links":[{"href":"https://cloud.mongodb.com/api/atlas/v2/orgs/o/apiKeys?pageNum=1","rel":"self"},{"href":"https://cloud.mongodb.com/api/atlas/v2/orgs/o/apiKeys?pageNum=2","rel":"next"}],"results":[],"totalCount":3}"#;
+        let page: Page<WireApiKey> = serde_json::from_str(body).expect("page");
+        assert_eq!(
+            page.next_href(),
+            Some("https://cloud.mongodb.com/api/atlas/v2/orgs/o/apiKeys?pageNum=2")
+        );
+    }
+}

@@ -1,0 +1,293 @@
+//! A scripted HTTP/1.1 server for the client's unit tests, plus an Atlas-like Digest gate.
+//! The script sees every request and decides the reply: a response, a dropped connection, or a
+//! stall long enough to trip the client's timeout.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::digest::tests::{expected_response, parse_authorization};
+
+#[derive(Clone, Debug)]
+pub(crate) struct SeenRequest {
+    pub(crate) method: Method,
+    pub(crate) path_and_query: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl SeenRequest {
+    pub(crate) fn path(&self) -> &str {
+        self.path_and_query
+            .split_once('?')
+            .map_or(self.path_and_query.as_str(), |(path, _)| path)
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("request body is JSON")
+    }
+
+    pub(crate) fn is(&self, method: &str, path: &str) -> bool {
+        self.method.as_str() == method && self.path() == path
+    }
+}
+
+enum ReplyKind {
+    Respond,
+    /// Close the connection without answering (the client sees a reset / incomplete message).
+    Drop,
+    /// Wait this long before answering.
+    Stall(Duration),
+}
+
+pub(crate) struct Reply {
+    status: StatusCode,
+    headers: Vec<(String, String)>,
+    body: String,
+    kind: ReplyKind,
+}
+
+impl Reply {
+    pub(crate) fn json(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).expect("status"),
+            headers: vec![(
+                "content-type".to_owned(),
+                "application/vnd.atlas.2023-01-01+json;charset=utf-8".to_owned(),
+            )],
+            body: body.into(),
+            kind: ReplyKind::Respond,
+        }
+    }
+
+    pub(crate) fn empty(status: u16) -> Self {
+        Self::json(status, "")
+    }
+
+    /// An Atlas error document.
+    pub(crate) fn error(status: u16, code: &str, detail: &str) -> Self {
+        let reason = StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        Self::json(
+            status,
+            serde_json::json!({"detail": detail, "error": status, "errorCode": code, "parameters": [], "reason": reason})
+                .to_string(),
+        )
+        .header("content-type", "application/json")
+        .header("x-error-code", code)
+    }
+
+    pub(crate) fn drop_connection() -> Self {
+        Self {
+            kind: ReplyKind::Drop,
+            ..Self::empty(500)
+        }
+    }
+
+    pub(crate) fn stall(for_: Duration) -> Self {
+        Self {
+            kind: ReplyKind::Stall(for_),
+            ..Self::empty(200)
+        }
+    }
+
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::from(self.body)));
+        *response.status_mut() = self.status;
+        for (name, value) in self.headers {
+            response.headers_mut().append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                value.parse().expect("header value"),
+            );
+        }
+        response
+    }
+}
+
+type Handler = dyn Fn(&SeenRequest) -> Reply + Send + Sync;
+
+pub(crate) struct TestServer {
+    pub(crate) base_url: String,
+    log: Arc<Mutex<Vec<SeenRequest>>>,
+    accept_loop: JoinHandle<()>,
+}
+
+impl TestServer {
+    pub(crate) async fn start(
+        handler: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let accept_log = log.clone();
+        let accept_loop = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = accept_log.clone();
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let log = log.clone();
+                        let handler = handler.clone();
+                        async move { serve(request, &log, handler.as_ref()).await }
+                    });
+                    // Errors here are the dropped connections the scripts ask for.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            base_url: format!("http://{addr}"),
+            log,
+            accept_loop,
+        }
+    }
+
+    pub(crate) fn requests(&self) -> Vec<SeenRequest> {
+        self.log.lock().expect("log").clone()
+    }
+
+    pub(crate) fn count(&self, method: &str, path: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.is(method, path))
+            .count()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}
+
+async fn serve(
+    request: Request<Incoming>,
+    log: &Mutex<Vec<SeenRequest>>,
+    handler: &Handler,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .unwrap_or_default();
+    let seen = SeenRequest {
+        method: parts.method,
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map_or_else(String::new, |pq| pq.as_str().to_owned()),
+        headers: parts.headers,
+        body,
+    };
+    log.lock().expect("log").push(seen.clone());
+    let reply = handler(&seen);
+    match reply.kind {
+        ReplyKind::Respond => Ok(reply.into_response()),
+        ReplyKind::Drop => Err(std::io::Error::other("scripted connection drop")),
+        ReplyKind::Stall(wait) => {
+            tokio::time::sleep(wait).await;
+            Ok(reply.into_response())
+        }
+    }
+}
+
+/// Atlas-like Digest checking: realm "MMS Public API", MD5, qop=auth; every nonce accepts
+/// each `nc` once; expired nonces are answered with `stale=true`.
+pub(crate) struct DigestGate {
+    user: String,
+    password: String,
+    state: Mutex<GateState>,
+}
+
+struct GateState {
+    issued: u32,
+    live: HashSet<String>,
+    expired: HashSet<String>,
+    used: HashSet<(String, String)>,
+}
+
+impl DigestGate {
+    pub(crate) fn new(user: &str, password: &str) -> Arc<Self> {
+        Arc::new(Self {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            state: Mutex::new(GateState {
+                issued: 0,
+                live: HashSet::new(),
+                expired: HashSet::new(),
+                used: HashSet::new(),
+            }),
+        })
+    }
+
+    /// `Ok` if the request is properly signed, else the 401 Atlas would send.
+    pub(crate) fn check(&self, request: &SeenRequest) -> Result<(), Reply> {
+        let mut state = self.state.lock().expect("gate");
+        let mut stale = false;
+        if let Some(header) = request.header("authorization") {
+            let params = parse_authorization(header);
+            let nonce = params.get("nonce").cloned().unwrap_or_default();
+            let nc = params.get("nc").cloned().unwrap_or_default();
+            let signed_right = params.get("username") == Some(&self.user)
+                && params.get("uri").map(String::as_str) == Some(request.path_and_query.as_str())
+                && params.get("qop").map(String::as_str) == Some("auth")
+                && params.get("response")
+                    == Some(&expected_response(
+                        &params,
+                        &self.password,
+                        request.method.as_str(),
+                    ));
+            if state.live.contains(&nonce) {
+                if signed_right && state.used.insert((nonce, nc)) {
+                    return Ok(());
+                }
+            } else if state.expired.contains(&nonce) && signed_right {
+                stale = true;
+            }
+        }
+        state.issued += 1;
+        let nonce = format!("nonce{:04}xpgL6MGDuSZvQ80Spv3k+Jc", state.issued);
+        state.live.insert(nonce.clone());
+        let challenge = format!(
+            r#"Digest realm="MMS Public API", domain="", nonce="{nonce}", algorithm=MD5, qop="auth", stale={stale}"#
+        );
+        Err(Reply::error(
+            401,
+            "UNEXPECTED_ERROR",
+            "You are not authorized for this resource.",
+        )
+        .header("www-authenticate", &challenge))
+    }
+
+    /// Every nonce issued so far becomes stale.
+    pub(crate) fn expire_nonces(&self) {
+        let mut state = self.state.lock().expect("gate");
+        let live: Vec<String> = state.live.drain().collect();
+        state.expired.extend(live);
+    }
+}

@@ -1,0 +1,650 @@
+//! One Atlas HTTP request, end to end: URL building, versioned media types, Digest auth with a
+//! single re-challenge, time limits, classification of failures, and retries within a deadline.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder, Retryable};
+use bytes::{Bytes, BytesMut};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use rand::Rng;
+use tokio::time::Instant;
+use url::{Position, Url};
+
+use super::config::{ClientConfig, RetryPolicy, Timeouts};
+use super::digest::{select_challenge, DigestAuth};
+use super::error::{ApiProblem, AtlasError};
+use super::tls;
+
+/// Version 2023-01-01: every `/apiKeys` operation, access lists included.
+pub const API_KEYS_MEDIA_TYPE: &str = "application/vnd.atlas.2023-01-01+json";
+/// Version 2024-08-05: every `/serviceAccounts` operation.
+pub const SERVICE_ACCOUNTS_MEDIA_TYPE: &str = "application/vnd.atlas.2024-08-05+json";
+
+/// Atlas answers are small; anything bigger is a misbehaving server or proxy.
+const MAX_RESPONSE_BYTES: usize = 8 << 20;
+/// `Retry-After` values beyond this are treated as this (the deadline usually cuts in first).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// The versioned API lives under this path, after the base URL's own path.
+const API_ROOT: [&str; 3] = ["api", "atlas", "v2"];
+
+/// Whether sending the same request again could repeat its effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Idempotency {
+    Idempotent,
+    /// Creates: never resent after Atlas may have acted on them.
+    NonIdempotent,
+}
+
+pub(crate) struct ApiRequest {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) media_type: &'static str,
+    pub(crate) body: Option<Bytes>,
+    pub(crate) idempotency: Idempotency,
+}
+
+impl ApiRequest {
+    pub(crate) fn new(method: Method, url: Url, idempotency: Idempotency) -> Self {
+        Self {
+            method,
+            url,
+            media_type: API_KEYS_MEDIA_TYPE,
+            body: None,
+            idempotency,
+        }
+    }
+
+    pub(crate) fn with_json_body(mut self, body: Vec<u8>) -> Self {
+        self.body = Some(Bytes::from(body));
+        self
+    }
+}
+
+pub(crate) struct ApiResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Bytes,
+}
+
+/// How safe it is to send a failed request again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resend {
+    /// Atlas did not act on it (never connected, rate limited, nonce went stale).
+    Always,
+    /// Atlas may have acted on it (timeout or reset after sending, 502/503/504).
+    IfIdempotent,
+    /// Retrying will not help.
+    Never,
+}
+
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// Boxed: failures travel through every retry layer and should stay small.
+    pub(crate) error: Box<AtlasError>,
+    pub(crate) resend: Resend,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn new(error: AtlasError, resend: Resend, retry_after: Option<Duration>) -> Self {
+        Self {
+            error: Box::new(error),
+            resend,
+            retry_after,
+        }
+    }
+
+    fn final_error(error: AtlasError) -> Self {
+        Self::new(error, Resend::Never, None)
+    }
+
+    /// True when a non-idempotent request may have taken effect although it failed.
+    pub(crate) fn may_have_taken_effect(&self) -> bool {
+        self.resend == Resend::IfIdempotent
+    }
+
+    fn retryable(&self, idempotency: Idempotency) -> bool {
+        match self.resend {
+            Resend::Always => true,
+            Resend::IfIdempotent => idempotency == Idempotency::Idempotent,
+            Resend::Never => false,
+        }
+    }
+}
+
+/// Shared by every clone of the client.
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    api_root: Url,
+    digest: DigestAuth,
+    pub(crate) timeouts: Timeouts,
+    retry: RetryPolicy,
+    deprecation_warned: AtomicBool,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("api_root", &self.api_root.as_str())
+            .field("digest", &self.digest)
+            .field("timeouts", &self.timeouts)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    pub(crate) fn new(config: &ClientConfig) -> Result<Self, AtlasError> {
+        let api_root = api_root(&config.base_url)?;
+        if config.public_key.trim().is_empty() || config.private_key.expose().is_empty() {
+            return Err(AtlasError::Config(
+                "the API key's public and private halves are required".to_owned(),
+            ));
+        }
+        if api_root.scheme() == "http" && !is_loopback(&api_root) {
+            tracing::warn!(
+                base_url = %config.base_url,
+                "Atlas base URL is plain HTTP: requests and responses (including new private keys) travel unencrypted"
+            );
+        }
+        let tls = tls::client_config(
+            config.extra_root_certs_pem.as_deref(),
+            api_root.scheme() == "https",
+        )?;
+        let user_agent = HeaderValue::from_str(&config.user_agent()).map_err(|_| {
+            AtlasError::Config("the Vault version is not a valid header value".to_owned())
+        })?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .user_agent(user_agent)
+            .connect_timeout(config.timeouts.connect)
+            // Never follow redirects: Atlas does not send them for these calls, and a redirected
+            // Digest exchange would be signed for the wrong URI anyway.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| AtlasError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            api_root,
+            digest: DigestAuth::new(
+                config.public_key.trim().to_owned(),
+                config.private_key.clone(),
+            ),
+            timeouts: config.timeouts,
+            retry: config.retry,
+            deprecation_warned: AtomicBool::new(false),
+        })
+    }
+
+    /// `<base>/api/atlas/v2/<segments...>`, each segment percent-encoded (so `10.0.0.0/8` becomes
+    /// `10.0.0.0%2F8`). Callers validate ids first: the URL builder drops `.` and `..` segments.
+    pub(crate) fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.api_root.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.extend(segments);
+        }
+        url
+    }
+
+    /// Resolves a pagination link against our own base URL: only the part from `/api/atlas/v2/`
+    /// on is taken from the link, so a link naming another host (or omitting a proxy's path
+    /// prefix) never sends our credentials anywhere else.
+    pub(crate) fn resolve_link(&self, href: &str) -> Result<Url, AtlasError> {
+        let unusable = || AtlasError::Unexpected {
+            message: format!("Atlas returned an unusable pagination link {href:?}"),
+            problem: None,
+        };
+        let link = self.api_root.join(href).map_err(|_| unusable())?;
+        let marker = "/api/atlas/v2/";
+        let start = link.path().find(marker).ok_or_else(unusable)?;
+        let rest = &link.path()[start + marker.len()..];
+        let mut url = self.api_root.clone();
+        let root_path = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{root_path}/{rest}"));
+        url.set_query(link.query());
+        Ok(url)
+    }
+
+    /// A fresh backoff sequence for one logical operation.
+    pub(crate) fn backoff(&self) -> ExponentialBackoff {
+        let mut builder = ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_attempts.saturating_sub(1));
+        if self.retry.jitter {
+            builder = builder.with_jitter();
+        }
+        builder.build()
+    }
+
+    /// Sends `request`, retrying transient failures the request's idempotency allows, with
+    /// backoff, honouring `Retry-After`, never past `deadline`.
+    pub(crate) async fn send(
+        &self,
+        request: &ApiRequest,
+        deadline: Instant,
+    ) -> Result<ApiResponse, Failure> {
+        (|| self.attempt(request, deadline))
+            .retry(self.backoff())
+            .sleep(tokio::time::sleep)
+            .when(|failure: &Failure| failure.retryable(request.idempotency))
+            .adjust(|failure, backoff| retry_delay(failure, backoff, deadline))
+            .notify(|failure, wait| {
+                tracing::debug!(
+                    method = %request.method,
+                    path = request.url.path(),
+                    wait_ms = wait.as_millis() as u64,
+                    error = %failure.error,
+                    "retrying Atlas request"
+                );
+            })
+            .await
+    }
+
+    /// One attempt: at most two HTTP exchanges (the second answers a fresh Digest challenge).
+    async fn attempt(
+        &self,
+        request: &ApiRequest,
+        deadline: Instant,
+    ) -> Result<ApiResponse, Failure> {
+        let uri = digest_uri(&request.url);
+        let body = request.body.as_deref();
+        let mut authorization = self
+            .digest
+            .sign_with_cached(&request.method, uri, body)
+            .map_err(Failure::final_error)?;
+        loop {
+            let answered_fresh_challenge = authorization.as_ref().is_some_and(|a| !a.from_cache);
+            let header = authorization.as_ref().map(|a| a.header.clone());
+            let (status, headers, bytes) = self.exchange(request, header, deadline).await?;
+            if status == StatusCode::UNAUTHORIZED {
+                if let Some(challenge) = select_challenge(&headers) {
+                    if !answered_fresh_challenge {
+                        // No nonce yet, or the cached one expired: answer this challenge once.
+                        authorization = Some(
+                            self.digest
+                                .sign_with_fresh(challenge, &request.method, uri, body)
+                                .map_err(Failure::final_error)?,
+                        );
+                        continue;
+                    }
+                    if challenge.stale() {
+                        // Our credentials were right; the nonce expired in between. Not processed.
+                        return Err(Failure::new(
+                            AtlasError::Transient {
+                                message: "Atlas expired the Digest nonce twice in a row".to_owned(),
+                                problem: None,
+                            },
+                            Resend::Always,
+                            None,
+                        ));
+                    }
+                }
+            }
+            return self.finish(request, status, &headers, bytes);
+        }
+    }
+
+    /// One HTTP exchange within the per-attempt timeout and the overall deadline.
+    async fn exchange(
+        &self,
+        request: &ApiRequest,
+        authorization: Option<HeaderValue>,
+        deadline: Instant,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), Failure> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Failure::final_error(AtlasError::Transient {
+                message: "the overall deadline for this Atlas call passed".to_owned(),
+                problem: None,
+            }));
+        }
+        let timeout = self.timeouts.attempt.min(remaining);
+        let mut builder = self
+            .http
+            .request(request.method.clone(), request.url.clone())
+            .timeout(timeout)
+            .header(ACCEPT, request.media_type);
+        if let Some(body) = &request.body {
+            builder = builder
+                .header(CONTENT_TYPE, request.media_type)
+                .body(body.clone());
+        }
+        if let Some(authorization) = authorization {
+            builder = builder.header(AUTHORIZATION, authorization);
+        }
+        let started = Instant::now();
+        let mut response = builder
+            .send()
+            .await
+            .map_err(|e| self.network_failure(request, &e, started))?;
+        let status = response.status();
+        let headers = std::mem::take(response.headers_mut());
+        let mut body = BytesMut::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                        // The request was processed; only the answer is unusable.
+                        return Err(Failure::new(
+                            AtlasError::Unexpected {
+                                message: format!("response larger than {MAX_RESPONSE_BYTES} bytes"),
+                                problem: None,
+                            },
+                            Resend::IfIdempotent,
+                            None,
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.network_failure(request, &e, started)),
+            }
+        }
+        tracing::debug!(
+            method = %request.method,
+            path = request.url.path(),
+            status = status.as_u16(),
+            error_code = headers.get("x-error-code").and_then(|v| v.to_str().ok()),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Atlas exchange"
+        );
+        Ok((status, headers, body.freeze()))
+    }
+
+    fn network_failure(
+        &self,
+        request: &ApiRequest,
+        error: &reqwest::Error,
+        started: Instant,
+    ) -> Failure {
+        let message = describe_network_error(error, started.elapsed());
+        tracing::debug!(
+            method = %request.method,
+            path = request.url.path(),
+            error = %message,
+            "Atlas exchange failed"
+        );
+        let resend = if error.is_connect() {
+            // No connection, so nothing was sent.
+            Resend::Always
+        } else if error.is_builder() {
+            Resend::Never
+        } else {
+            // Timeout, reset, truncated body: the request may have reached Atlas.
+            Resend::IfIdempotent
+        };
+        let error = if resend == Resend::Never {
+            AtlasError::Unexpected {
+                message,
+                problem: None,
+            }
+        } else {
+            AtlasError::Transient {
+                message,
+                problem: None,
+            }
+        };
+        Failure::new(error, resend, None)
+    }
+
+    fn finish(
+        &self,
+        request: &ApiRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<ApiResponse, Failure> {
+        self.warn_if_deprecated(request, headers);
+        if status.is_success() {
+            return Ok(ApiResponse { status, body });
+        }
+        let problem = ApiProblem::from_response(status, headers, &body);
+        let retry_after = match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now())),
+            _ => None,
+        };
+        let resend = match status {
+            // The rate limiter turns requests away before they do anything.
+            StatusCode::TOO_MANY_REQUESTS => Resend::Always,
+            // A gateway may have passed the request on before failing.
+            StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => Resend::IfIdempotent,
+            _ => Resend::Never,
+        };
+        Err(Failure::new(
+            AtlasError::from_problem(problem, retry_after),
+            resend,
+            retry_after,
+        ))
+    }
+
+    fn warn_if_deprecated(&self, request: &ApiRequest, headers: &HeaderMap) {
+        let deprecation = headers.get("deprecation").and_then(|v| v.to_str().ok());
+        let sunset = headers.get("sunset").and_then(|v| v.to_str().ok());
+        if (deprecation.is_some() || sunset.is_some())
+            && !self.deprecation_warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                media_type = request.media_type,
+                deprecation,
+                sunset,
+                "Atlas reports that the API version this plugin uses is deprecated; upgrade the plugin"
+            );
+        }
+    }
+}
+
+/// Next wait before a retry: the server's `Retry-After` (plus a little jitter so that many
+/// waiting clients do not return together) or the backoff step; `None` to stop, which is also
+/// the answer when the wait would end past the deadline.
+pub(crate) fn retry_delay(
+    failure: &Failure,
+    backoff: Option<Duration>,
+    deadline: Instant,
+) -> Option<Duration> {
+    let backoff = backoff?;
+    let wait = match failure.retry_after {
+        Some(asked) => asked + small_jitter(asked),
+        None => backoff,
+    };
+    (Instant::now() + wait < deadline).then_some(wait)
+}
+
+fn small_jitter(base: Duration) -> Duration {
+    let cap_ms = (base.as_millis() / 10).clamp(1, 1000) as u64;
+    Duration::from_millis(rand::rng().random_range(0..=cap_ms))
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let when = httpdate::parse_http_date(value).ok()?;
+        when.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// The request-target as sent on the request line: what Digest signs as `uri`.
+fn digest_uri(url: &Url) -> &str {
+    &url[Position::BeforePath..Position::AfterQuery]
+}
+
+fn api_root(base_url: &str) -> Result<Url, AtlasError> {
+    let invalid = |why: &str| AtlasError::Config(format!("base URL {base_url:?} {why}"));
+    let mut url = Url::parse(base_url.trim()).map_err(|_| invalid("is not a valid URL"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(invalid("must use https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not contain credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("must not contain a query or fragment"));
+    }
+    url.path_segments_mut()
+        .map_err(|_| invalid("cannot have a path"))?
+        .pop_if_empty()
+        .extend(API_ROOT);
+    Ok(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// reqwest's message plus its causes, which say what actually happened (reset, refused, ...).
+fn describe_network_error(error: &reqwest::Error, elapsed: Duration) -> String {
+    if error.is_timeout() {
+        return format!(
+            "no complete answer within {:.1}s (timed out)",
+            elapsed.as_secs_f64()
+        );
+    }
+    let mut message = if error.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "connection failed".to_owned()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_dates_and_garbage() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_786_330_000);
+        assert_eq!(parse_retry_after("55", now), Some(Duration::from_secs(55)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("", now), None);
+    }
+
+    #[test]
+    fn base_url_validation_and_api_root() {
+        let root = api_root("https://cloud.mongodb.com").expect("default");
+        assert_eq!(root.as_str(), "https://cloud.mongodb.com/api/atlas/v2");
+        let root = api_root("https://proxy.example/atlas/").expect("prefix");
+        assert_eq!(root.as_str(), "https://proxy.example/atlas/api/atlas/v2");
+        for bad in [
+            "cloud.mongodb.com",
+            "ftp://cloud.mongodb.com",
+            "https://user:pw@cloud.mongodb.com",
+            "https://cloud.mongodb.com/?x=1",
+            "",
+        ] {
+            assert!(matches!(api_root(bad), Err(AtlasError::Config(_))), "{bad}");
+        }
+    }
+
+    fn transport(base: &str) -> Transport {
+        Transport::new(&ClientConfig::new("abcdefgh", "secret").with_base_url(base))
+            .expect("transport")
+    }
+
+    #[test]
+    fn builds_encoded_urls_and_digest_uri() {
+        let t = transport("http://127.0.0.1:1");
+        let url = t.url(&["orgs", "o1", "apiKeys", "k1", "accessList", "10.0.0.0/8"]);
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:1/api/atlas/v2/orgs/o1/apiKeys/k1/accessList/10.0.0.0%2F8"
+        );
+        let mut url = t.url(&["orgs", "o1", "apiKeys"]);
+        url.query_pairs_mut().append_pair("itemsPerPage", "500");
+        assert_eq!(
+            digest_uri(&url),
+            "/api/atlas/v2/orgs/o1/apiKeys?itemsPerPage=500"
+        );
+    }
+
+    #[test]
+    fn pagination_links_are_rebased_onto_our_base_url() {
+        let t = transport("http://127.0.0.1:1/prefix");
+        let next = t
+            .resolve_link(
+                "https://cloud.mongodb.com/api/atlas/v2/orgs/o/apiKeys?pageNum=2&itemsPerPage=500",
+            )
+            .expect("link");
+        assert_eq!(
+            next.as_str(),
+            "http://127.0.0.1:1/prefix/api/atlas/v2/orgs/o/apiKeys?pageNum=2&itemsPerPage=500"
+        );
+        let relative = t
+            .resolve_link("/api/atlas/v2/groups/g/apiKeys?pageNum=3")
+            .expect("relative link");
+        assert_eq!(
+            relative.as_str(),
+            "http://127.0.0.1:1/prefix/api/atlas/v2/groups/g/apiKeys?pageNum=3"
+        );
+        assert!(t.resolve_link("https://evil.example/steal").is_err());
+    }
+
+    #[test]
+    fn retry_delay_prefers_retry_after_and_respects_deadline() {
+        let failure = Failure::new(
+            AtlasError::Transient {
+                message: "x".into(),
+                problem: None,
+            },
+            Resend::Always,
+            Some(Duration::from_secs(2)),
+        );
+        let far = Instant::now() + Duration::from_secs(60);
+        let wait = retry_delay(&failure, Some(Duration::from_millis(10)), far).expect("wait");
+        assert!(
+            wait >= Duration::from_secs(2) && wait <= Duration::from_millis(2200),
+            "{wait:?}"
+        );
+        let near = Instant::now() + Duration::from_secs(1);
+        assert_eq!(
+            retry_delay(&failure, Some(Duration::from_millis(10)), near),
+            None
+        );
+        assert_eq!(retry_delay(&failure, None, far), None, "attempts exhausted");
+        let plain = Failure {
+            retry_after: None,
+            ..failure
+        };
+        assert_eq!(
+            retry_delay(&plain, Some(Duration::from_millis(10)), far),
+            Some(Duration::from_millis(10))
+        );
+    }
+}

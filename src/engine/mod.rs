@@ -1,0 +1,135 @@
+//! The MongoDB Atlas secrets engine: `config`, `roles/<name>`, `roles/`,
+//! `creds/<name>` and the `programmatic_api_key` secret, compatible with the
+//! official plugin's paths, fields, storage and leases.
+
+mod config;
+mod creds;
+mod lease;
+mod role;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::atlas::{AtlasClient, AtlasError, ClientConfig};
+use crate::vault::framework::{
+    Backend, BackendConfig, BackendError, BackendFactory, Request, SpecialPaths,
+};
+use crate::vault::plugin_server::crate_version;
+
+pub use config::{Config, DEFAULT_BASE_URL};
+pub use role::{KeyMode, Role};
+
+/// Secret type name, as the official plugin registers it: leases issued by
+/// either implementation renew and revoke with the other.
+pub const SECRET_TYPE: &str = "programmatic_api_key";
+
+/// A WAL entry younger than this may belong to a request still running.
+const WAL_ROLLBACK_MIN_AGE: Duration = Duration::from_secs(10 * 60);
+
+const BACKEND_HELP: &str =
+    "The MongoDB Atlas secrets engine issues Atlas programmatic API keys on \
+demand, leased by Vault and deleted from Atlas when the lease ends. Write the Atlas credentials to \
+`config`, define roles under `roles/`, and read `creds/<role>` for a key.";
+
+/// The plugin's backend factory.
+pub struct MongoDbAtlas;
+
+impl BackendFactory for MongoDbAtlas {
+    fn version(&self) -> String {
+        crate_version()
+    }
+
+    fn special_paths(&self) -> SpecialPaths {
+        SpecialPaths {
+            local_storage: vec![crate::vault::framework::wal::WAL_PREFIX.into()],
+            seal_wrap_storage: vec![config::CONFIG_KEY.into()],
+            ..SpecialPaths::default()
+        }
+    }
+
+    fn create(&self, _: &BackendConfig) -> Result<Backend, String> {
+        Ok(Engine::default().backend())
+    }
+}
+
+/// Per-mount state: the Atlas client built from `config`, cached.
+#[derive(Clone, Default)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    // Only ever held to clone or swap the client, never across an await.
+    client: RwLock<Option<AtlasClient>>,
+    // Bumped on every config change, so a client built from a config read
+    // before the change is not cached after it.
+    generation: AtomicU64,
+}
+
+impl Engine {
+    pub fn backend(&self) -> Backend {
+        let mut paths = role::paths();
+        paths.push(config::path(self));
+        paths.push(creds::path(self));
+        let invalidating = self.clone();
+        Backend {
+            help: BACKEND_HELP,
+            paths,
+            secrets: vec![lease::secret_type(self)],
+            wal_rollback: Some(lease::wal_rollback(self)),
+            wal_rollback_min_age: WAL_ROLLBACK_MIN_AGE,
+            invalidate: Some(Arc::new(move |key: &str| {
+                if key == config::CONFIG_KEY {
+                    invalidating.reset_client();
+                }
+            })),
+            clean: None,
+        }
+    }
+
+    /// Drops the cached client (config written here or on another node).
+    pub fn reset_client(&self) {
+        self.inner.generation.fetch_add(1, Ordering::SeqCst);
+        *self.inner.client.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The Atlas client for this mount; `None` when no config is written.
+    async fn client(&self, req: &Request) -> Result<Option<AtlasClient>, BackendError> {
+        if let Some(client) = self
+            .inner
+            .client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(Some(client));
+        }
+        let generation = self.inner.generation.load(Ordering::SeqCst);
+        let Some(config) = config::load(req.storage.as_ref()).await? else {
+            return Ok(None);
+        };
+        let vault_version = req.system.vault_version().await.unwrap_or_default();
+        let client = AtlasClient::new(
+            ClientConfig::new(config.public_key.clone(), config.private_key.clone())
+                .with_base_url(config.base_url())
+                .with_vault_version(vault_version),
+        )
+        .map_err(|e| BackendError::user(format!("config: {e}")))?;
+        let mut cached = self.inner.client.write().unwrap_or_else(|e| e.into_inner());
+        if self.inner.generation.load(Ordering::SeqCst) == generation {
+            *cached = Some(client.clone());
+        }
+        Ok(Some(client))
+    }
+}
+
+/// Atlas' answer as the Vault user sees it: input Atlas rejected is a 400.
+fn atlas_error(action: &str, e: AtlasError) -> BackendError {
+    let message = format!("{action}: {e}");
+    match e {
+        AtlasError::InvalidInput(_) => BackendError::User(message),
+        _ => BackendError::Internal(message),
+    }
+}

@@ -1,0 +1,398 @@
+//! `roles/<name>`: what kind of Atlas key `creds/<name>` issues.
+//!
+//! Stored at `roles/<name>` in the official plugin's format: TTLs as Go
+//! durations (integer nanoseconds), lists as JSON arrays (or `null`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::vault::framework::{
+    existence_check, handler, BackendError, FieldData, FieldSchema, FieldType, Operation, Path,
+    Response,
+};
+use crate::vault::storage::{get_json, put_json, Storage};
+
+/// `roles/` + Vault's generic name pattern (`framework.GenericNameRegex`).
+const ROLE_PATTERN: &str = r"roles/(?P<name>\w(([\w.-]+)?\w)?)";
+const PREFIX: &str = "roles/";
+
+/// Go `time.Duration` in JSON: integer nanoseconds.
+mod go_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ns = i64::deserialize(d)?;
+        Ok(Duration::from_nanos(u64::try_from(ns).unwrap_or(0)))
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Role {
+    #[serde(default)]
+    pub project_id: String,
+    /// Legacy field of the official plugin, always empty; kept for the format.
+    #[serde(default)]
+    pub database_name: String,
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    #[serde(default)]
+    pub organization_id: String,
+    #[serde(default)]
+    pub cidr_blocks: Option<Vec<String>>,
+    #[serde(default)]
+    pub ip_addresses: Option<Vec<String>>,
+    #[serde(default)]
+    pub project_roles: Option<Vec<String>>,
+    #[serde(default, with = "go_duration")]
+    pub ttl: Duration,
+    #[serde(default, with = "go_duration")]
+    pub max_ttl: Duration,
+}
+
+/// What kind of key a role issues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMode {
+    /// An organization key with `roles`.
+    Org,
+    /// A project key with `roles`.
+    Project,
+    /// An organization key with `roles`, assigned to the project with `project_roles`.
+    OrgAssignedToProject,
+}
+
+impl Role {
+    pub fn mode(&self) -> Option<KeyMode> {
+        match (self.organization_id.is_empty(), self.project_id.is_empty()) {
+            (false, true) => Some(KeyMode::Org),
+            (true, false) => Some(KeyMode::Project),
+            (false, false) => Some(KeyMode::OrgAssignedToProject),
+            (true, true) => None,
+        }
+    }
+
+    pub fn roles(&self) -> &[String] {
+        self.roles.as_deref().unwrap_or_default()
+    }
+
+    pub fn project_roles(&self) -> &[String] {
+        self.project_roles.as_deref().unwrap_or_default()
+    }
+
+    pub fn ip_addresses(&self) -> &[String] {
+        self.ip_addresses.as_deref().unwrap_or_default()
+    }
+
+    pub fn cidr_blocks(&self) -> &[String] {
+        self.cidr_blocks.as_deref().unwrap_or_default()
+    }
+
+    /// The role as read back (TTLs in seconds, as the Terraform provider expects).
+    fn to_response(&self) -> Response {
+        Response::json(json!({
+            "project_id": self.project_id,
+            "database_name": self.database_name,
+            "roles": self.roles,
+            "organization_id": self.organization_id,
+            "cidr_blocks": self.cidr_blocks,
+            "ip_addresses": self.ip_addresses,
+            "project_roles": self.project_roles,
+            "ttl": self.ttl.as_secs(),
+            "max_ttl": self.max_ttl.as_secs(),
+        }))
+    }
+
+    /// Everything Atlas would reject, caught before any key is created.
+    pub fn validate(&self) -> Result<(), BackendError> {
+        let mode = self.mode().ok_or_else(|| {
+            BackendError::user("organization_id or project_id is required: set organization_id for an organization key, project_id for a project key, or both for an organization key assigned to a project")
+        })?;
+        for (field, id) in [
+            ("organization_id", &self.organization_id),
+            ("project_id", &self.project_id),
+        ] {
+            if !id.is_empty() && !is_atlas_id(id) {
+                return Err(BackendError::user(format!(
+                    "{field} {id:?} is not an Atlas id (24 hexadecimal characters)"
+                )));
+            }
+        }
+        let (role_scope, prefix) = match mode {
+            KeyMode::Org | KeyMode::OrgAssignedToProject => ("organization", "ORG_"),
+            KeyMode::Project => ("project", "GROUP_"),
+        };
+        if self.roles().is_empty() {
+            return Err(BackendError::user(format!(
+                "roles is required and must not be empty: give at least one {role_scope} role, e.g. {prefix}READ_ONLY"
+            )));
+        }
+        check_role_names("roles", self.roles(), prefix, role_scope)?;
+        if mode == KeyMode::OrgAssignedToProject {
+            if self.project_roles().is_empty() {
+                return Err(BackendError::user(
+                    "project_roles is required if both organization_id and project_id are supplied: give at least one project role, e.g. GROUP_READ_ONLY",
+                ));
+            }
+            check_role_names("project_roles", self.project_roles(), "GROUP_", "project")?;
+        }
+        for ip in self.ip_addresses() {
+            ip.parse::<IpAddr>().map_err(|_| {
+                BackendError::user(format!(
+                    "ip_addresses: {ip:?} is not an IP address (e.g. 192.0.2.10)"
+                ))
+            })?;
+        }
+        for cidr in self.cidr_blocks() {
+            cidr.parse::<IpNet>().map_err(|_| {
+                BackendError::user(format!(
+                    "cidr_blocks: {cidr:?} is not a CIDR block (e.g. 192.0.2.0/24)"
+                ))
+            })?;
+        }
+        if !self.max_ttl.is_zero() && self.ttl > self.max_ttl {
+            return Err(BackendError::user(format!(
+                "ttl ({}s) exceeds max_ttl ({}s): lower ttl or raise max_ttl",
+                self.ttl.as_secs(),
+                self.max_ttl.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn is_atlas_id(id: &str) -> bool {
+    id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn check_role_names(
+    field: &str,
+    names: &[String],
+    prefix: &str,
+    scope: &str,
+) -> Result<(), BackendError> {
+    match names.iter().find(|n| !n.starts_with(prefix)) {
+        Some(bad) => Err(BackendError::user(format!(
+            "{field}: {bad:?} is not an Atlas {scope} role (they start with {prefix}, e.g. {prefix}READ_ONLY)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+pub async fn load(storage: &dyn Storage, name: &str) -> Result<Option<Role>, BackendError> {
+    Ok(get_json(storage, &format!("{PREFIX}{name}")).await?)
+}
+
+fn role_name(fields: &FieldData) -> Result<String, BackendError> {
+    fields.required_string("name")
+}
+
+/// Applies the supplied fields on top of the stored role (writes merge).
+fn merge(mut role: Role, fields: &FieldData) -> Result<Role, BackendError> {
+    if let Some(v) = fields.string("organization_id")? {
+        role.organization_id = v.trim().to_string();
+    }
+    if let Some(v) = fields.string("project_id")? {
+        role.project_id = v.trim().to_string();
+    }
+    for (name, slot) in [
+        ("roles", &mut role.roles),
+        ("project_roles", &mut role.project_roles),
+        ("ip_addresses", &mut role.ip_addresses),
+        ("cidr_blocks", &mut role.cidr_blocks),
+    ] {
+        if fields.is_set(name) {
+            *slot = fields.strings(name)?;
+        }
+    }
+    if let Some(ttl) = fields.duration("ttl")? {
+        role.ttl = ttl;
+    }
+    if let Some(max_ttl) = fields.duration("max_ttl")? {
+        role.max_ttl = max_ttl;
+    }
+    Ok(role)
+}
+
+fn name_field() -> FieldSchema {
+    FieldSchema::new(
+        "name",
+        FieldType::LowerCaseString,
+        "Name of the role (lower-cased).",
+    )
+    .required()
+}
+
+pub fn paths() -> Vec<Path> {
+    let list = Path::new("roles/?")
+        .operation(
+            Operation::List,
+            handler(
+                |req, _| async move { Ok(Some(Response::list(req.storage.list(PREFIX).await?))) },
+            ),
+        )
+        .help(
+            "List the roles.",
+            "Lists the names of all roles of this mount.",
+        );
+
+    let write = handler(|req, fields| async move {
+        let name = role_name(&fields)?;
+        let stored = load(req.storage.as_ref(), &name).await?.unwrap_or_default();
+        let role = merge(stored, &fields)?;
+        role.validate()?;
+        put_json(req.storage.as_ref(), &format!("{PREFIX}{name}"), &role).await?;
+        Ok(None)
+    });
+    let role = Path::new(ROLE_PATTERN)
+        .field(name_field())
+        .field(FieldSchema::new("organization_id", FieldType::String, "Atlas organization id. With it alone, the role issues organization keys; with project_id too, organization keys assigned to that project."))
+        .field(FieldSchema::new("project_id", FieldType::String, "Atlas project id. With it alone, the role issues project keys."))
+        .field(FieldSchema::new("roles", FieldType::CommaStringSlice, "Atlas roles of the key: organization roles (ORG_*) for organization keys, project roles (GROUP_*) for project keys. At least one.").required())
+        .field(FieldSchema::new("project_roles", FieldType::CommaStringSlice, "Project roles (GROUP_*) given to the organization key in project_id; required when both organization_id and project_id are set."))
+        .field(FieldSchema::new("ip_addresses", FieldType::CommaStringSlice, "IP addresses added to each key's access list."))
+        .field(FieldSchema::new("cidr_blocks", FieldType::CommaStringSlice, "CIDR blocks added to each key's access list."))
+        .field(FieldSchema::new("ttl", FieldType::DurationSecond, "Lease TTL of issued keys (seconds or a duration such as 1h); 0 uses the mount default."))
+        .field(FieldSchema::new("max_ttl", FieldType::DurationSecond, "Maximum lifetime of issued keys; 0 uses the mount maximum."))
+        .operation(Operation::Create, write.clone())
+        .operation(Operation::Update, write)
+        .operation(
+            Operation::Read,
+            handler(|req, fields| async move {
+                Ok(load(req.storage.as_ref(), &role_name(&fields)?).await?.map(|r| r.to_response()))
+            }),
+        )
+        .operation(
+            Operation::Delete,
+            handler(|req, fields| async move {
+                req.storage.delete(&format!("{PREFIX}{}", role_name(&fields)?)).await?;
+                Ok(None)
+            }),
+        )
+        .existence(existence_check(|req, fields| async move {
+            Ok(load(req.storage.as_ref(), &role_name(&fields)?).await?.is_some())
+        }))
+        .help(
+            "Manage the roles that define which Atlas programmatic API keys are issued.",
+            "A role issues one of three kinds of key: organization_id alone gives an organization \
+             key with `roles` (ORG_*); project_id alone gives a project key with `roles` (GROUP_*); \
+             both give an organization key with `roles`, assigned to the project with \
+             `project_roles`. ip_addresses and cidr_blocks become the key's access list. Writes \
+             merge into an existing role. ttl and max_ttl bound the leases of issued keys.",
+        );
+    vec![list, role]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    const ORG: &str = "5f0c4f2b8c1e4a3d2b1a0f9e";
+
+    #[test]
+    fn reads_the_official_storage_format() {
+        let stored = r#"{"project_id":"","database_name":"","roles":["ORG_MEMBER"],"organization_id":"5f0c4f2b8c1e4a3d2b1a0f9e","cidr_blocks":null,"ip_addresses":["192.0.2.1"],"project_roles":null,"ttl":3600000000000,"max_ttl":7200000000000}"#;
+        let role: Role = serde_json::from_str(stored).expect("decode");
+        assert_eq!(role.ttl, Duration::from_secs(3600));
+        assert_eq!(role.mode(), Some(KeyMode::Org));
+        assert_eq!(serde_json::to_string(&role).expect("encode"), stored);
+    }
+
+    #[test]
+    fn validation_names_the_field_and_the_fix() {
+        let base = Role {
+            organization_id: ORG.into(),
+            roles: Some(vec!["ORG_MEMBER".into()]),
+            ..Role::default()
+        };
+        assert!(base.validate().is_ok());
+        let cases: Vec<(Role, &str)> = vec![
+            (
+                Role {
+                    roles: Some(vec![]),
+                    ..base.clone()
+                },
+                "roles is required",
+            ),
+            (
+                Role {
+                    project_id: ORG.into(),
+                    ..base.clone()
+                },
+                "project_roles is required if both organization_id and project_id",
+            ),
+            (
+                Role {
+                    ip_addresses: Some(vec!["300.1.1.1".into()]),
+                    ..base.clone()
+                },
+                "ip_addresses",
+            ),
+            (
+                Role {
+                    cidr_blocks: Some(vec!["10.0.0.0/99".into()]),
+                    ..base.clone()
+                },
+                "cidr_blocks",
+            ),
+            (
+                Role {
+                    ttl: Duration::from_secs(10),
+                    max_ttl: Duration::from_secs(5),
+                    ..base.clone()
+                },
+                "ttl (10s) exceeds max_ttl (5s)",
+            ),
+            (
+                Role {
+                    organization_id: String::new(),
+                    ..base.clone()
+                },
+                "organization_id or project_id is required",
+            ),
+            (
+                Role {
+                    organization_id: "xyz".into(),
+                    ..base.clone()
+                },
+                "not an Atlas id",
+            ),
+            (
+                Role {
+                    roles: Some(vec!["GROUP_READ_ONLY".into()]),
+                    ..base.clone()
+                },
+                "not an Atlas organization role",
+            ),
+        ];
+        for (role, expected) in cases {
+            match role.validate() {
+                Err(BackendError::User(msg)) => assert!(
+                    msg.contains(expected),
+                    "{msg:?} should contain {expected:?}"
+                ),
+                other => panic!("expected a user error containing {expected:?}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn role_read_reports_seconds() {
+        let role = Role {
+            ttl: Duration::from_secs(60),
+            ..Role::default()
+        };
+        let data = role.to_response().data.expect("data");
+        assert_eq!(data["ttl"], Value::from(60));
+        assert_eq!(data["roles"], Value::Null);
+    }
+}
