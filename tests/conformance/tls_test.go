@@ -63,29 +63,36 @@ func grpcHealth(ctx context.Context, p *RawPlugin, cert *tls.Certificate) error 
 }
 
 // rawExchange opens a TLS session, sends the HTTP/2 preface and reads the first bytes back.
-// It returns how many bytes the server sent and the first error met.
-func rawExchange(ctx context.Context, p *RawPlugin, cert *tls.Certificate) (int, error) {
+// It returns how many bytes the server sent, the negotiated ALPN protocol and the first
+// error met.
+func rawExchange(ctx context.Context, p *RawPlugin, cert *tls.Certificate) (int, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	d := &tls.Dialer{Config: clientTLS(p, cert)}
 	conn, err := d.DialContext(ctx, p.Handshake.Network, p.Handshake.Address)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer conn.Close()
+	alpn := conn.(*tls.Conn).ConnectionState().NegotiatedProtocol
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
 	if _, err := conn.Write(http2Preface); err != nil {
-		return 0, err
+		return 0, alpn, err
 	}
 	buf := make([]byte, 64)
-	return conn.Read(buf)
+	n, err := conn.Read(buf)
+	return n, alpn, err
 }
 
 func expectServed(t *testing.T, ctx context.Context, p *RawPlugin, cert *tls.Certificate) {
 	t.Helper()
-	if n, err := rawExchange(ctx, p, cert); err != nil || n == 0 {
+	n, alpn, err := rawExchange(ctx, p, cert)
+	if err != nil || n == 0 {
 		t.Fatalf("raw TLS with Vault's client certificate: got %d bytes, %v; want the server's HTTP/2 SETTINGS", n, err)
+	}
+	if alpn != "h2" {
+		t.Errorf("server negotiated ALPN %q, want \"h2\" (grpc-go refuses TLS connections without it)", alpn)
 	}
 	if err := grpcHealth(ctx, p, cert); err != nil {
 		t.Fatalf("gRPC health with Vault's client certificate: %v", err)
@@ -94,7 +101,7 @@ func expectServed(t *testing.T, ctx context.Context, p *RawPlugin, cert *tls.Cer
 
 func expectRefused(t *testing.T, ctx context.Context, p *RawPlugin, cert *tls.Certificate) {
 	t.Helper()
-	n, err := rawExchange(ctx, p, cert)
+	n, _, err := rawExchange(ctx, p, cert)
 	var netErr net.Error
 	switch {
 	case err == nil || n > 0:
