@@ -404,7 +404,7 @@ func TestShutdownEndsProcess(t *testing.T) {
 func TestMTLSRefusesOtherClients(t *testing.T) {
 	s := loadSuite(t)
 	ctx := testContext(t, 60*time.Second)
-	p, err := StartRaw(ctx, s.binary, hostVaultVersion)
+	p, err := StartRaw(ctx, s.binary, hostVaultVersion, t.TempDir())
 	if err != nil {
 		t.Fatalf("launch: %v", err)
 	}
@@ -619,7 +619,7 @@ func TestLaunchRefusals(t *testing.T) {
 func TestHandshakeLineFormat(t *testing.T) {
 	s := loadSuite(t)
 	ctx := testContext(t, 60*time.Second)
-	p, err := StartRaw(ctx, s.binary, hostVaultVersion)
+	p, err := StartRaw(ctx, s.binary, hostVaultVersion, t.TempDir())
 	if err != nil {
 		t.Fatalf("launch: %v", err)
 	}

@@ -95,7 +95,7 @@ func hostEnv() []string {
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		switch {
-		case name == bplugin.HandshakeConfig.MagicCookieKey, name == DatabaseCookieKey,
+		case name == bplugin.HandshakeConfig.MagicCookieKey, name == DatabaseCookieKey, name == "TMPDIR",
 			strings.HasPrefix(name, "PLUGIN_"), strings.HasPrefix(name, "VAULT_"):
 			continue
 		}
@@ -153,23 +153,31 @@ type RawPlugin struct {
 // Stderr is what the plugin has written to stderr so far.
 func (p *RawPlugin) Stderr() string { return p.stderr.String() }
 
-// Stop kills the process and waits (bounded) for it.
+// Stop kills the process, waits (bounded) for it, and removes the socket a killed process
+// could not.
 func (p *RawPlugin) Stop() {
 	_ = p.Cmd.Process.Kill()
 	select {
 	case <-p.done:
 	case <-time.After(5 * time.Second):
 	}
+	if hs := p.Handshake; hs != nil && hs.Network == "unix" {
+		if st, err := os.Lstat(hs.Address); err == nil && st.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(hs.Address)
+		}
+	}
 }
 
-// StartRaw launches the binary with Vault's environment and reads the handshake line.
-func StartRaw(ctx context.Context, binary, vaultVersion string) (*RawPlugin, error) {
+// StartRaw launches the binary with Vault's environment (TMPDIR set to tmpDir, where Go
+// plugins put their socket) and reads the handshake line.
+func StartRaw(ctx context.Context, binary, vaultVersion, tmpDir string) (*RawPlugin, error) {
 	client, err := NewIdentity()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(binary)
 	cmd.Env = append(hostEnv(), VaultEnv(client, vaultVersion)...)
+	cmd.Env = append(cmd.Env, "TMPDIR="+tmpDir)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
