@@ -1,0 +1,168 @@
+//! Logs as hclog JSON lines on stderr, which go-plugin's host parses and
+//! re-logs under the plugin's name at the right level.
+//!
+//! hclog's host-side parser is strict: `@message` must be a string and
+//! `@timestamp` must have exactly six fractional digits, or the line is
+//! demoted to plain text. Nothing is ever written to stdout.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+/// Environment variable selecting the level: trace, debug, info (default), warn, error.
+pub const LOG_LEVEL_ENV: &str = "PLUGIN_LOG_LEVEL";
+
+/// Installs the global subscriber. Safe to call more than once.
+pub fn init() {
+    let level = std::env::var(LOG_LEVEL_ENV)
+        .ok()
+        .filter(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| "info".to_string());
+    let level = level.trim().to_ascii_lowercase();
+    // Our own crate at the chosen level; transport libraries only when tracing.
+    let deps = if level == "trace" { "debug" } else { "warn" };
+    let filter = EnvFilter::try_new(format!("{deps},vault_mongodbatlas={level},vault_plugin_secrets_mongodbatlas={level},example_plugin={level},atlas_sim={level}"))
+        .unwrap_or_else(|_| EnvFilter::new("warn,vault_mongodbatlas=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .event_format(HclogJson)
+        .try_init();
+}
+
+/// One JSON object per event, in hclog's shape.
+pub struct HclogJson;
+
+impl<S, N> FormatEvent<S, N> for HclogJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let line = hclog_line(event.metadata().level(), event.metadata().target(), time::OffsetDateTime::now_utc(), |v| {
+            event.record(v)
+        });
+        writeln!(writer, "{line}")
+    }
+}
+
+fn hclog_line(
+    level: &Level,
+    target: &str,
+    now: time::OffsetDateTime,
+    record: impl FnOnce(&mut FieldsVisitor),
+) -> String {
+    let mut visitor = FieldsVisitor::default();
+    record(&mut visitor);
+    let mut obj = Map::new();
+    obj.insert("@level".into(), Value::String(level_name(level).into()));
+    obj.insert("@message".into(), Value::String(visitor.message.unwrap_or_default()));
+    obj.insert("@module".into(), Value::String(module_name(target)));
+    obj.insert("@timestamp".into(), Value::String(timestamp(now)));
+    obj.extend(visitor.fields);
+    Value::Object(obj).to_string()
+}
+
+fn level_name(level: &Level) -> &'static str {
+    match *level {
+        Level::TRACE => "trace",
+        Level::DEBUG => "debug",
+        Level::INFO => "info",
+        Level::WARN => "warn",
+        Level::ERROR => "error",
+    }
+}
+
+/// `vault_mongodbatlas::engine::creds` -> `mongodbatlas.engine.creds`.
+fn module_name(target: &str) -> String {
+    let mut parts = target.split("::");
+    let first = parts.next().unwrap_or_default();
+    let head = if first.starts_with("vault_") || first.starts_with("vault-") {
+        "mongodbatlas"
+    } else {
+        first
+    };
+    std::iter::once(head).chain(parts).collect::<Vec<_>>().join(".")
+}
+
+/// `2006-01-02T15:04:05.000000Z07:00` in UTC.
+fn timestamp(now: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    now.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
+#[derive(Default)]
+struct FieldsVisitor {
+    message: Option<String>,
+    fields: Map<String, Value>,
+}
+
+impl FieldsVisitor {
+    fn put(&mut self, field: &Field, value: Value) {
+        if field.name() == "message" {
+            let text = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            self.message = Some(text);
+        } else {
+            self.fields.insert(field.name().to_string(), value);
+        }
+    }
+}
+
+impl Visit for FieldsVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, Value::String(value.to_string()));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, Value::Bool(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, Value::String(format!("{value:?}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_has_exactly_six_fraction_digits() {
+        let t = time::macros::datetime!(2026-11-23 22:33:48.1 UTC);
+        assert_eq!(timestamp(t), "2026-11-23T22:33:48.100000Z");
+    }
+
+    #[test]
+    fn module_names_read_like_hclog_names() {
+        assert_eq!(module_name("vault_mongodbatlas::engine::creds"), "mongodbatlas.engine.creds");
+        assert_eq!(module_name("h2::codec"), "h2.codec");
+    }
+
+    #[test]
+    fn line_is_hclog_json_with_string_message() {
+        let t = time::macros::datetime!(2026-01-02 03:04:05 UTC);
+        let line = hclog_line(&Level::WARN, "vault_mongodbatlas::x", t, |_| {});
+        let v: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["@level"], "warn");
+        assert_eq!(v["@message"], "");
+        assert_eq!(v["@module"], "mongodbatlas.x");
+        assert_eq!(v["@timestamp"], "2026-01-02T03:04:05.000000Z");
+    }
+}
