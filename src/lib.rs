@@ -6,6 +6,7 @@
 //! - [`atlas`]: MongoDB Atlas Administration API client.
 //! - [`engine`]: the MongoDB Atlas secrets engine (config, roles, creds, secret).
 //! - [`sim`]: a local, stateful Atlas simulator (the `atlas-sim` binary).
-pub mod proto;
 pub mod goplugin;
 pub mod logging;
+pub mod proto;
+pub mod vault;

@@ -44,10 +44,18 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let line = hclog_line(event.metadata().level(), event.metadata().target(), time::OffsetDateTime::now_utc(), |v| {
-            event.record(v)
-        });
+    fn format_event(
+        &self,
+        _: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let line = hclog_line(
+            event.metadata().level(),
+            event.metadata().target(),
+            time::OffsetDateTime::now_utc(),
+            |v| event.record(v),
+        );
         writeln!(writer, "{line}")
     }
 }
@@ -62,7 +70,10 @@ fn hclog_line(
     record(&mut visitor);
     let mut obj = Map::new();
     obj.insert("@level".into(), Value::String(level_name(level).into()));
-    obj.insert("@message".into(), Value::String(visitor.message.unwrap_or_default()));
+    obj.insert(
+        "@message".into(),
+        Value::String(visitor.message.unwrap_or_default()),
+    );
     obj.insert("@module".into(), Value::String(module_name(target)));
     obj.insert("@timestamp".into(), Value::String(timestamp(now)));
     obj.extend(visitor.fields);
@@ -88,7 +99,10 @@ fn module_name(target: &str) -> String {
     } else {
         first
     };
-    std::iter::once(head).chain(parts).collect::<Vec<_>>().join(".")
+    std::iter::once(head)
+        .chain(parts)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// `2006-01-02T15:04:05.000000Z07:00` in UTC.
@@ -151,7 +165,10 @@ mod tests {
 
     #[test]
     fn module_names_read_like_hclog_names() {
-        assert_eq!(module_name("vault_mongodbatlas::engine::creds"), "mongodbatlas.engine.creds");
+        assert_eq!(
+            module_name("vault_mongodbatlas::engine::creds"),
+            "mongodbatlas.engine.creds"
+        );
         assert_eq!(module_name("h2::codec"), "h2.codec");
     }
 

@@ -64,14 +64,16 @@ impl Broker {
 
     fn announce(&self, info: ConnInfo) {
         tracing::trace!(id = info.service_id, network = %info.network, "broker: connection info received");
-        self.announced()
-            .insert(info.service_id, info);
+        self.announced().insert(info.service_id, info);
         self.inner.arrived.notify_waiters();
     }
 
     fn announced(&self) -> std::sync::MutexGuard<'_, HashMap<u32, ConnInfo>> {
         // A panic while holding this lock cannot leave the map inconsistent.
-        self.inner.announced.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     async fn wait_for(&self, id: u32) -> Result<ConnInfo, BrokerError> {
@@ -114,7 +116,11 @@ impl Broker {
     }
 }
 
-async fn connect(network: &str, address: &str, tls: Option<TlsConnector>) -> io::Result<Pin<Box<dyn Io>>> {
+async fn connect(
+    network: &str,
+    address: &str,
+    tls: Option<TlsConnector>,
+) -> io::Result<Pin<Box<dyn Io>>> {
     let io: Box<dyn Io> = if network == "unix" {
         Box::new(UnixStream::connect(address).await?)
     } else {
@@ -163,19 +169,32 @@ mod tests {
     #[tokio::test]
     async fn info_announced_before_or_after_the_wait_is_found() {
         let broker = Broker::new(None);
-        broker.announce(ConnInfo { service_id: 1, network: "unix".into(), address: "/a".into(), knock: None });
+        broker.announce(ConnInfo {
+            service_id: 1,
+            network: "unix".into(),
+            address: "/a".into(),
+            knock: None,
+        });
         assert_eq!(broker.wait_for(1).await.expect("early").address, "/a");
 
         let late = broker.clone();
         let waiter = tokio::spawn(async move { late.wait_for(2).await });
         tokio::task::yield_now().await;
-        broker.announce(ConnInfo { service_id: 2, network: "unix".into(), address: "/b".into(), knock: None });
+        broker.announce(ConnInfo {
+            service_id: 2,
+            network: "unix".into(),
+            address: "/b".into(),
+            knock: None,
+        });
         assert_eq!(waiter.await.expect("join").expect("late").address, "/b");
     }
 
     #[tokio::test(start_paused = true)]
     async fn unknown_id_times_out() {
         let broker = Broker::new(None);
-        assert!(matches!(broker.wait_for(9).await, Err(BrokerError::Timeout(9))));
+        assert!(matches!(
+            broker.wait_for(9).await,
+            Err(BrokerError::Timeout(9))
+        ));
     }
 }

@@ -11,7 +11,8 @@ pub const CORE_PROTOCOL_VERSION: u32 = 1;
 pub const APP_PROTOCOL_VERSION: u32 = 5;
 
 /// go-plugin's message for a binary started by hand (or probed with the wrong cookie).
-pub const NOT_A_PROGRAM_MESSAGE: &str = "This binary is a plugin. These are not meant to be executed directly.\n\
+pub const NOT_A_PROGRAM_MESSAGE: &str =
+    "This binary is a plugin. These are not meant to be executed directly.\n\
 Please execute the program that consumes these plugins, which will\n\
 load any plugins automatically\n";
 

@@ -19,7 +19,10 @@ use tokio_stream::wrappers::ReceiverStream;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub enum Listener {
-    Unix { listener: UnixListener, path: PathBuf },
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
     Tcp(TcpListener),
 }
 
@@ -84,14 +87,17 @@ impl Listener {
                     let conn = match acceptor {
                         None => Conn(Box::pin(io)),
                         Some(acceptor) => {
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await
+                            {
                                 Ok(Ok(tls)) => Conn(Box::pin(tls)),
                                 Ok(Err(e)) => {
                                     tracing::warn!(error = %e, "rejected a connection: TLS handshake failed");
                                     return;
                                 }
                                 Err(_) => {
-                                    tracing::warn!("rejected a connection: TLS handshake timed out");
+                                    tracing::warn!(
+                                        "rejected a connection: TLS handshake timed out"
+                                    );
                                     return;
                                 }
                             }
@@ -154,7 +160,10 @@ fn bind_tcp(env: &impl Fn(&str) -> Option<String>) -> io::Result<Listener> {
         (Some(min), Some(max)) if min <= max => (min..=max)
             .find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
             .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::AddrInUse, format!("no free port in {min}..={max}"))
+                io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("no free port in {min}..={max}"),
+                )
             })?,
         _ => std::net::TcpListener::bind(("127.0.0.1", 0))?,
     };
@@ -185,7 +194,11 @@ impl AsyncRead for Conn {
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.0.as_mut().poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

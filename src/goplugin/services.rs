@@ -55,7 +55,10 @@ type StdioStream = Pin<Box<dyn Stream<Item = Result<StdioData, Status>> + Send>>
 impl GrpcStdio for Stdio {
     type StreamStdioStream = StdioStream;
 
-    async fn stream_stdio(&self, _: Request<()>) -> Result<Response<Self::StreamStdioStream>, Status> {
+    async fn stream_stdio(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<Self::StreamStdioStream>, Status> {
         Ok(Response::new(Box::pin(futures::stream::pending())))
     }
 }

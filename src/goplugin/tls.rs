@@ -52,9 +52,10 @@ impl Identity {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, SERVER_NAME);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "vault-plugin-secrets-mongodbatlas");
+        params.distinguished_name.push(
+            rcgen::DnType::OrganizationName,
+            "vault-plugin-secrets-mongodbatlas",
+        );
         let now = time::OffsetDateTime::now_utc();
         // A little slack for clock skew between Vault and us, as go-plugin allows.
         params.not_before = now - time::Duration::seconds(30);
@@ -81,7 +82,8 @@ impl Identity {
 
 /// Parses the host certificate from `PLUGIN_CLIENT_CERT`'s PEM.
 pub fn parse_host_cert(pem: &str) -> Result<CertificateDer<'static>, TlsSetupError> {
-    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsSetupError::HostCert(e.to_string()))
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| TlsSetupError::HostCert(e.to_string()))
 }
 
 /// Server side of the plugin's main listener: client auth mandatory and pinned.
@@ -148,10 +150,14 @@ fn check_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), TlsErr
     let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
     let validity = parsed.validity();
     if now < validity.not_before.timestamp() {
-        return Err(TlsError::InvalidCertificate(rustls::CertificateError::NotValidYet));
+        return Err(TlsError::InvalidCertificate(
+            rustls::CertificateError::NotValidYet,
+        ));
     }
     if now > validity.not_after.timestamp() {
-        return Err(TlsError::InvalidCertificate(rustls::CertificateError::Expired));
+        return Err(TlsError::InvalidCertificate(
+            rustls::CertificateError::Expired,
+        ));
     }
     Ok(())
 }
@@ -181,7 +187,12 @@ impl ClientCertVerifier for PinnedCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -190,11 +201,18 @@ impl ClientCertVerifier for PinnedCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -217,7 +235,12 @@ impl ServerCertVerifier for PinnedCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -226,11 +249,18 @@ impl ServerCertVerifier for PinnedCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -248,7 +278,11 @@ mod tests {
             .expect("san present");
         assert!(format!("{:?}", san.value).contains("localhost"));
         assert_eq!(
-            cert.public_key().algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()),
+            cert.public_key()
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok()),
             Some(x509_parser::oid_registry::OID_EC_P256)
         );
     }
@@ -261,7 +295,9 @@ mod tests {
         let now = UnixTime::now();
         assert!(v.check(&a.cert, &[], now).is_ok());
         assert!(v.check(&b.cert, &[], now).is_err());
-        assert!(v.check(&a.cert, std::slice::from_ref(&b.cert), now).is_err());
+        assert!(v
+            .check(&a.cert, std::slice::from_ref(&b.cert), now)
+            .is_err());
         assert!(ClientCertVerifier::client_auth_mandatory(&v));
     }
 
@@ -269,13 +305,16 @@ mod tests {
     fn pin_rejects_expired_certificate() {
         let a = Identity::generate().expect("a");
         let v = PinnedCertVerifier::new(a.cert.clone(), provider());
-        let far_future = UnixTime::since_unix_epoch(std::time::Duration::from_secs(4_102_444_800 * 2));
+        let far_future =
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(4_102_444_800 * 2));
         assert!(v.check(&a.cert, &[], far_future).is_err());
     }
 
     #[test]
     fn provider_verifies_p521() {
-        let schemes = provider().signature_verification_algorithms.supported_schemes();
+        let schemes = provider()
+            .signature_verification_algorithms
+            .supported_schemes();
         assert!(schemes.contains(&SignatureScheme::ECDSA_NISTP521_SHA512));
     }
 }

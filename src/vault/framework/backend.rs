@@ -1,0 +1,239 @@
+//! A backend: routing, field validation, secrets, WAL rollback, help.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value};
+
+use super::error::BackendError;
+use super::field::FieldData;
+use super::path::Path;
+use super::request::{Operation, Request, Response, SecretType};
+use super::{openapi, wal};
+use crate::vault::storage::Storage;
+use crate::vault::system_view::SystemView;
+
+/// Undoes the side effect a WAL entry describes; `Ok` deletes the entry.
+pub type WalRollback = Arc<
+    dyn Fn(
+            Request,
+            String,
+            Value,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BackendError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Reacts to a storage key changed elsewhere in the cluster.
+pub type Invalidate = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Paths Vault's core treats specially for this plugin.
+#[derive(Debug, Clone, Default)]
+pub struct SpecialPaths {
+    pub root: Vec<String>,
+    pub unauthenticated: Vec<String>,
+    /// Not replicated to performance secondaries.
+    pub local_storage: Vec<String>,
+    /// Encrypted again with the seal on Vault Enterprise.
+    pub seal_wrap_storage: Vec<String>,
+}
+
+/// What a backend is created with, once per mount.
+pub struct BackendConfig {
+    pub storage: Arc<dyn Storage>,
+    pub system: Arc<dyn SystemView>,
+    /// Mount options plus `plugin_name`, `plugin_type`, `plugin_version`.
+    pub config: HashMap<String, String>,
+    pub backend_uuid: String,
+}
+
+/// Creates one backend per mount; describes what is common to all mounts.
+pub trait BackendFactory: Send + Sync + 'static {
+    /// Reported by `logical.PluginVersion`; must equal the registered version.
+    fn version(&self) -> String;
+    fn special_paths(&self) -> SpecialPaths;
+    fn create(&self, config: &BackendConfig) -> Result<Backend, String>;
+}
+
+#[derive(Clone, Default)]
+pub struct Backend {
+    pub help: &'static str,
+    pub paths: Vec<Path>,
+    pub secrets: Vec<SecretType>,
+    pub wal_rollback: Option<WalRollback>,
+    /// WAL entries younger than this are left alone (their request may still be running).
+    pub wal_rollback_min_age: Duration,
+    /// Called when another node changed a storage key (e.g. `config`).
+    pub invalidate: Option<Invalidate>,
+    /// Called when the mount goes away.
+    pub clean: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+const UNRECOGNIZED: &str = "Endpoint ignored these unrecognized parameters";
+
+impl Backend {
+    fn route(&self, path: &str) -> Option<(&Path, Map<String, Value>)> {
+        self.paths
+            .iter()
+            .find_map(|p| p.matches(path).map(|caps| (p, caps)))
+    }
+
+    /// Request data with path captures taking priority, plus the names of unknown fields.
+    fn field_data(
+        path: &Path,
+        req: &Request,
+        captures: Map<String, Value>,
+    ) -> (FieldData, Vec<String>) {
+        let mut ignored: Vec<String> = req
+            .data
+            .keys()
+            .filter(|k| !path.fields.iter().any(|f| f.name == k.as_str()))
+            .cloned()
+            .collect();
+        ignored.sort();
+        let mut raw = req.data.clone();
+        raw.extend(captures);
+        (FieldData::new(raw, &path.fields), ignored)
+    }
+
+    pub async fn handle_request(&self, req: Request) -> Result<Option<Response>, BackendError> {
+        match req.operation {
+            Operation::Renew | Operation::Revoke => return self.handle_secret(req).await,
+            Operation::Rollback => return self.handle_rollback(req).await,
+            Operation::Help if req.path.is_empty() => return Ok(Some(self.root_help())),
+            _ => {}
+        }
+        let (path, captures) = self.route(&req.path).ok_or(BackendError::UnsupportedPath)?;
+        if req.operation == Operation::Help {
+            return Ok(Some(self.path_help(path)));
+        }
+        // Without an existence check Vault may send `create`; treat it as `update`.
+        let handler = path
+            .handler(req.operation)
+            .or_else(|| {
+                (req.operation == Operation::Create)
+                    .then(|| path.handler(Operation::Update))
+                    .flatten()
+            })
+            .cloned()
+            .ok_or(BackendError::UnsupportedOperation)?;
+        let (fields, ignored) = Self::field_data(path, &req, captures);
+        fields.validate()?;
+        let mut resp = handler(req, fields).await?;
+        if let Some(resp) = resp.as_mut() {
+            if !ignored.is_empty() {
+                resp.add_warning(format!("{UNRECOGNIZED}: [{}]", ignored.join(" ")));
+            }
+        }
+        Ok(resp)
+    }
+
+    /// `(check_found, exists)` as Vault's HandleExistenceCheck expects.
+    pub async fn handle_existence_check(&self, req: Request) -> Result<(bool, bool), BackendError> {
+        let Some((path, captures)) = self.route(&req.path) else {
+            return Err(BackendError::UnsupportedPath);
+        };
+        let Some(check) = path.existence.clone() else {
+            return Ok((false, false));
+        };
+        let (fields, _) = Self::field_data(path, &req, captures);
+        Ok((true, check(req, fields).await?))
+    }
+
+    async fn handle_secret(&self, req: Request) -> Result<Option<Response>, BackendError> {
+        let secret = req
+            .secret
+            .as_ref()
+            .ok_or_else(|| BackendError::internal("request has no secret"))?;
+        let kind = secret.internal_str("secret_type").unwrap_or_default();
+        let secret_type = self
+            .secrets
+            .iter()
+            .find(|s| s.name == kind)
+            .ok_or_else(|| {
+                BackendError::internal(format!(
+                    "secret type {kind:?} is unsupported by this backend"
+                ))
+            })?;
+        let handler = match req.operation {
+            Operation::Renew => secret_type.renew.clone(),
+            _ => secret_type.revoke.clone(),
+        }
+        .ok_or(BackendError::UnsupportedOperation)?;
+        let fields = FieldData::new(req.data.clone(), &[]);
+        handler(req, fields).await
+    }
+
+    /// Rolls back WAL entries old enough that their request cannot still be running.
+    async fn handle_rollback(&self, req: Request) -> Result<Option<Response>, BackendError> {
+        let Some(rollback) = self.wal_rollback.clone() else {
+            return Err(BackendError::UnsupportedOperation);
+        };
+        let storage = req.storage.clone();
+        let min_age = if req.data.contains_key("immediate") {
+            Duration::ZERO
+        } else {
+            self.wal_rollback_min_age
+        };
+        let now = SystemTime::now();
+        let mut failures = Vec::new();
+        for id in wal::list(storage.as_ref()).await? {
+            let entry = match wal::get(storage.as_ref(), &id).await {
+                Ok(Some(entry)) => entry,
+                Ok(None) => continue,
+                Err(e) => {
+                    failures.push(format!("{id}: {e}"));
+                    continue;
+                }
+            };
+            let created = SystemTime::UNIX_EPOCH
+                + Duration::from_secs(u64::try_from(entry.created_at).unwrap_or(0));
+            if now.duration_since(created).unwrap_or_default() < min_age {
+                continue;
+            }
+            match rollback(req.clone(), entry.kind.clone(), entry.data.clone()).await {
+                Ok(()) => wal::delete(storage.as_ref(), &id).await?,
+                Err(e) => {
+                    tracing::warn!(wal_id = %id, kind = %entry.kind, error = %e, "WAL rollback failed; will retry");
+                    failures.push(format!("{id}: {e}"));
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok(None)
+        } else {
+            Err(BackendError::internal(format!(
+                "WAL rollback failed for {} entries: {}",
+                failures.len(),
+                failures.join("; ")
+            )))
+        }
+    }
+
+    fn root_help(&self) -> Response {
+        let mut text = format!("{}\n\n## PATHS\n", self.help.trim());
+        for p in &self.paths {
+            text.push_str(&format!("\n    ^{}$\n        {}\n", p.pattern, p.synopsis));
+        }
+        let mut data = Map::new();
+        data.insert("help".into(), Value::String(text));
+        data.insert(
+            "openapi".into(),
+            openapi::document(self.paths.iter(), self.help),
+        );
+        Response::with_data(data)
+    }
+
+    fn path_help(&self, path: &Path) -> Response {
+        let mut data = Map::new();
+        data.insert("help".into(), Value::String(path.help_text()));
+        data.insert("see_also".into(), Value::Null);
+        data.insert(
+            "openapi".into(),
+            openapi::document(std::iter::once(path), self.help),
+        );
+        Response::with_data(data)
+    }
+}

@@ -1,0 +1,37 @@
+//! Errors a handler returns, and how each reaches the Vault user.
+
+use crate::vault::storage::StorageError;
+use crate::vault::system_view::SystemViewError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Bad input: becomes a response `{"error": msg}`, which Vault answers with HTTP 400.
+    #[error("{0}")]
+    User(String),
+    /// An HTTP status of the engine's choosing with a message.
+    #[error("{message}")]
+    Coded { code: u16, message: String },
+    #[error("unsupported operation")]
+    UnsupportedOperation,
+    #[error("unsupported path")]
+    UnsupportedPath,
+    #[error("permission denied")]
+    PermissionDenied,
+    /// Anything else: HTTP 500 with the message (Vault retries revocations that fail).
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    SystemView(#[from] SystemViewError),
+}
+
+impl BackendError {
+    pub fn user(msg: impl Into<String>) -> Self {
+        Self::User(msg.into())
+    }
+
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Self::Internal(msg.into())
+    }
+}

@@ -1,0 +1,132 @@
+//! A path: a regex pattern relative to the mount, its fields, and a handler
+//! per operation.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use super::error::BackendError;
+use super::field::{FieldData, FieldSchema};
+use super::request::{Operation, Request, Response};
+
+pub type HandlerFuture =
+    Pin<Box<dyn Future<Output = Result<Option<Response>, BackendError>> + Send>>;
+/// An operation's handler. `Ok(None)` is an empty success (404 for reads at Vault).
+pub type Handler = Arc<dyn Fn(Request, FieldData) -> HandlerFuture + Send + Sync>;
+
+pub type ExistenceFuture = Pin<Box<dyn Future<Output = Result<bool, BackendError>> + Send>>;
+/// Tells Vault whether a write creates or updates (for ACL `create` vs `update`).
+pub type ExistenceCheck = Arc<dyn Fn(Request, FieldData) -> ExistenceFuture + Send + Sync>;
+
+/// Wraps an async closure as a [`Handler`].
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Request, FieldData) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<Response>, BackendError>> + Send + 'static,
+{
+    Arc::new(move |req, fields| Box::pin(f(req, fields)))
+}
+
+/// Wraps an async closure as an [`ExistenceCheck`].
+pub fn existence_check<F, Fut>(f: F) -> ExistenceCheck
+where
+    F: Fn(Request, FieldData) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<bool, BackendError>> + Send + 'static,
+{
+    Arc::new(move |req, fields| Box::pin(f(req, fields)))
+}
+
+#[derive(Clone)]
+pub struct Path {
+    /// Regex relative to the mount, without anchors; named groups become fields.
+    pub pattern: &'static str,
+    regex: Regex,
+    pub fields: Vec<FieldSchema>,
+    pub(crate) operations: Vec<(Operation, Handler)>,
+    pub(crate) existence: Option<ExistenceCheck>,
+    pub synopsis: &'static str,
+    pub description: &'static str,
+}
+
+impl Path {
+    /// # Panics
+    /// If `pattern` is not a valid regex: patterns are compile-time constants.
+    pub fn new(pattern: &'static str) -> Self {
+        #[allow(clippy::expect_used)]
+        let regex = Regex::new(&format!("^{pattern}$")).expect("path patterns are valid regexes");
+        Self {
+            pattern,
+            regex,
+            fields: Vec::new(),
+            operations: Vec::new(),
+            existence: None,
+            synopsis: "",
+            description: "",
+        }
+    }
+
+    pub fn field(mut self, field: FieldSchema) -> Self {
+        self.fields.push(field);
+        self
+    }
+
+    pub fn operation(mut self, op: Operation, handler: Handler) -> Self {
+        self.operations.push((op, handler));
+        self
+    }
+
+    pub fn existence(mut self, check: ExistenceCheck) -> Self {
+        self.existence = Some(check);
+        self
+    }
+
+    pub fn help(mut self, synopsis: &'static str, description: &'static str) -> Self {
+        self.synopsis = synopsis;
+        self.description = description;
+        self
+    }
+
+    pub(crate) fn handler(&self, op: Operation) -> Option<&Handler> {
+        self.operations
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map(|(_, h)| h)
+    }
+
+    /// Captured named groups if `path` matches.
+    pub(crate) fn matches(&self, path: &str) -> Option<Map<String, Value>> {
+        let caps = self.regex.captures(path)?;
+        Some(
+            self.regex
+                .capture_names()
+                .flatten()
+                .filter_map(|name| {
+                    caps.name(name)
+                        .map(|m| (name.to_string(), Value::String(m.as_str().into())))
+                })
+                .collect(),
+        )
+    }
+
+    pub(crate) fn help_text(&self) -> String {
+        let mut text = format!(
+            "Request:        {}\nMatching Route: ^{}$\n\n{}",
+            self.pattern, self.pattern, self.synopsis
+        );
+        if !self.fields.is_empty() {
+            text.push_str("\n\n## PARAMETERS\n");
+            for f in &self.fields {
+                let (ty, _) = f.ty.openapi();
+                text.push_str(&format!("\n{} ({})\n\n    {}\n", f.name, ty, f.description));
+            }
+        }
+        if !self.description.is_empty() {
+            text.push_str("\n## DESCRIPTION\n\n");
+            text.push_str(self.description);
+        }
+        text
+    }
+}
