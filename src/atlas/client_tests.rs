@@ -365,6 +365,11 @@ async fn lists_follow_next_links_across_pages() {
         .await
         .expect("find")
         .is_none());
+    let found = client
+        .find_project_key_by_desc(PROJECT, "k1-0")
+        .await
+        .expect("find");
+    assert_eq!(found.map(|k| k.desc), Some("k1-0".to_owned()));
     for request in authed(&server) {
         assert!(
             request.path_and_query.contains("itemsPerPage=500"),
@@ -582,6 +587,44 @@ async fn bad_arguments_are_rejected_before_sending() {
         .expect_err("too long");
     assert!(matches!(err, AtlasError::InvalidArgument(_)));
     assert!(server.requests().is_empty());
+}
+
+#[tokio::test]
+async fn https_with_a_trusted_root_negotiates_http2() {
+    let gate = DigestGate::new(PUBLIC, PRIVATE);
+    let (server, ca_pem) = TestServer::start_tls(gated(&gate, |_| Reply::empty(204))).await;
+    let mut config = config(&server.base_url);
+    config.extra_root_certs_pem = Some(ca_pem);
+    let client = AtlasClient::new(config).expect("client");
+    client
+        .delete_org_key(ORG, KEY)
+        .await
+        .expect("delete over TLS");
+    client
+        .delete_org_key(ORG, KEY)
+        .await
+        .expect("warm delete over TLS");
+    let seen = server.requests();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|r| r.version == http::Version::HTTP_2),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn https_with_an_unknown_certificate_fails_without_retrying() {
+    let (server, _) = TestServer::start_tls(|_| Reply::empty(204)).await;
+    let started = tokio::time::Instant::now();
+    let err = client(&server)
+        .delete_org_key(ORG, KEY)
+        .await
+        .expect_err("untrusted certificate");
+    assert!(matches!(err, AtlasError::Config(_)), "{err:?}");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    assert!(err.to_string().contains("SSL_CERT_FILE"), "{err}");
+    assert!(server.requests().is_empty());
+    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 // ---- create recovery ----
