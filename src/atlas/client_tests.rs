@@ -785,6 +785,32 @@ async fn create_after_gateway_error_that_created_nothing_just_tries_again() {
 }
 
 #[tokio::test]
+async fn create_answered_with_a_server_error_is_checked_for_a_key() {
+    let gate = DigestGate::new(PUBLIC, PRIVATE);
+    let inventory = Arc::new(Inventory::default());
+    let server = TestServer::start(inventory_server(
+        &gate,
+        inventory.clone(),
+        |n, key| {
+            if n == 0 {
+                // Atlas stored the key, then failed answering.
+                Reply::error(500, "UNEXPECTED_ERROR", "Unexpected error.")
+            } else {
+                Reply::json(200, key.to_string())
+            }
+        },
+        None,
+    ))
+    .await;
+    let key = client(&server)
+        .create_org_key(ORG, "vault-500", &["ORG_READ_ONLY".to_owned()])
+        .await
+        .expect("create");
+    assert_eq!(inventory.ids(), vec![key.id]);
+    assert_eq!(inventory.created.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn rate_limited_create_is_simply_resent() {
     let gate = DigestGate::new(PUBLIC, PRIVATE);
     let inventory = Arc::new(Inventory::default());

@@ -72,7 +72,7 @@ pub(crate) struct ApiResponse {
 pub(crate) enum Resend {
     /// Atlas did not act on it (never connected, rate limited, nonce went stale).
     Always,
-    /// Atlas may have acted on it (timeout or reset after sending, 502/503/504).
+    /// Atlas may have acted on it (timeout or reset after sending, 5xx).
     IfIdempotent,
     /// Retrying will not help.
     Never,
@@ -419,10 +419,9 @@ impl Transport {
         let resend = match status {
             // The rate limiter turns requests away before they do anything.
             StatusCode::TOO_MANY_REQUESTS => Resend::Always,
-            // A gateway may have passed the request on before failing.
-            StatusCode::BAD_GATEWAY
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::GATEWAY_TIMEOUT => Resend::IfIdempotent,
+            // A gateway may have passed the request on before failing (502/503/504), and a
+            // 500 may come after Atlas did part of the work: a create may have happened.
+            s if s.is_server_error() => Resend::IfIdempotent,
             _ => Resend::Never,
         };
         Err(Failure::new(
