@@ -195,6 +195,21 @@ impl AtlasClient {
             .find(|key| key.desc == desc))
     }
 
+    /// The key assigned to the project with exactly this description, if any (the first,
+    /// should there be several). Like [`Self::find_org_key_by_desc`], for callers that only know
+    /// the project.
+    pub async fn find_project_key_by_desc(
+        &self,
+        project_id: &str,
+        desc: &str,
+    ) -> Result<Option<ApiKey>, AtlasError> {
+        Ok(self
+            .list_project_keys(project_id)
+            .await?
+            .into_iter()
+            .find(|key| key.desc == desc))
+    }
+
     // ---- internals ----
 
     fn deadline(&self) -> Instant {

@@ -365,6 +365,11 @@ async fn lists_follow_next_links_across_pages() {
         .await
         .expect("find")
         .is_none());
+    let found = client
+        .find_project_key_by_desc(PROJECT, "k1-0")
+        .await
+        .expect("find");
+    assert_eq!(found.map(|k| k.desc), Some("k1-0".to_owned()));
     for request in authed(&server) {
         assert!(
             request.path_and_query.contains("itemsPerPage=500"),
@@ -584,6 +589,44 @@ async fn bad_arguments_are_rejected_before_sending() {
     assert!(server.requests().is_empty());
 }
 
+#[tokio::test]
+async fn https_with_a_trusted_root_negotiates_http2() {
+    let gate = DigestGate::new(PUBLIC, PRIVATE);
+    let (server, ca_pem) = TestServer::start_tls(gated(&gate, |_| Reply::empty(204))).await;
+    let mut config = config(&server.base_url);
+    config.extra_root_certs_pem = Some(ca_pem);
+    let client = AtlasClient::new(config).expect("client");
+    client
+        .delete_org_key(ORG, KEY)
+        .await
+        .expect("delete over TLS");
+    client
+        .delete_org_key(ORG, KEY)
+        .await
+        .expect("warm delete over TLS");
+    let seen = server.requests();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|r| r.version == http::Version::HTTP_2),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn https_with_an_unknown_certificate_fails_without_retrying() {
+    let (server, _) = TestServer::start_tls(|_| Reply::empty(204)).await;
+    let started = tokio::time::Instant::now();
+    let err = client(&server)
+        .delete_org_key(ORG, KEY)
+        .await
+        .expect_err("untrusted certificate");
+    assert!(matches!(err, AtlasError::Config(_)), "{err:?}");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    assert!(err.to_string().contains("SSL_CERT_FILE"), "{err}");
+    assert!(server.requests().is_empty());
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
 // ---- create recovery ----
 
 /// A tiny key inventory standing in for Atlas during create-recovery tests.
@@ -739,6 +782,32 @@ async fn create_after_gateway_error_that_created_nothing_just_tries_again() {
         ["POST", "GET", "POST", "GET"],
         "create, look-up, create, duplicate sweep"
     );
+}
+
+#[tokio::test]
+async fn create_answered_with_a_server_error_is_checked_for_a_key() {
+    let gate = DigestGate::new(PUBLIC, PRIVATE);
+    let inventory = Arc::new(Inventory::default());
+    let server = TestServer::start(inventory_server(
+        &gate,
+        inventory.clone(),
+        |n, key| {
+            if n == 0 {
+                // Atlas stored the key, then failed answering.
+                Reply::error(500, "UNEXPECTED_ERROR", "Unexpected error.")
+            } else {
+                Reply::json(200, key.to_string())
+            }
+        },
+        None,
+    ))
+    .await;
+    let key = client(&server)
+        .create_org_key(ORG, "vault-500", &["ORG_READ_ONLY".to_owned()])
+        .await
+        .expect("create");
+    assert_eq!(inventory.ids(), vec![key.id]);
+    assert_eq!(inventory.created.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use super::digest::tests::{expected_response, parse_authorization};
 
 #[derive(Clone, Debug)]
 pub(crate) struct SeenRequest {
+    pub(crate) version: http::Version,
     pub(crate) method: Method,
     pub(crate) path_and_query: String,
     pub(crate) headers: HeaderMap,
@@ -166,6 +167,62 @@ impl TestServer {
         }
     }
 
+    /// HTTPS (HTTP/1.1 or HTTP/2 by ALPN) with a fresh self-signed certificate for 127.0.0.1;
+    /// also returns that certificate's PEM for the client to trust.
+    pub(crate) async fn start_tls(
+        handler: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static,
+    ) -> (Self, String) {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+            .expect("self-signed certificate");
+        let cert_pem = certified.cert.pem();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
+            .expect("key");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .expect("server config");
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let accept_log = log.clone();
+        let accept_loop = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = accept_log.clone();
+                let handler = handler.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A client that rejects our certificate ends the handshake here.
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let log = log.clone();
+                        let handler = handler.clone();
+                        async move { serve(request, &log, handler.as_ref()).await }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                });
+            }
+        });
+        let server = Self {
+            base_url: format!("https://{addr}"),
+            log,
+            accept_loop,
+        };
+        (server, cert_pem)
+    }
+
     pub(crate) fn requests(&self) -> Vec<SeenRequest> {
         self.log.lock().expect("log").clone()
     }
@@ -196,6 +253,7 @@ async fn serve(
         .map(|collected| collected.to_bytes())
         .unwrap_or_default();
     let seen = SeenRequest {
+        version: parts.version,
         method: parts.method,
         path_and_query: parts
             .uri

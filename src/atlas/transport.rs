@@ -72,7 +72,7 @@ pub(crate) struct ApiResponse {
 pub(crate) enum Resend {
     /// Atlas did not act on it (never connected, rate limited, nonce went stale).
     Always,
-    /// Atlas may have acted on it (timeout or reset after sending, 502/503/504).
+    /// Atlas may have acted on it (timeout or reset after sending, 5xx).
     IfIdempotent,
     /// Retrying will not help.
     Never,
@@ -366,7 +366,10 @@ impl Transport {
             error = %message,
             "Atlas exchange failed"
         );
-        let resend = if error.is_connect() {
+        let resend = if rejected_by_tls(error) {
+            // A certificate Atlas' name does not verify against will not verify next time.
+            Resend::Never
+        } else if error.is_connect() {
             // No connection, so nothing was sent.
             Resend::Always
         } else if error.is_builder() {
@@ -375,7 +378,12 @@ impl Transport {
             // Timeout, reset, truncated body: the request may have reached Atlas.
             Resend::IfIdempotent
         };
-        let error = if resend == Resend::Never {
+        let error = if rejected_by_tls(error) {
+            AtlasError::Config(format!(
+                "TLS with {} failed ({message}); if a proxy or private CA is in use, trust its CA via the system store or SSL_CERT_FILE",
+                request.url.host_str().unwrap_or("Atlas")
+            ))
+        } else if resend == Resend::Never {
             AtlasError::Unexpected {
                 message,
                 problem: None,
@@ -411,10 +419,9 @@ impl Transport {
         let resend = match status {
             // The rate limiter turns requests away before they do anything.
             StatusCode::TOO_MANY_REQUESTS => Resend::Always,
-            // A gateway may have passed the request on before failing.
-            StatusCode::BAD_GATEWAY
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::GATEWAY_TIMEOUT => Resend::IfIdempotent,
+            // A gateway may have passed the request on before failing (502/503/504), and a
+            // 500 may come after Atlas did part of the work: a create may have happened.
+            s if s.is_server_error() => Resend::IfIdempotent,
             _ => Resend::Never,
         };
         Err(Failure::new(
@@ -507,6 +514,24 @@ fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
         None => false,
     }
+}
+
+/// Whether the TLS handshake failed on our side's checks (certificate, protocol).
+fn rejected_by_tls(error: &reqwest::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = current {
+        if cause.is::<rustls::Error>() {
+            return true;
+        }
+        // io::Error::source() skips the error it wraps (often another io::Error), so unwrap it.
+        current = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => cause.source(),
+        };
+    }
+    false
 }
 
 /// reqwest's message plus its causes, which say what actually happened (reset, refused, ...).
