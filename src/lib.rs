@@ -6,3 +6,5 @@
 //! - [`atlas`]: MongoDB Atlas Administration API client.
 //! - [`engine`]: the MongoDB Atlas secrets engine (config, roles, creds, secret).
 //! - [`sim`]: a local, stateful Atlas simulator (the `atlas-sim` binary).
+
+pub mod sim;
