@@ -11,4 +11,5 @@ pub mod engine;
 pub mod goplugin;
 pub mod logging;
 pub mod proto;
+pub mod sim;
 pub mod vault;

@@ -1,0 +1,365 @@
+//! The admin API under `/admin` (no authentication; JSON in and out): inventory, stats,
+//! journal, faults, latency, rate limits, nonce lifetime, and direct seeding of orgs,
+//! projects and keys. [`super::SimHandle`] exposes the same operations in process.
+//! The endpoint list is in the module docs of [`crate::sim`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::faults::FaultRule;
+use super::ratelimit::{BucketConfig, RateLimitConfig};
+use super::server::{response, Body, Shared};
+use super::store::{NewKey, Org, Project, RoleAssignment};
+
+/// Body of `POST /admin/keys`: creates a key directly, bypassing the Atlas API (no role-name
+/// validation, so tests can also create odd keys). The org defaults to the seeded one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyRequest {
+    #[serde(default)]
+    pub org_id: Option<String>,
+    #[serde(default)]
+    pub desc: Option<String>,
+    #[serde(default)]
+    pub org_roles: Vec<String>,
+    /// Project id -> roles in that project.
+    #[serde(default)]
+    pub project_roles: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub private_key: Option<String>,
+}
+
+/// A key created through the admin API, private key included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedKey {
+    pub id: String,
+    pub org_id: String,
+    pub public_key: String,
+    pub private_key: String,
+    pub roles: Vec<RoleAssignment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewOrg {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    org_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LatencyBody {
+    ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthBody {
+    nonce_lifetime_ms: u64,
+}
+
+/// Partial rate-limit update: absent fields keep their value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitPatch {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    org: Option<BucketConfig>,
+    #[serde(default)]
+    project: Option<BucketConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JournalBody {
+    capacity: usize,
+}
+
+impl Shared {
+    pub fn create_key(&self, req: NewKeyRequest) -> Result<CreatedKey, String> {
+        let org_id = req.org_id.unwrap_or_else(|| self.seeded_org.clone());
+        let mut store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut roles: Vec<RoleAssignment> = req
+            .org_roles
+            .iter()
+            .map(|r| RoleAssignment::org(&org_id, r))
+            .collect();
+        for (group, group_roles) in &req.project_roles {
+            let project = store.project(group).map_err(|e| e.detail)?;
+            if project.org_id != org_id {
+                return Err(format!("project {group} is not in org {org_id}"));
+            }
+            roles.extend(group_roles.iter().map(|r| RoleAssignment::group(group, r)));
+        }
+        if let Some(pk) = &req.public_key {
+            if !super::ids::is_public_key(pk) {
+                return Err(format!("public key {pk:?} is not 8 lowercase letters"));
+            }
+        }
+        if let Some(id) = &req.id {
+            if !super::ids::is_object_id(id) {
+                return Err(format!("key id {id:?} is not 24 lowercase hex digits"));
+            }
+        }
+        let new = NewKey {
+            id: req.id,
+            public_key: req.public_key,
+            private_key: req.private_key,
+            desc: req
+                .desc
+                .unwrap_or_else(|| "created by atlas-sim admin".into()),
+            roles,
+            seeded: false,
+        };
+        let key = store.create_key(&org_id, new).map_err(|e| e.detail)?;
+        Ok(CreatedKey {
+            id: key.id,
+            org_id: key.org_id,
+            public_key: key.public_key,
+            private_key: key.private_key,
+            roles: key.roles,
+        })
+    }
+
+    /// Deletes any key (an out-of-band deletion, as if done in the Atlas UI).
+    pub fn delete_key(&self, key_id: &str) -> bool {
+        let mut store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(org) = store.key_by_id(key_id).map(|k| k.org_id.clone()) else {
+            return false;
+        };
+        store.delete_key(&org, key_id).is_ok()
+    }
+
+    pub fn create_org(&self, id: Option<String>, name: Option<String>) -> Result<Org, String> {
+        let mut store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        store.create_org(id, name.unwrap_or_else(|| "atlas-sim org".into()))
+    }
+
+    pub fn create_project(
+        &self,
+        id: Option<String>,
+        org_id: Option<String>,
+        name: Option<String>,
+    ) -> Result<Project, String> {
+        let org_id = org_id.unwrap_or_else(|| self.seeded_org.clone());
+        let mut store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        store.create_project(
+            id,
+            &org_id,
+            name.unwrap_or_else(|| "atlas-sim project".into()),
+        )
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_ms.store(
+            u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))
+    }
+}
+
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    response(
+        status,
+        Some("application/json"),
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+}
+
+fn bad_request(msg: impl std::fmt::Display) -> Response<Body> {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({ "error": msg.to_string() }),
+    )
+}
+
+fn no_content() -> Response<Body> {
+    response(StatusCode::NO_CONTENT, None, Vec::new())
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
+}
+
+macro_rules! body {
+    ($body:expr) => {
+        match parse($body) {
+            Ok(v) => v,
+            Err(msg) => return bad_request(msg),
+        }
+    };
+}
+
+pub fn handle(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: &Bytes,
+) -> Response<Body> {
+    let sub = path.trim_start_matches("/admin").trim_end_matches('/');
+    match (method.as_str(), sub) {
+        ("GET", "" | "/health") => json_response(StatusCode::OK, &json!({ "ok": true })),
+        ("GET", "/inventory") => {
+            let inventory = shared
+                .store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .inventory();
+            json_response(StatusCode::OK, &inventory)
+        }
+        ("GET", "/stats") => json_response(StatusCode::OK, &shared.stats.snapshot()),
+        ("POST", "/stats/reset") => {
+            shared.stats.reset();
+            no_content()
+        }
+        ("GET", "/journal") => {
+            let since = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .find(|(k, _)| k == "since")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            json_response(StatusCode::OK, &shared.journal.entries(since))
+        }
+        ("DELETE", "/journal") => {
+            shared.journal.clear();
+            no_content()
+        }
+        ("PUT", "/journal") => {
+            let b: JournalBody = body!(body);
+            shared.journal.set_capacity(b.capacity);
+            no_content()
+        }
+        ("GET", "/faults") => json_response(StatusCode::OK, &shared.faults.list()),
+        ("POST", "/faults") => {
+            let rule: FaultRule = body!(body);
+            match shared.faults.add(rule) {
+                Ok(id) => json_response(StatusCode::OK, &json!({ "id": id })),
+                Err(e) => bad_request(e),
+            }
+        }
+        ("DELETE", "/faults") => {
+            shared.faults.clear();
+            no_content()
+        }
+        ("DELETE", s) if s.starts_with("/faults/") => match s["/faults/".len()..].parse::<u64>() {
+            Ok(id) if shared.faults.remove(id) => no_content(),
+            Ok(_) => json_response(StatusCode::NOT_FOUND, &json!({ "error": "no such fault" })),
+            Err(_) => bad_request("fault id must be a number"),
+        },
+        ("GET", "/latency") => json_response(
+            StatusCode::OK,
+            &json!({ "ms": shared.latency().as_millis() }),
+        ),
+        ("PUT" | "POST", "/latency") => {
+            let b: LatencyBody = body!(body);
+            shared.set_latency(Duration::from_millis(b.ms));
+            json_response(StatusCode::OK, &json!({ "ms": b.ms }))
+        }
+        ("GET", "/ratelimit") => json_response(StatusCode::OK, &shared.limits.config()),
+        ("PUT" | "POST", "/ratelimit") => {
+            let patch: RateLimitPatch = body!(body);
+            let mut config: RateLimitConfig = shared.limits.config();
+            if let Some(enabled) = patch.enabled {
+                config.enabled = enabled;
+            }
+            if let Some(org) = patch.org {
+                config.org = org;
+            }
+            if let Some(project) = patch.project {
+                config.project = project;
+            }
+            shared.limits.set_config(config);
+            json_response(StatusCode::OK, &config)
+        }
+        ("POST", "/ratelimit/reset") => {
+            shared.limits.reset();
+            no_content()
+        }
+        ("GET", "/auth") => json_response(
+            StatusCode::OK,
+            &json!({ "nonce_lifetime_ms": shared.nonces.lifetime().as_millis() }),
+        ),
+        ("PUT" | "POST", "/auth") => {
+            let b: AuthBody = body!(body);
+            shared
+                .nonces
+                .set_lifetime(Duration::from_millis(b.nonce_lifetime_ms));
+            json_response(
+                StatusCode::OK,
+                &json!({ "nonce_lifetime_ms": b.nonce_lifetime_ms }),
+            )
+        }
+        ("POST", "/orgs") => {
+            let b: NewOrg = body!(body);
+            match shared.create_org(b.id, b.name) {
+                Ok(org) => json_response(StatusCode::OK, &org),
+                Err(e) => bad_request(e),
+            }
+        }
+        ("POST", "/projects") => {
+            let b: NewProject = body!(body);
+            match shared.create_project(b.id, b.org_id, b.name) {
+                Ok(project) => json_response(StatusCode::OK, &project),
+                Err(e) => bad_request(e),
+            }
+        }
+        ("POST", "/keys") => {
+            let b: NewKeyRequest = body!(body);
+            match shared.create_key(b) {
+                Ok(key) => json_response(StatusCode::OK, &key),
+                Err(e) => bad_request(e),
+            }
+        }
+        ("DELETE", s) if s.starts_with("/keys/") => {
+            if shared.delete_key(&s["/keys/".len()..]) {
+                no_content()
+            } else {
+                json_response(StatusCode::NOT_FOUND, &json!({ "error": "no such key" }))
+            }
+        }
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({ "error": format!("no admin endpoint {method} {path}") }),
+        ),
+    }
+}

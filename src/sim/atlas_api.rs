@@ -1,0 +1,968 @@
+//! The Atlas Administration API endpoints the simulator serves: organization and project API
+//! keys, key access lists, service accounts, and organization/project reads.
+//!
+//! Each call takes the store lock once, checks that the resources exist (404), that the
+//! caller may act on them (401 `USER_UNAUTHORIZED`), validates the body (400), applies the
+//! change and renders the response, all without awaiting.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use http::{Method, StatusCode};
+use ipnet::IpNet;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::ids;
+use super::router::{ApiVersion, Resource};
+use super::store::{
+    format_time, AccessEntry, ApiKey, NewKey, RoleAssignment, ServiceAccount, Store,
+};
+
+pub const ORG_ROLES: &[&str] = &[
+    "ORG_OWNER",
+    "ORG_MEMBER",
+    "ORG_GROUP_CREATOR",
+    "ORG_BILLING_ADMIN",
+    "ORG_BILLING_READ_ONLY",
+    "ORG_STREAM_PROCESSING_ADMIN",
+    "ORG_READ_ONLY",
+];
+
+pub const GROUP_ROLES: &[&str] = &[
+    "GROUP_OWNER",
+    "GROUP_CLUSTER_MANAGER",
+    "GROUP_STREAM_PROCESSING_OWNER",
+    "GROUP_DATA_ACCESS_ADMIN",
+    "GROUP_DATA_ACCESS_READ_WRITE",
+    "GROUP_DATA_ACCESS_READ_ONLY",
+    "GROUP_DATABASE_ACCESS_ADMIN",
+    "GROUP_BACKUP_MANAGER",
+    "GROUP_OBSERVABILITY_VIEWER",
+    "GROUP_READ_ONLY",
+    "GROUP_SEARCH_INDEX_EDITOR",
+];
+
+const MAX_DESC: usize = 250;
+const MAX_ITEMS_PER_PAGE: u64 = 500;
+
+/// One authenticated API call.
+pub struct ApiCall<'a> {
+    pub version: ApiVersion,
+    pub resource: &'a Resource<'a>,
+    pub method: &'a Method,
+    /// Raw path as sent (used for list self links).
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+    pub caller_public_key: &'a str,
+    pub peer_ip: IpAddr,
+    /// `scheme://host[:port]` for links.
+    pub base: &'a str,
+}
+
+/// A successful answer: status and optional JSON body.
+pub struct ApiReply {
+    pub status: StatusCode,
+    pub body: Option<Vec<u8>>,
+}
+
+impl ApiReply {
+    fn json<T: Serialize>(status: StatusCode, value: &T) -> Self {
+        Self {
+            status,
+            body: Some(serde_json::to_vec(value).unwrap_or_default()),
+        }
+    }
+
+    fn no_content() -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+        }
+    }
+}
+
+// ---- response views (fields in Atlas's alphabetical order) ---------------------------------
+
+#[derive(Serialize)]
+struct Link {
+    href: String,
+    rel: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyView<'a> {
+    desc: &'a str,
+    id: &'a str,
+    links: [Link; 1],
+    private_key: String,
+    public_key: &'a str,
+    roles: &'a [RoleAssignment],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Page<T> {
+    links: Vec<Link>,
+    results: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_count: Option<usize>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccessEntryView {
+    cidr_block: String,
+    count: u64,
+    created: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip_address: Option<String>,
+    links: [Link; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrgView<'a> {
+    id: &'a str,
+    is_deleted: bool,
+    links: [Link; 1],
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupView<'a> {
+    cluster_count: u32,
+    created: String,
+    id: &'a str,
+    links: [Link; 1],
+    name: &'a str,
+    org_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretView<'a> {
+    created_at: String,
+    expires_at: String,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    masked_secret_value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceAccountView<'a> {
+    client_id: &'a str,
+    created_at: String,
+    description: &'a str,
+    name: &'a str,
+    roles: &'a [String],
+    secrets: Vec<SecretView<'a>>,
+}
+
+// ---- pagination -----------------------------------------------------------------------------
+
+struct Paging {
+    page_num: u64,
+    items_per_page: u64,
+    include_count: bool,
+}
+
+fn paging(query: Option<&str>) -> Result<Paging, ApiError> {
+    let mut p = Paging {
+        page_num: 1,
+        items_per_page: 100,
+        include_count: true,
+    };
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "pageNum" => {
+                p.page_num = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| ApiError::invalid_attribute("pageNum"))?;
+            }
+            "itemsPerPage" => {
+                p.items_per_page = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_ITEMS_PER_PAGE).contains(n))
+                    .ok_or_else(|| ApiError::invalid_attribute("itemsPerPage"))?;
+            }
+            "includeCount" => {
+                p.include_count = match v.as_ref() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(ApiError::invalid_attribute("includeCount")),
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+fn page<T, U>(call: &ApiCall<'_>, items: Vec<T>, p: &Paging, render: impl Fn(T) -> U) -> Page<U> {
+    let total = items.len();
+    let per = usize::try_from(p.items_per_page).unwrap_or(usize::MAX);
+    let start = usize::try_from(p.page_num - 1)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(per);
+    let link = |page_num: u64, rel: &'static str| Link {
+        href: format!(
+            "{}{}?includeCount={}&pageNum={}&itemsPerPage={}",
+            call.base, call.path, p.include_count, page_num, p.items_per_page
+        ),
+        rel,
+    };
+    let mut links = Vec::with_capacity(3);
+    if p.page_num > 1 {
+        links.push(link(p.page_num - 1, "previous"));
+    }
+    links.push(link(p.page_num, "self"));
+    if start.saturating_add(per) < total {
+        links.push(link(p.page_num + 1, "next"));
+    }
+    let results = items
+        .into_iter()
+        .skip(start)
+        .take(per)
+        .map(render)
+        .collect();
+    Page {
+        links,
+        results,
+        total_count: p.include_count.then_some(total),
+    }
+}
+
+// ---- rendering ------------------------------------------------------------------------------
+
+fn key_view<'a>(call: &ApiCall<'_>, key: &'a ApiKey, reveal: bool) -> KeyView<'a> {
+    KeyView {
+        desc: &key.desc,
+        id: &key.id,
+        links: [Link {
+            href: format!(
+                "{}{}/orgs/{}/apiKeys/{}",
+                call.base,
+                call.version.prefix(),
+                key.org_id,
+                key.id
+            ),
+            rel: "self",
+        }],
+        private_key: if reveal {
+            key.private_key.clone()
+        } else {
+            ids::redact_private_key(&key.private_key)
+        },
+        public_key: &key.public_key,
+        roles: &key.roles,
+    }
+}
+
+fn entry_view(call: &ApiCall<'_>, key: &ApiKey, e: &AccessEntry) -> AccessEntryView {
+    AccessEntryView {
+        cidr_block: e.cidr_block(),
+        count: 0,
+        created: format_time(e.created),
+        ip_address: e.ip_address(),
+        links: [Link {
+            href: format!(
+                "{}{}/orgs/{}/apiKeys/{}/accessList/{}",
+                call.base,
+                call.version.prefix(),
+                key.org_id,
+                key.id,
+                e.path_segment()
+            ),
+            rel: "self",
+        }],
+    }
+}
+
+fn service_account_view<'a>(sa: &'a ServiceAccount, reveal: bool) -> ServiceAccountView<'a> {
+    ServiceAccountView {
+        client_id: &sa.client_id,
+        created_at: format_time(sa.created_at),
+        description: &sa.description,
+        name: &sa.name,
+        roles: &sa.roles,
+        secrets: sa
+            .secrets
+            .iter()
+            .map(|s| SecretView {
+                created_at: format_time(s.created_at),
+                expires_at: format_time(s.expires_at),
+                id: &s.id,
+                masked_secret_value: (!reveal).then(|| ids::mask_secret(&s.secret)),
+                secret: reveal.then_some(s.secret.as_str()),
+            })
+            .collect(),
+    }
+}
+
+// ---- validation -----------------------------------------------------------------------------
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|_| ApiError::malformed_json())
+}
+
+fn object(v: &Value) -> Result<&serde_json::Map<String, Value>, ApiError> {
+    v.as_object().ok_or_else(ApiError::malformed_json)
+}
+
+fn check_object_id(name: &str, value: &str) -> Result<(), ApiError> {
+    if ids::is_object_id(value) {
+        Ok(())
+    } else {
+        Err(ApiError::path_param(name, value))
+    }
+}
+
+fn desc_field(
+    obj: &serde_json::Map<String, Value>,
+    required: bool,
+) -> Result<Option<String>, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_API_KEY_DESC",
+            format!("The API key description must be between 1 and {MAX_DESC} characters long."),
+        )
+    };
+    match obj.get("desc") {
+        None | Some(Value::Null) if !required => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_DESC => {
+            Ok(Some(s.clone()))
+        }
+        _ => Err(invalid()),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum RoleScope {
+    Org,
+    Group,
+}
+
+fn missing_roles() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "MISSING_API_KEY_ROLES",
+        "The API key must have at least one role.",
+    )
+}
+
+/// Validates a `roles` array of role names; returns them without duplicates, in order.
+fn role_names(value: Option<&Value>, scope: RoleScope) -> Result<Vec<String>, ApiError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Err(missing_roles());
+    };
+    let items = value
+        .as_array()
+        .ok_or_else(|| ApiError::invalid_attribute("roles"))?;
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let name = item
+            .as_str()
+            .ok_or_else(|| ApiError::invalid_attribute("roles"))?;
+        let (known, code, what) = match scope {
+            RoleScope::Org => (ORG_ROLES, "INVALID_ROLE_FOR_ORG", "an organization"),
+            RoleScope::Group => (GROUP_ROLES, "INVALID_ROLE_FOR_GROUP", "a project"),
+        };
+        if !known.contains(&name) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                code,
+                format!("Role {name} is invalid for {what}."),
+            )
+            .with_params([name]));
+        }
+        if !out.iter().any(|r| r == name) {
+            out.push(name.to_owned());
+        }
+    }
+    if out.is_empty() {
+        return Err(missing_roles());
+    }
+    Ok(out)
+}
+
+fn invalid_address(addr: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "INVALID_IP_ADDRESS_OR_CIDR_NOTATION",
+        format!("The address {addr} must be in valid IP address or CIDR notation."),
+    )
+    .with_params([addr])
+}
+
+/// Parses an access-list path segment: an IP, or a CIDR with its slash as `%2F`.
+fn parse_entry_segment(raw: &str) -> Result<IpNet, ApiError> {
+    let decoded = percent_decode(raw).ok_or_else(|| invalid_address(raw))?;
+    if decoded.contains('/') {
+        decoded
+            .parse::<IpNet>()
+            .map_err(|_| invalid_address(&decoded))
+    } else {
+        decoded
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| invalid_address(&decoded))
+    }
+}
+
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn access_entries(body: &[u8]) -> Result<Vec<IpNet>, ApiError> {
+    let value = parse_json(body)?;
+    let items = value.as_array().ok_or_else(ApiError::malformed_json)?;
+    let mut nets: Vec<IpNet> = Vec::with_capacity(items.len());
+    let mut seen = HashSet::with_capacity(items.len());
+    for item in items {
+        let obj = object(item)?;
+        let ip = obj.get("ipAddress").and_then(Value::as_str);
+        let cidr = obj.get("cidrBlock").and_then(Value::as_str);
+        let net = match (ip, cidr) {
+            (Some(ip), None) => ip
+                .parse::<IpAddr>()
+                .map(IpNet::from)
+                .map_err(|_| invalid_address(ip))?,
+            (None, Some(cidr)) => {
+                if !cidr.contains('/') {
+                    return Err(invalid_address(cidr));
+                }
+                cidr.parse::<IpNet>().map_err(|_| invalid_address(cidr))?
+            }
+            (Some(ip), Some(cidr)) => {
+                let a = ip
+                    .parse::<IpAddr>()
+                    .map(IpNet::from)
+                    .map_err(|_| invalid_address(ip))?;
+                let b = cidr.parse::<IpNet>().map_err(|_| invalid_address(cidr))?;
+                if a != b {
+                    return Err(ApiError::invalid_attribute("cidrBlock"));
+                }
+                a
+            }
+            (None, None) => return Err(ApiError::invalid_attribute("ipAddress")),
+        };
+        if !seen.insert(net) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "DUPLICATE_ADDRESSES_IN_INPUT",
+                format!("The address {net} appears more than once in the input."),
+            )
+            .with_params([net.to_string()]));
+        }
+        nets.push(net);
+    }
+    Ok(nets)
+}
+
+// ---- permissions ----------------------------------------------------------------------------
+
+enum Need<'a> {
+    OrgRead(&'a str),
+    OrgOwner(&'a str),
+    GroupRead { group: &'a str, org: &'a str },
+    GroupWrite { group: &'a str, org: &'a str },
+}
+
+fn authorize(caller: &ApiKey, need: Need<'_>) -> Result<(), ApiError> {
+    let in_org = |org: &str| caller.org_id == org;
+    let allowed = match need {
+        Need::OrgRead(org) => in_org(org) && caller.org_roles().next().is_some(),
+        Need::OrgOwner(org) => in_org(org) && caller.has_org_role("ORG_OWNER"),
+        Need::GroupRead { group, org } => {
+            in_org(org)
+                && (caller.in_group(group)
+                    || caller.has_org_role("ORG_OWNER")
+                    || caller.has_org_role("ORG_READ_ONLY"))
+        }
+        Need::GroupWrite { group, org } => {
+            in_org(org)
+                && (caller.has_org_role("ORG_OWNER")
+                    || caller.group_roles(group).any(|r| r == "GROUP_OWNER"))
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized_action())
+    }
+}
+
+fn caller<'s>(store: &'s Store, call: &ApiCall<'_>) -> Result<&'s ApiKey, ApiError> {
+    let (id, _) = store
+        .credentials(call.caller_public_key)
+        .ok_or_else(ApiError::unauthorized_action)?;
+    let key = store
+        .key_by_id(id)
+        .ok_or_else(ApiError::unauthorized_action)?;
+    if !key.access_list.is_empty()
+        && !key
+            .access_list
+            .iter()
+            .any(|e| e.net.contains(&call.peer_ip))
+    {
+        let ip = call.peer_ip.to_string();
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "IP_ADDRESS_NOT_ON_ACCESS_LIST",
+            format!("IP address {ip} is not allowed to access this resource."),
+        )
+        .with_params([ip]));
+    }
+    Ok(key)
+}
+
+// ---- dispatch -------------------------------------------------------------------------------
+
+/// Handles one authenticated call against the store.
+pub fn handle(store: &Mutex<Store>, call: &ApiCall<'_>) -> Result<ApiReply, ApiError> {
+    let mut store = store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let store = &mut *store;
+    let m = call.method;
+    match *call.resource {
+        Resource::Org { org } => {
+            check_object_id("orgId", org)?;
+            let o = store.org(org)?;
+            authorize(caller(store, call)?, Need::OrgRead(org))?;
+            only(m, &[Method::GET])?;
+            Ok(ApiReply::json(
+                StatusCode::OK,
+                &OrgView {
+                    id: &o.id,
+                    is_deleted: false,
+                    links: [Link {
+                        href: format!("{}{}/orgs/{}", call.base, call.version.prefix(), o.id),
+                        rel: "self",
+                    }],
+                    name: &o.name,
+                },
+            ))
+        }
+        Resource::Group { group } => {
+            check_object_id("groupId", group)?;
+            let p = store.project(group)?;
+            authorize(
+                caller(store, call)?,
+                Need::GroupRead {
+                    group,
+                    org: &p.org_id,
+                },
+            )?;
+            only(m, &[Method::GET])?;
+            Ok(ApiReply::json(
+                StatusCode::OK,
+                &GroupView {
+                    cluster_count: 0,
+                    created: p.created.map(format_time).unwrap_or_default(),
+                    id: &p.id,
+                    links: [Link {
+                        href: format!("{}{}/groups/{}", call.base, call.version.prefix(), p.id),
+                        rel: "self",
+                    }],
+                    name: &p.name,
+                    org_id: &p.org_id,
+                },
+            ))
+        }
+        Resource::OrgKeys { org } => {
+            check_object_id("orgId", org)?;
+            store.org(org)?;
+            let me = caller(store, call)?;
+            if *m == Method::GET {
+                authorize(me, Need::OrgRead(org))?;
+                let p = paging(call.query)?;
+                let keys = store.org_keys(org);
+                Ok(ApiReply::json(
+                    StatusCode::OK,
+                    &page(call, keys, &p, |k| key_view(call, k, false)),
+                ))
+            } else if *m == Method::POST {
+                authorize(me, Need::OrgOwner(org))?;
+                let body = parse_json(call.body)?;
+                let obj = object(&body)?;
+                let desc = desc_field(obj, true)?.unwrap_or_default();
+                let roles = role_names(obj.get("roles"), RoleScope::Org)?;
+                let roles = roles.iter().map(|r| RoleAssignment::org(org, r)).collect();
+                let key = store.create_key(
+                    org,
+                    NewKey {
+                        desc,
+                        roles,
+                        ..NewKey::default()
+                    },
+                )?;
+                Ok(ApiReply::json(StatusCode::OK, &key_view(call, &key, true)))
+            } else {
+                Err(ApiError::method_not_allowed(m.as_str()))
+            }
+        }
+        Resource::OrgKey { org, key } => {
+            check_object_id("orgId", org)?;
+            check_object_id("apiUserId", key)?;
+            store.org(org)?;
+            let me = caller(store, call)?;
+            if *m == Method::GET {
+                authorize(me, Need::OrgRead(org))?;
+                let k = store.key_in_org(org, key)?;
+                Ok(ApiReply::json(StatusCode::OK, &key_view(call, k, false)))
+            } else if *m == Method::PATCH {
+                authorize(me, Need::OrgOwner(org))?;
+                let body = parse_json(call.body)?;
+                let obj = object(&body)?;
+                let desc = desc_field(obj, false)?;
+                let roles = match obj.get("roles") {
+                    None | Some(Value::Null) => None,
+                    v => Some(role_names(v, RoleScope::Org)?),
+                };
+                if desc.is_none() && roles.is_none() {
+                    return Err(ApiError::invalid_attribute("desc"));
+                }
+                let k = store.update_key(org, key, desc, roles)?;
+                Ok(ApiReply::json(StatusCode::OK, &key_view(call, &k, false)))
+            } else if *m == Method::DELETE {
+                authorize(me, Need::OrgOwner(org))?;
+                store.delete_key(org, key)?;
+                Ok(ApiReply::no_content())
+            } else {
+                Err(ApiError::method_not_allowed(m.as_str()))
+            }
+        }
+        Resource::AccessList { org, key } => {
+            check_object_id("orgId", org)?;
+            check_object_id("apiUserId", key)?;
+            store.org(org)?;
+            let me = caller(store, call)?;
+            if *m == Method::GET {
+                authorize(me, Need::OrgRead(org))?;
+            } else if *m == Method::POST {
+                authorize(me, Need::OrgOwner(org))?;
+                store.key_in_org(org, key)?;
+                let nets = access_entries(call.body)?;
+                store.add_access_entries(org, key, &nets)?;
+            } else {
+                return Err(ApiError::method_not_allowed(m.as_str()));
+            }
+            let p = paging(call.query)?;
+            let k = store.key_in_org(org, key)?;
+            let entries: Vec<&AccessEntry> = k.access_list.iter().collect();
+            Ok(ApiReply::json(
+                StatusCode::OK,
+                &page(call, entries, &p, |e| entry_view(call, k, e)),
+            ))
+        }
+        Resource::AccessEntry { org, key, entry } => {
+            check_object_id("orgId", org)?;
+            check_object_id("apiUserId", key)?;
+            store.org(org)?;
+            let me = caller(store, call)?;
+            let net = parse_entry_segment(entry)?;
+            if *m == Method::GET {
+                authorize(me, Need::OrgRead(org))?;
+                let k = store.key_in_org(org, key)?;
+                let e = store.access_entry(org, key, &net)?;
+                Ok(ApiReply::json(StatusCode::OK, &entry_view(call, k, e)))
+            } else if *m == Method::DELETE {
+                authorize(me, Need::OrgOwner(org))?;
+                store.delete_access_entry(org, key, &net)?;
+                Ok(ApiReply::no_content())
+            } else {
+                Err(ApiError::method_not_allowed(m.as_str()))
+            }
+        }
+        Resource::GroupKeys { group } => {
+            check_object_id("groupId", group)?;
+            let org = store.project(group)?.org_id.clone();
+            let me = caller(store, call)?;
+            if *m == Method::GET {
+                authorize(me, Need::GroupRead { group, org: &org })?;
+                let p = paging(call.query)?;
+                let keys = store.project_keys(group);
+                Ok(ApiReply::json(
+                    StatusCode::OK,
+                    &page(call, keys, &p, |k| key_view(call, k, false)),
+                ))
+            } else if *m == Method::POST {
+                authorize(me, Need::GroupWrite { group, org: &org })?;
+                let body = parse_json(call.body)?;
+                let obj = object(&body)?;
+                let desc = desc_field(obj, true)?.unwrap_or_default();
+                let group_roles = role_names(obj.get("roles"), RoleScope::Group)?;
+                let mut roles = vec![RoleAssignment::org(&org, "ORG_MEMBER")];
+                roles.extend(group_roles.iter().map(|r| RoleAssignment::group(group, r)));
+                let key = store.create_key(
+                    &org,
+                    NewKey {
+                        desc,
+                        roles,
+                        ..NewKey::default()
+                    },
+                )?;
+                Ok(ApiReply::json(StatusCode::OK, &key_view(call, &key, true)))
+            } else {
+                Err(ApiError::method_not_allowed(m.as_str()))
+            }
+        }
+        Resource::GroupKey { group, key } => {
+            check_object_id("groupId", group)?;
+            check_object_id("apiUserId", key)?;
+            let org = store.project(group)?.org_id.clone();
+            let me = caller(store, call)?;
+            authorize(me, Need::GroupWrite { group, org: &org })?;
+            if *m == Method::POST {
+                // v2 "assign": a JSON array of {"roles": [...]}.
+                let body = parse_json(call.body)?;
+                let items = body.as_array().ok_or_else(ApiError::malformed_json)?;
+                let mut roles: Vec<Value> = Vec::new();
+                for item in items {
+                    match object(item)?.get("roles") {
+                        Some(Value::Array(r)) => roles.extend(r.iter().cloned()),
+                        Some(Value::Null) | None => {}
+                        Some(_) => return Err(ApiError::invalid_attribute("roles")),
+                    }
+                }
+                let roles = role_names(Some(&Value::Array(roles)), RoleScope::Group)?;
+                store.set_project_roles(group, key, &roles)?;
+                Ok(ApiReply::no_content())
+            } else if *m == Method::PATCH {
+                // v2 "update roles" and v1.0 "assign": {"roles": [...]} (optionally "desc").
+                let body = parse_json(call.body)?;
+                let obj = object(&body)?;
+                let desc = desc_field(obj, false)?;
+                let roles = match obj.get("roles") {
+                    None | Some(Value::Null) => None,
+                    v => Some(role_names(v, RoleScope::Group)?),
+                };
+                let mut k = match roles {
+                    Some(roles) => store.set_project_roles(group, key, &roles)?,
+                    None if desc.is_some() => {
+                        let k = store.key_in_org(&org, key)?;
+                        if !k.in_group(group) {
+                            return Err(ApiError::api_key_not_found(key));
+                        }
+                        k.clone()
+                    }
+                    None => return Err(missing_roles()),
+                };
+                if let Some(desc) = desc {
+                    k = store.update_key(&org, key, Some(desc), None)?;
+                }
+                Ok(ApiReply::json(StatusCode::OK, &key_view(call, &k, false)))
+            } else if *m == Method::DELETE {
+                store.unassign(group, key)?;
+                Ok(ApiReply::no_content())
+            } else {
+                Err(ApiError::method_not_allowed(m.as_str()))
+            }
+        }
+        Resource::ServiceAccounts { org } => {
+            check_object_id("orgId", org)?;
+            store.org(org)?;
+            let me = caller(store, call)?;
+            if *m == Method::GET {
+                authorize(me, Need::OrgRead(org))?;
+                let p = paging(call.query)?;
+                let list = store.org_service_accounts(org);
+                Ok(ApiReply::json(
+                    StatusCode::OK,
+                    &page(call, list, &p, |sa| service_account_view(sa, false)),
+                ))
+            } else if *m == Method::POST {
+                authorize(me, Need::OrgOwner(org))?;
+                let body = parse_json(call.body)?;
+                let obj = object(&body)?;
+                let text = |field: &str, max: usize| -> Result<String, ApiError> {
+                    match obj.get(field) {
+                        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= max => {
+                            Ok(s.clone())
+                        }
+                        _ => Err(ApiError::invalid_attribute(field)),
+                    }
+                };
+                let name = text("name", 64)?;
+                let description = text("description", 250)?;
+                let roles = role_names(obj.get("roles"), RoleScope::Org)?;
+                let hours = obj
+                    .get("secretExpiresAfterHours")
+                    .and_then(Value::as_u64)
+                    .filter(|h| (8..=8760).contains(h))
+                    .and_then(|h| u32::try_from(h).ok())
+                    .ok_or_else(|| ApiError::invalid_attribute("secretExpiresAfterHours"))?;
+                let sa = store.create_service_account(org, name, description, roles, hours)?;
+                Ok(ApiReply::json(
+                    StatusCode::CREATED,
+                    &service_account_view(&sa, true),
+                ))
+            } else {
+                Err(ApiError::method_not_allowed(m.as_str()))
+            }
+        }
+        Resource::ServiceAccount { org, client } => {
+            check_object_id("orgId", org)?;
+            if !ids::is_service_account_client_id(client) {
+                return Err(ApiError::path_param("clientId", client));
+            }
+            store.org(org)?;
+            let me = caller(store, call)?;
+            if *m == Method::GET {
+                authorize(me, Need::OrgRead(org))?;
+                let sa = store.service_account(org, client)?;
+                Ok(ApiReply::json(
+                    StatusCode::OK,
+                    &service_account_view(sa, false),
+                ))
+            } else if *m == Method::DELETE {
+                authorize(me, Need::OrgOwner(org))?;
+                store.delete_service_account(org, client)?;
+                Ok(ApiReply::no_content())
+            } else {
+                Err(ApiError::method_not_allowed(m.as_str()))
+            }
+        }
+    }
+}
+
+fn only(m: &Method, allowed: &[Method]) -> Result<(), ApiError> {
+    if allowed.contains(m) {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed(m.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_validated_per_scope() {
+        let v = serde_json::json!(["ORG_OWNER", "ORG_OWNER", "ORG_READ_ONLY"]);
+        assert_eq!(
+            role_names(Some(&v), RoleScope::Org).unwrap(),
+            ["ORG_OWNER", "ORG_READ_ONLY"]
+        );
+        assert_eq!(
+            role_names(Some(&v), RoleScope::Group).unwrap_err().code,
+            "INVALID_ROLE_FOR_GROUP"
+        );
+        let g = serde_json::json!(["GROUP_READ_ONLY"]);
+        assert_eq!(
+            role_names(Some(&g), RoleScope::Org).unwrap_err().code,
+            "INVALID_ROLE_FOR_ORG"
+        );
+        assert_eq!(
+            role_names(Some(&serde_json::json!([])), RoleScope::Org)
+                .unwrap_err()
+                .code,
+            "MISSING_API_KEY_ROLES"
+        );
+        assert_eq!(
+            role_names(None, RoleScope::Org).unwrap_err().code,
+            "MISSING_API_KEY_ROLES"
+        );
+    }
+
+    #[test]
+    fn descriptions_are_bounded() {
+        let ok = serde_json::json!({"desc": "x".repeat(250)});
+        assert!(desc_field(ok.as_object().unwrap(), true).is_ok());
+        let long = serde_json::json!({"desc": "x".repeat(251)});
+        assert_eq!(
+            desc_field(long.as_object().unwrap(), true)
+                .unwrap_err()
+                .code,
+            "INVALID_API_KEY_DESC"
+        );
+        let empty = serde_json::json!({"desc": ""});
+        assert!(desc_field(empty.as_object().unwrap(), false).is_err());
+        let none = serde_json::json!({});
+        assert_eq!(desc_field(none.as_object().unwrap(), false).unwrap(), None);
+        assert!(desc_field(none.as_object().unwrap(), true).is_err());
+    }
+
+    #[test]
+    fn access_list_input_parsing() {
+        let nets = access_entries(br#"[{"ipAddress":"192.168.0.229"},{"cidrBlock":"10.0.0.0/24"},{"ipAddress":"2001:db8::1"}]"#).unwrap();
+        assert_eq!(nets[0].to_string(), "192.168.0.229/32");
+        assert_eq!(nets[1].to_string(), "10.0.0.0/24");
+        assert_eq!(nets[2].to_string(), "2001:db8::1/128");
+        for bad in [
+            r#"[{"ipAddress":"300.1.1.1"}]"#,
+            r#"[{"cidrBlock":"10.0.0.0"}]"#,
+            r#"[{"cidrBlock":"10.0.0.0/33"}]"#,
+        ] {
+            assert_eq!(
+                access_entries(bad.as_bytes()).unwrap_err().code,
+                "INVALID_IP_ADDRESS_OR_CIDR_NOTATION",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            access_entries(br#"[{"ipAddress":"1.2.3.4"},{"cidrBlock":"1.2.3.4/32"}]"#)
+                .unwrap_err()
+                .code,
+            "DUPLICATE_ADDRESSES_IN_INPUT"
+        );
+        assert_eq!(access_entries(b"{}").unwrap_err().code, "INVALID_JSON");
+    }
+
+    #[test]
+    fn entry_segments_decode_cidr() {
+        assert_eq!(
+            parse_entry_segment("10.0.0.0%2F24").unwrap().to_string(),
+            "10.0.0.0/24"
+        );
+        assert_eq!(
+            parse_entry_segment("10.0.0.0%2f24").unwrap().to_string(),
+            "10.0.0.0/24"
+        );
+        assert_eq!(
+            parse_entry_segment("52.190.182.226").unwrap().to_string(),
+            "52.190.182.226/32"
+        );
+        assert!(parse_entry_segment("nope").is_err());
+        assert!(parse_entry_segment("1.2.3.4%2").is_err());
+    }
+
+    #[test]
+    fn paging_bounds() {
+        assert!(paging(Some("itemsPerPage=500&pageNum=2&includeCount=false")).is_ok());
+        assert_eq!(
+            paging(Some("itemsPerPage=501")).err().unwrap().code,
+            "INVALID_ATTRIBUTE"
+        );
+        assert!(paging(Some("pageNum=0")).is_err());
+        assert!(paging(Some("includeCount=maybe")).is_err());
+    }
+}

@@ -1,0 +1,431 @@
+//! A local, stateful MongoDB Atlas Administration API simulator (the `atlas-sim` binary),
+//! faithful to recorded Atlas traffic for programmatic API keys.
+//!
+//! # What it simulates
+//! - Organizations, projects, programmatic API keys (id = 24 hex, public key = 8 lowercase
+//!   letters, private key = UUID) with org/project roles and access lists, and basic
+//!   service accounts (create/get/list/delete).
+//! - HTTP Digest auth exactly like Atlas (see [`digest`](self) docs): realm `MMS Public API`,
+//!   expiring nonces (`stale=true`), nonce reuse with increasing `nc`, MD5 and SHA-256.
+//! - `/api/atlas/v2/...` with `Accept: application/vnd.atlas.<date>+json` negotiation
+//!   (`2023-01-01` for API keys and access lists, `2024-08-05` for service accounts; 406 for a
+//!   missing or other version, 400 `INVALID_VERSION_DATE` for a malformed date) and the
+//!   deprecated `/api/atlas/v1.0/...` (plain `application/json`) used by the official Go plugin.
+//! - Endpoints (under both prefixes unless noted):
+//!   `GET|POST /orgs/{orgId}/apiKeys`, `GET|PATCH|DELETE /orgs/{orgId}/apiKeys/{apiUserId}`,
+//!   `GET|POST /orgs/{orgId}/apiKeys/{apiUserId}/accessList`,
+//!   `GET|DELETE /orgs/{orgId}/apiKeys/{apiUserId}/accessList/{ip or URL-encoded CIDR}`,
+//!   `GET|POST /groups/{groupId}/apiKeys`,
+//!   `POST` (v2 assign, array body `[{"roles":[..]}]`, 204) `| PATCH` (assign-or-update
+//!   `{"roles":[..]}`, 200; what v1.0 clients use to assign) `| DELETE /groups/{groupId}/apiKeys/{apiUserId}`,
+//!   `GET /orgs/{orgId}`, `GET /groups/{groupId}`,
+//!   v2 only: `GET|POST /orgs/{orgId}/serviceAccounts`, `GET|DELETE /orgs/{orgId}/serviceAccounts/{clientId}`.
+//! - Pagination (`pageNum`, `itemsPerPage` 1..=500, `includeCount`) with `self`/`next`/`previous` links.
+//! - Errors `{"detail","error","errorCode","parameters","reason"}` + `X-Error-Code`. Codes:
+//!   `ORG_NOT_FOUND`, `GROUP_NOT_FOUND`, `API_KEY_NOT_FOUND`, `RESOURCE_NOT_FOUND`,
+//!   `SERVICE_ACCOUNT_NOT_FOUND` (404); `PATH_PARAM_PARSE_ERROR`, `INVALID_JSON`,
+//!   `INVALID_ATTRIBUTE`, `INVALID_API_KEY_DESC` (desc 1..=250 chars), `MISSING_API_KEY_ROLES`,
+//!   `INVALID_ROLE_FOR_ORG`, `INVALID_ROLE_FOR_GROUP`, `INVALID_IP_ADDRESS_OR_CIDR_NOTATION`,
+//!   `DUPLICATE_ADDRESSES_IN_INPUT`, `MAX_API_KEYS_PER_ORG_EXCEEDED` (500 keys/org),
+//!   `INVALID_VERSION_DATE` (400); `USER_UNAUTHORIZED` (401, authenticated but not allowed:
+//!   e.g. an `ORG_MEMBER` key creating keys, or a key acting on another org);
+//!   `IP_ADDRESS_NOT_ON_ACCESS_LIST` (403, the calling key has an access list without the
+//!   caller's IP); `NOT_ACCEPTABLE` (406); `DUPLICATE_ACCESS_LIST_ENTRY` (409);
+//!   `RATE_LIMITED_TOKEN_BUCKET` (429 + `Retry-After`). Where live Atlas behaviour is
+//!   unrecorded (some codes and messages) these are the simulator's documented choices.
+//! - Atlas token buckets (org: 500, +250/60 s; project: 1200, +500/60 s) with
+//!   `RateLimit-Limit`/`RateLimit-Remaining` headers; on by default.
+//! - Reads redact `privateKey` as `********-****-****-<last 12>`; create responses show it once.
+//!
+//! Permissions: org reads need any org role in that org; org writes (keys, access lists,
+//! service accounts) need `ORG_OWNER`; project reads need a role in the project or
+//! `ORG_OWNER`/`ORG_READ_ONLY`; project writes need `ORG_OWNER` or `GROUP_OWNER`.
+//!
+//! # Admin API
+//! Served on the same listener under `/admin` (so `admin_url = base_url + "/admin"`),
+//! unauthenticated, JSON. Admin requests are not counted in stats nor journaled.
+//!
+//! | method + path | body | answer |
+//! |---|---|---|
+//! | `GET /admin/health` | | `{"ok":true}` |
+//! | `GET /admin/inventory` | | [`Inventory`]: orgs, projects, live `api_keys` (id, public_key, desc, org_id, roles, access_list, `seeded`), service accounts |
+//! | `GET /admin/stats` | | [`StatsSnapshot`]: `requests_total`, `challenges`, `stale_challenges`, `auth_failures`, `rate_limited`, `faults_fired`, `routes{"POST /api/atlas/v2/orgs/{orgId}/apiKeys":{total,challenges,by_status}}` |
+//! | `POST /admin/stats/reset` | | 204 |
+//! | `GET /admin/journal?since=SEQ` | | `[`[`JournalEntry`]`]` (method, path, route, public_key, request/response content type and body, status; secrets redacted) |
+//! | `DELETE /admin/journal` | | 204 (clear) |
+//! | `PUT /admin/journal` | `{"capacity":N}` | 204 (0 disables) |
+//! | `GET /admin/faults` | | `[{id, rule, matched, fired}]` |
+//! | `POST /admin/faults` | [`FaultRule`] `{"method"?, "path": regex, "action": "status"\|"reset"\|"latency"\|"count", "status"?, "error_code"?, "detail"?, "retry_after"?, "latency_ms"?, "nth"?, "times"?, "before_auth"?}` | `{"id":N}` |
+//! | `DELETE /admin/faults` / `DELETE /admin/faults/{id}` | | 204 |
+//! | `GET`/`PUT /admin/latency` | `{"ms":N}` | global added latency per HTTP request (challenges included) |
+//! | `GET`/`PUT /admin/ratelimit` | `{"enabled"?, "org"?: {capacity, refill, period_ms}, "project"?: {...}}` | the new [`RateLimitConfig`] (buckets refilled) |
+//! | `POST /admin/ratelimit/reset` | | 204 (refill all buckets) |
+//! | `GET`/`PUT /admin/auth` | `{"nonce_lifetime_ms":N}` | nonce lifetime |
+//! | `POST /admin/orgs` | `{"id"?, "name"?}` | the org |
+//! | `POST /admin/projects` | `{"id"?, "org_id"?, "name"?}` | the project |
+//! | `POST /admin/keys` | [`NewKeyRequest`] `{"org_id"?, "desc"?, "org_roles":[..], "project_roles":{"<groupId>":[..]}, "id"?, "public_key"?, "private_key"?}` | [`CreatedKey`] incl. private key |
+//! | `DELETE /admin/keys/{id}` | | 204 (out-of-band deletion) |
+//!
+//! # In-process use
+//! ```no_run
+//! # async fn demo() -> Result<(), vault_mongodbatlas::sim::SimError> {
+//! use vault_mongodbatlas::sim::{FaultRule, SimConfig, Simulator};
+//! let sim = Simulator::start(SimConfig::default()).await?;
+//! // sim.base_url, sim.org_id, sim.project_id, sim.public_key, sim.private_key ...
+//! sim.add_fault(FaultRule::status(Some("POST"), "/apiKeys$", 503).nth(1)).expect("valid rule");
+//! let stats = sim.stats();
+//! let leaked: Vec<_> = sim.inventory().issued_keys().cloned().collect();
+//! sim.shutdown().await;
+//! # let _ = (stats, leaked); Ok(()) }
+//! ```
+
+mod admin;
+mod atlas_api;
+pub mod cli;
+mod config;
+mod digest;
+mod error;
+mod faults;
+mod ids;
+mod journal;
+mod proxy;
+mod ratelimit;
+mod router;
+mod server;
+mod stats;
+mod store;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use admin::{CreatedKey, NewKeyRequest};
+pub use config::{FileConfig, SeedKey, SimConfig, StartupInfo};
+pub use error::{ApiError, SimError};
+pub use faults::{FaultAction, FaultRule, FaultStatus};
+pub use journal::JournalEntry;
+pub use ratelimit::{BucketConfig, RateLimitConfig};
+pub use stats::{RouteStats, StatsSnapshot};
+pub use store::{Inventory, InventoryKey, InventoryServiceAccount, Org, Project, RoleAssignment};
+
+use digest::NonceStore;
+use faults::Faults;
+use journal::Journal;
+use ratelimit::RateLimiter;
+use server::Shared;
+use stats::Stats;
+use store::{NewKey, Store};
+
+/// Starts simulators.
+pub struct Simulator;
+
+/// A running simulator. Dropping it stops the listeners; [`SimHandle::shutdown`] also waits.
+pub struct SimHandle {
+    pub base_url: String,
+    pub admin_url: String,
+    pub org_id: String,
+    pub project_id: String,
+    /// Seeded ORG_OWNER key.
+    pub key_id: String,
+    pub public_key: String,
+    pub private_key: String,
+    pub proxy_url: Option<String>,
+    /// The CA that signed the server certificate (TLS or proxy mode).
+    pub ca_pem: Option<String>,
+    pub ca_path: Option<std::path::PathBuf>,
+    pub tls: bool,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn config_err(msg: impl Into<String>) -> SimError {
+    SimError::Config(msg.into())
+}
+
+fn check_opt(value: Option<&String>, what: &str, valid: fn(&str) -> bool) -> Result<(), SimError> {
+    match value {
+        Some(v) if !valid(v) => Err(config_err(format!("{what} {v:?} has the wrong format"))),
+        _ => Ok(()),
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| SimError::Bind { addr, source })
+}
+
+fn url_host(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => format!("[::1]:{}", a.port()),
+        a => a.to_string(),
+    }
+}
+
+fn seed(cfg: &SimConfig) -> Result<(Store, String, String, store::ApiKey), SimError> {
+    check_opt(cfg.org_id.as_ref(), "org id", ids::is_object_id)?;
+    check_opt(cfg.project_id.as_ref(), "project id", ids::is_object_id)?;
+    check_opt(cfg.key_id.as_ref(), "key id", ids::is_object_id)?;
+    check_opt(cfg.public_key.as_ref(), "public key", ids::is_public_key)?;
+    check_opt(cfg.private_key.as_ref(), "private key", ids::is_private_key)?;
+    if cfg.max_keys_per_org == 0 {
+        return Err(config_err("max_keys_per_org must be at least 1"));
+    }
+    let mut store = Store::new(cfg.max_keys_per_org);
+    let org = store
+        .create_org(cfg.org_id.clone(), cfg.org_name.clone())
+        .map_err(config_err)?;
+    let project = store
+        .create_project(cfg.project_id.clone(), &org.id, cfg.project_name.clone())
+        .map_err(config_err)?;
+    let root = store
+        .create_key(
+            &org.id,
+            NewKey {
+                id: cfg.key_id.clone(),
+                public_key: cfg.public_key.clone(),
+                private_key: cfg.private_key.clone(),
+                desc: cfg.key_desc.clone(),
+                roles: vec![RoleAssignment::org(&org.id, "ORG_OWNER")],
+                seeded: true,
+            },
+        )
+        .map_err(|e| config_err(e.detail))?;
+    for extra in &cfg.extra_keys {
+        check_opt(extra.id.as_ref(), "extra key id", ids::is_object_id)?;
+        check_opt(
+            extra.public_key.as_ref(),
+            "extra public key",
+            ids::is_public_key,
+        )?;
+        check_opt(
+            extra.private_key.as_ref(),
+            "extra private key",
+            ids::is_private_key,
+        )?;
+        let mut roles: Vec<RoleAssignment> = extra
+            .org_roles
+            .iter()
+            .map(|r| RoleAssignment::org(&org.id, r))
+            .collect();
+        roles.extend(
+            extra
+                .project_roles
+                .iter()
+                .map(|r| RoleAssignment::group(&project.id, r)),
+        );
+        store
+            .create_key(
+                &org.id,
+                NewKey {
+                    id: extra.id.clone(),
+                    public_key: extra.public_key.clone(),
+                    private_key: extra.private_key.clone(),
+                    desc: extra.desc.clone(),
+                    roles,
+                    seeded: false,
+                },
+            )
+            .map_err(|e| config_err(e.detail))?;
+    }
+    Ok((store, org.id, project.id, root))
+}
+
+impl Simulator {
+    /// Seeds the state, binds the listener(s) and serves in background tasks of the current
+    /// tokio runtime.
+    pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
+        let (store, org_id, project_id, root) = seed(&cfg)?;
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store),
+            nonces: NonceStore::new(cfg.nonce_lifetime),
+            limits: RateLimiter::new(cfg.rate_limit),
+            faults: Faults::default(),
+            stats: Stats::default(),
+            journal: Journal::new(cfg.journal_capacity),
+            latency_ms: AtomicU64::new(u64::try_from(cfg.latency.as_millis()).unwrap_or(u64::MAX)),
+            seeded_org: org_id.clone(),
+        });
+
+        let material = if cfg.tls || cfg.proxy {
+            Some(tls::generate()?)
+        } else {
+            None
+        };
+        if let (Some(m), Some(path)) = (&material, &cfg.ca_path) {
+            std::fs::write(path, &m.ca_pem)?;
+        }
+        let acceptor = material
+            .as_ref()
+            .map(|m| tokio_rustls::TlsAcceptor::from(m.server_config.clone()));
+
+        let (shutdown, stop) = watch::channel(false);
+        let listener = bind(cfg.listen).await?;
+        let local = listener.local_addr()?;
+        let scheme = if cfg.tls { "https" } else { "http" };
+        let base_url = format!("{scheme}://{}", url_host(local));
+        let mut tasks = Vec::new();
+        let main_tls = if cfg.tls { acceptor.clone() } else { None };
+        tasks.push(tokio::spawn(server::accept_loop(
+            listener,
+            shared.clone(),
+            main_tls,
+            stop.clone(),
+        )));
+
+        let mut proxy_url = None;
+        if cfg.proxy {
+            if let Some(acceptor) = acceptor {
+                let proxy_listener = bind(cfg.proxy_listen).await?;
+                proxy_url = Some(format!("http://{}", url_host(proxy_listener.local_addr()?)));
+                tasks.push(tokio::spawn(proxy::accept_loop(
+                    proxy_listener,
+                    shared.clone(),
+                    acceptor,
+                    stop.clone(),
+                )));
+            }
+        }
+        tracing::info!(%base_url, proxy = ?proxy_url, "atlas-sim listening");
+        Ok(SimHandle {
+            admin_url: format!("{base_url}/admin"),
+            base_url,
+            org_id,
+            project_id,
+            key_id: root.id,
+            public_key: root.public_key,
+            private_key: root.private_key,
+            proxy_url,
+            ca_pem: material.map(|m| m.ca_pem),
+            ca_path: cfg.ca_path.clone(),
+            tls: cfg.tls,
+            shared,
+            shutdown,
+            tasks,
+        })
+    }
+}
+
+impl SimHandle {
+    /// The startup line's content (what the binary prints).
+    pub fn startup_info(&self) -> StartupInfo {
+        StartupInfo {
+            base_url: self.base_url.clone(),
+            admin_url: self.admin_url.clone(),
+            org_id: self.org_id.clone(),
+            project_id: self.project_id.clone(),
+            public_key: self.public_key.clone(),
+            private_key: self.private_key.clone(),
+            key_id: self.key_id.clone(),
+            tls: self.tls,
+            proxy_url: self.proxy_url.clone(),
+            ca_path: self.ca_path.clone(),
+        }
+    }
+
+    pub fn inventory(&self) -> Inventory {
+        self.shared
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .inventory()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    pub fn reset_stats(&self) {
+        self.shared.stats.reset();
+    }
+
+    /// Journal entries with `seq > since` (0 for all kept entries).
+    pub fn journal(&self, since: u64) -> Vec<JournalEntry> {
+        self.shared.journal.entries(since)
+    }
+
+    pub fn clear_journal(&self) {
+        self.shared.journal.clear();
+    }
+
+    /// Adds a fault rule; returns its id.
+    pub fn add_fault(&self, rule: FaultRule) -> Result<u64, String> {
+        self.shared.faults.add(rule)
+    }
+
+    pub fn remove_fault(&self, id: u64) -> bool {
+        self.shared.faults.remove(id)
+    }
+
+    pub fn faults(&self) -> Vec<FaultStatus> {
+        self.shared.faults.list()
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
+    /// Latency added to every HTTP request (digest challenges included).
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.set_latency(latency);
+    }
+
+    pub fn rate_limits(&self) -> RateLimitConfig {
+        self.shared.limits.config()
+    }
+
+    /// Replaces the rate-limit configuration and refills all buckets.
+    pub fn set_rate_limits(&self, config: RateLimitConfig) {
+        self.shared.limits.set_config(config);
+    }
+
+    pub fn set_nonce_lifetime(&self, lifetime: Duration) {
+        self.shared.nonces.set_lifetime(lifetime);
+    }
+
+    /// Creates a key directly (no Atlas API call, not counted in stats).
+    pub fn create_key(&self, req: NewKeyRequest) -> Result<CreatedKey, String> {
+        self.shared.create_key(req)
+    }
+
+    /// Deletes a key out of band; false if it does not exist.
+    pub fn delete_key(&self, key_id: &str) -> bool {
+        self.shared.delete_key(key_id)
+    }
+
+    pub fn create_org(&self, id: Option<String>, name: Option<String>) -> Result<Org, String> {
+        self.shared.create_org(id, name)
+    }
+
+    /// Creates a project in `org_id` (default: the seeded org).
+    pub fn create_project(
+        &self,
+        id: Option<String>,
+        org_id: Option<String>,
+        name: Option<String>,
+    ) -> Result<Project, String> {
+        self.shared.create_project(id, org_id, name)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded), and waits for the tasks.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}

@@ -1,0 +1,265 @@
+//! Maps request paths to Atlas resources, and negotiates the versioned media type.
+
+use http::StatusCode;
+
+use super::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// `/api/atlas/v2`: versioned by `Accept: application/vnd.atlas.<date>+json`.
+    V2,
+    /// `/api/atlas/v1.0`: the deprecated API the official Go plugin uses (plain JSON).
+    V1,
+}
+
+impl ApiVersion {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::V2 => "/api/atlas/v2",
+            Self::V1 => "/api/atlas/v1.0",
+        }
+    }
+}
+
+/// A recognised resource, with its raw (still percent-encoded) path parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource<'a> {
+    Org {
+        org: &'a str,
+    },
+    OrgKeys {
+        org: &'a str,
+    },
+    OrgKey {
+        org: &'a str,
+        key: &'a str,
+    },
+    AccessList {
+        org: &'a str,
+        key: &'a str,
+    },
+    AccessEntry {
+        org: &'a str,
+        key: &'a str,
+        entry: &'a str,
+    },
+    Group {
+        group: &'a str,
+    },
+    GroupKeys {
+        group: &'a str,
+    },
+    GroupKey {
+        group: &'a str,
+        key: &'a str,
+    },
+    ServiceAccounts {
+        org: &'a str,
+    },
+    ServiceAccount {
+        org: &'a str,
+        client: &'a str,
+    },
+}
+
+impl Resource<'_> {
+    pub fn template(&self) -> &'static str {
+        match self {
+            Self::Org { .. } => "/orgs/{orgId}",
+            Self::OrgKeys { .. } => "/orgs/{orgId}/apiKeys",
+            Self::OrgKey { .. } => "/orgs/{orgId}/apiKeys/{apiUserId}",
+            Self::AccessList { .. } => "/orgs/{orgId}/apiKeys/{apiUserId}/accessList",
+            Self::AccessEntry { .. } => "/orgs/{orgId}/apiKeys/{apiUserId}/accessList/{ipAddress}",
+            Self::Group { .. } => "/groups/{groupId}",
+            Self::GroupKeys { .. } => "/groups/{groupId}/apiKeys",
+            Self::GroupKey { .. } => "/groups/{groupId}/apiKeys/{apiUserId}",
+            Self::ServiceAccounts { .. } => "/orgs/{orgId}/serviceAccounts",
+            Self::ServiceAccount { .. } => "/orgs/{orgId}/serviceAccounts/{clientId}",
+        }
+    }
+
+    /// The resource version a v2 client must ask for.
+    pub fn v2_version(&self) -> &'static str {
+        match self {
+            Self::ServiceAccounts { .. } | Self::ServiceAccount { .. } => "2024-08-05",
+            _ => "2023-01-01",
+        }
+    }
+
+    pub fn exists_in(&self, version: ApiVersion) -> bool {
+        !(version == ApiVersion::V1
+            && matches!(
+                self,
+                Self::ServiceAccounts { .. } | Self::ServiceAccount { .. }
+            ))
+    }
+}
+
+/// Splits `/api/atlas/<version>/...` into version and resource. None: not an Atlas API path
+/// (or an unknown resource).
+pub fn route(path: &str) -> Option<(ApiVersion, Resource<'_>)> {
+    let (version, rest) = if let Some(rest) = path.strip_prefix("/api/atlas/v2/") {
+        (ApiVersion::V2, rest)
+    } else if let Some(rest) = path.strip_prefix("/api/atlas/v1.0/") {
+        (ApiVersion::V1, rest)
+    } else {
+        return None;
+    };
+    let mut segs = [""; 6];
+    let mut n = 0;
+    for seg in rest.split('/') {
+        if n == segs.len() {
+            return None;
+        }
+        segs[n] = seg;
+        n += 1;
+    }
+    if segs[..n].iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let r = match (n, segs) {
+        (2, ["orgs", org, ..]) => Resource::Org { org },
+        (3, ["orgs", org, "apiKeys", ..]) => Resource::OrgKeys { org },
+        (4, ["orgs", org, "apiKeys", key, ..]) => Resource::OrgKey { org, key },
+        (5, ["orgs", org, "apiKeys", key, "accessList", ..]) => Resource::AccessList { org, key },
+        (6, ["orgs", org, "apiKeys", key, "accessList", entry]) => {
+            Resource::AccessEntry { org, key, entry }
+        }
+        (3, ["orgs", org, "serviceAccounts", ..]) => Resource::ServiceAccounts { org },
+        (4, ["orgs", org, "serviceAccounts", client, ..]) => {
+            Resource::ServiceAccount { org, client }
+        }
+        (2, ["groups", group, ..]) => Resource::Group { group },
+        (3, ["groups", group, "apiKeys", ..]) => Resource::GroupKeys { group },
+        (4, ["groups", group, "apiKeys", key, ..]) => Resource::GroupKey { group, key },
+        _ => return None,
+    };
+    r.exists_in(version).then_some((version, r))
+}
+
+/// Checks a v2 `Accept` header against the resource version.
+/// Missing or other version: 406; malformed date: 400 `INVALID_VERSION_DATE`.
+pub fn negotiate_v2(
+    accept: Option<&str>,
+    required: &'static str,
+    path: &str,
+) -> Result<(), ApiError> {
+    let requested = accept.and_then(|accept| {
+        accept.split(',').find_map(|item| {
+            let media = item.split(';').next().unwrap_or("").trim();
+            media
+                .strip_prefix("application/vnd.atlas.")
+                .and_then(|v| v.strip_suffix("+json"))
+        })
+    });
+    let resource = path.trim_start_matches('/');
+    let Some(requested) = requested else {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            format!(
+                "No version specified for {resource}. Send Accept: application/vnd.atlas.{required}+json."
+            ),
+        )
+        .with_params([resource.to_owned()]));
+    };
+    if !is_date(requested) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_VERSION_DATE",
+            format!("Invalid version date {requested}."),
+        )
+        .with_params([requested]));
+    }
+    if requested != required {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            format!("Version {requested} of {resource} is not available. Available versions: {required}."),
+        )
+        .with_params([requested, resource]));
+    }
+    Ok(())
+}
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && matches!(s[5..7].parse::<u8>(), Ok(1..=12))
+        && matches!(s[8..10].parse::<u8>(), Ok(1..=31))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_atlas_paths() {
+        let (v, r) = route("/api/atlas/v2/orgs/o/apiKeys/k/accessList/10.0.0.0%2F24").unwrap();
+        assert_eq!(v, ApiVersion::V2);
+        assert_eq!(
+            r,
+            Resource::AccessEntry {
+                org: "o",
+                key: "k",
+                entry: "10.0.0.0%2F24"
+            }
+        );
+        assert_eq!(
+            route("/api/atlas/v1.0/groups/g/apiKeys").unwrap(),
+            (ApiVersion::V1, Resource::GroupKeys { group: "g" })
+        );
+        assert_eq!(
+            route("/api/atlas/v2/orgs/o/serviceAccounts").unwrap().1,
+            Resource::ServiceAccounts { org: "o" }
+        );
+        assert!(route("/api/atlas/v1.0/orgs/o/serviceAccounts").is_none());
+        assert!(route("/api/atlas/v2/orgs/o/apiKeys/").is_none());
+        assert!(route("/api/atlas/v2/orgs/o/apiKeys/k/accessList/10.0.0.0/24").is_none());
+        assert!(route("/api/atlas/v2/clusters").is_none());
+        assert!(route("/admin/stats").is_none());
+    }
+
+    #[test]
+    fn negotiates_versions() {
+        let ok = "application/vnd.atlas.2023-01-01+json";
+        assert!(negotiate_v2(Some(ok), "2023-01-01", "/x").is_ok());
+        assert!(negotiate_v2(
+            Some("application/vnd.atlas.2023-01-01+json;charset=utf-8, */*"),
+            "2023-01-01",
+            "/x"
+        )
+        .is_ok());
+        assert_eq!(
+            negotiate_v2(None, "2023-01-01", "/x").unwrap_err().status,
+            StatusCode::NOT_ACCEPTABLE
+        );
+        assert_eq!(
+            negotiate_v2(Some("application/json"), "2023-01-01", "/x")
+                .unwrap_err()
+                .status,
+            StatusCode::NOT_ACCEPTABLE
+        );
+        assert_eq!(
+            negotiate_v2(Some(ok), "2024-08-05", "/x")
+                .unwrap_err()
+                .status,
+            StatusCode::NOT_ACCEPTABLE
+        );
+        let bad = negotiate_v2(
+            Some("application/vnd.atlas.2023-13-01+json"),
+            "2023-01-01",
+            "/x",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (bad.status, bad.code.as_ref()),
+            (StatusCode::BAD_REQUEST, "INVALID_VERSION_DATE")
+        );
+    }
+}

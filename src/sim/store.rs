@@ -1,0 +1,732 @@
+//! The simulator's in-memory Atlas state: organizations, projects, programmatic API keys with
+//! their roles and access lists, and service accounts.
+//!
+//! Methods here apply changes and report Atlas errors for missing resources; request
+//! validation and permission checks live in [`super::atlas_api`].
+
+use std::collections::HashMap;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::error::ApiError;
+use super::ids;
+use http::StatusCode;
+
+/// One role held by an API key, either in an organization or in a project (group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    pub role_name: String,
+}
+
+impl RoleAssignment {
+    pub fn org(org_id: &str, role: &str) -> Self {
+        Self {
+            group_id: None,
+            org_id: Some(org_id.to_owned()),
+            role_name: role.to_owned(),
+        }
+    }
+
+    pub fn group(group_id: &str, role: &str) -> Self {
+        Self {
+            group_id: Some(group_id.to_owned()),
+            org_id: None,
+            role_name: role.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessEntry {
+    pub net: IpNet,
+    pub created: OffsetDateTime,
+}
+
+impl AccessEntry {
+    /// The `ipAddress` Atlas reports: only for single-host entries.
+    pub fn ip_address(&self) -> Option<String> {
+        (self.net.prefix_len() == self.net.max_prefix_len()).then(|| self.net.addr().to_string())
+    }
+
+    pub fn cidr_block(&self) -> String {
+        self.net.to_string()
+    }
+
+    /// The entry as it appears in a URL path (CIDR slash encoded as `%2F`).
+    pub fn path_segment(&self) -> String {
+        match self.ip_address() {
+            Some(ip) => ip,
+            None => format!("{}%2F{}", self.net.addr(), self.net.prefix_len()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub id: String,
+    pub org_id: String,
+    pub desc: String,
+    pub public_key: String,
+    pub private_key: String,
+    pub roles: Vec<RoleAssignment>,
+    pub access_list: Vec<AccessEntry>,
+    /// The key the simulator was started with (the "root" Org Owner key).
+    pub seeded: bool,
+    pub created: OffsetDateTime,
+}
+
+impl ApiKey {
+    pub fn org_roles(&self) -> impl Iterator<Item = &str> {
+        self.roles
+            .iter()
+            .filter(|r| r.org_id.is_some())
+            .map(|r| r.role_name.as_str())
+    }
+
+    pub fn group_roles<'a>(&'a self, group_id: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.roles
+            .iter()
+            .filter(move |r| r.group_id.as_deref() == Some(group_id))
+            .map(|r| r.role_name.as_str())
+    }
+
+    pub fn has_org_role(&self, role: &str) -> bool {
+        self.org_roles().any(|r| r == role)
+    }
+
+    pub fn in_group(&self, group_id: &str) -> bool {
+        self.roles
+            .iter()
+            .any(|r| r.group_id.as_deref() == Some(group_id))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Project {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    #[serde(skip)]
+    pub created: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceAccountSecret {
+    pub id: String,
+    pub secret: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceAccount {
+    pub client_id: String,
+    pub org_id: String,
+    pub name: String,
+    pub description: String,
+    pub roles: Vec<String>,
+    pub created_at: OffsetDateTime,
+    pub secrets: Vec<ServiceAccountSecret>,
+}
+
+/// What a fresh key may be given explicitly (ids are generated when absent).
+#[derive(Debug, Clone, Default)]
+pub struct NewKey {
+    pub id: Option<String>,
+    pub public_key: Option<String>,
+    pub private_key: Option<String>,
+    pub desc: String,
+    pub roles: Vec<RoleAssignment>,
+    pub seeded: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Store {
+    orgs: HashMap<String, Org>,
+    projects: HashMap<String, Project>,
+    keys: HashMap<String, ApiKey>,
+    by_public_key: HashMap<String, String>,
+    service_accounts: HashMap<String, ServiceAccount>,
+    pub max_keys_per_org: usize,
+}
+
+/// A live API key as the admin inventory reports it (no private key).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InventoryKey {
+    pub id: String,
+    pub public_key: String,
+    pub desc: String,
+    pub org_id: String,
+    pub roles: Vec<RoleAssignment>,
+    /// Access-list entries in CIDR notation.
+    pub access_list: Vec<String>,
+    pub seeded: bool,
+    pub created: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InventoryServiceAccount {
+    pub client_id: String,
+    pub org_id: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub secrets: usize,
+}
+
+/// Everything alive in the simulator; keys sorted by org, then public key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Inventory {
+    pub orgs: Vec<Org>,
+    pub projects: Vec<Project>,
+    pub api_keys: Vec<InventoryKey>,
+    pub service_accounts: Vec<InventoryServiceAccount>,
+}
+
+impl Inventory {
+    /// Keys other than the seeded one: what a test checks for leaks.
+    pub fn issued_keys(&self) -> impl Iterator<Item = &InventoryKey> {
+        self.api_keys.iter().filter(|k| !k.seeded)
+    }
+
+    pub fn key_by_public_key(&self, public_key: &str) -> Option<&InventoryKey> {
+        self.api_keys.iter().find(|k| k.public_key == public_key)
+    }
+}
+
+pub fn format_time(t: OffsetDateTime) -> String {
+    const FMT: &[time::format_description::FormatItem<'_>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(FMT)
+        .unwrap_or_default()
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+impl Store {
+    pub fn new(max_keys_per_org: usize) -> Self {
+        Self {
+            max_keys_per_org,
+            ..Self::default()
+        }
+    }
+
+    // ---- organizations and projects -------------------------------------------------------
+
+    pub fn create_org(&mut self, id: Option<String>, name: String) -> Result<Org, String> {
+        let id = id.unwrap_or_else(ids::object_id);
+        if !ids::is_object_id(&id) {
+            return Err(format!("org id {id:?} is not 24 lowercase hex digits"));
+        }
+        if self.orgs.contains_key(&id) {
+            return Err(format!("org {id} already exists"));
+        }
+        let org = Org {
+            id: id.clone(),
+            name,
+        };
+        self.orgs.insert(id, org.clone());
+        Ok(org)
+    }
+
+    pub fn create_project(
+        &mut self,
+        id: Option<String>,
+        org_id: &str,
+        name: String,
+    ) -> Result<Project, String> {
+        let id = id.unwrap_or_else(ids::object_id);
+        if !ids::is_object_id(&id) {
+            return Err(format!("project id {id:?} is not 24 lowercase hex digits"));
+        }
+        if !self.orgs.contains_key(org_id) {
+            return Err(format!("org {org_id} does not exist"));
+        }
+        if self.projects.contains_key(&id) || self.orgs.contains_key(&id) {
+            return Err(format!("id {id} is already in use"));
+        }
+        let project = Project {
+            id: id.clone(),
+            org_id: org_id.to_owned(),
+            name,
+            created: Some(now()),
+        };
+        self.projects.insert(id, project.clone());
+        Ok(project)
+    }
+
+    pub fn org(&self, org_id: &str) -> Result<&Org, ApiError> {
+        self.orgs
+            .get(org_id)
+            .ok_or_else(|| ApiError::org_not_found(org_id))
+    }
+
+    pub fn project(&self, group_id: &str) -> Result<&Project, ApiError> {
+        self.projects
+            .get(group_id)
+            .ok_or_else(|| ApiError::group_not_found(group_id))
+    }
+
+    // ---- API keys -------------------------------------------------------------------------
+
+    /// Id and private key for a public key: what digest verification needs.
+    pub fn credentials(&self, public_key: &str) -> Option<(&str, &str)> {
+        let id = self.by_public_key.get(public_key)?;
+        let key = self.keys.get(id)?;
+        Some((key.id.as_str(), key.private_key.as_str()))
+    }
+
+    pub fn key_by_id(&self, key_id: &str) -> Option<&ApiKey> {
+        self.keys.get(key_id)
+    }
+
+    fn keys_in_org(&self, org_id: &str) -> usize {
+        self.keys.values().filter(|k| k.org_id == org_id).count()
+    }
+
+    pub fn create_key(&mut self, org_id: &str, new: NewKey) -> Result<ApiKey, ApiError> {
+        self.org(org_id)?;
+        if self.keys_in_org(org_id) >= self.max_keys_per_org {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "MAX_API_KEYS_PER_ORG_EXCEEDED",
+                format!(
+                    "Maximum number of API keys ({}) per organization exceeded.",
+                    self.max_keys_per_org
+                ),
+            )
+            .with_params([self.max_keys_per_org.to_string()]));
+        }
+        let id = new.id.unwrap_or_else(ids::object_id);
+        let public_key = match new.public_key {
+            Some(pk) => pk,
+            None => loop {
+                let pk = ids::public_key();
+                if !self.by_public_key.contains_key(&pk) {
+                    break pk;
+                }
+            },
+        };
+        if self.keys.contains_key(&id) || self.by_public_key.contains_key(&public_key) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "DUPLICATE_API_KEY",
+                "An API key with this id or public key already exists.",
+            ));
+        }
+        let key = ApiKey {
+            id: id.clone(),
+            org_id: org_id.to_owned(),
+            desc: new.desc,
+            public_key: public_key.clone(),
+            private_key: new.private_key.unwrap_or_else(ids::private_key),
+            roles: new.roles,
+            access_list: Vec::new(),
+            seeded: new.seeded,
+            created: now(),
+        };
+        self.by_public_key.insert(public_key, id.clone());
+        self.keys.insert(id, key.clone());
+        Ok(key)
+    }
+
+    /// The key `key_id` if it belongs to `org_id`; Atlas answers 404 for both cases.
+    pub fn key_in_org(&self, org_id: &str, key_id: &str) -> Result<&ApiKey, ApiError> {
+        self.keys
+            .get(key_id)
+            .filter(|k| k.org_id == org_id)
+            .ok_or_else(|| ApiError::api_key_not_found(key_id))
+    }
+
+    fn key_in_org_mut(&mut self, org_id: &str, key_id: &str) -> Result<&mut ApiKey, ApiError> {
+        self.keys
+            .get_mut(key_id)
+            .filter(|k| k.org_id == org_id)
+            .ok_or_else(|| ApiError::api_key_not_found(key_id))
+    }
+
+    /// Keys of an organization, ordered by public key like Atlas lists them.
+    pub fn org_keys(&self, org_id: &str) -> Vec<&ApiKey> {
+        let mut keys: Vec<&ApiKey> = self.keys.values().filter(|k| k.org_id == org_id).collect();
+        keys.sort_unstable_by(|a, b| a.public_key.cmp(&b.public_key));
+        keys
+    }
+
+    /// Keys holding at least one role in the project, ordered by public key.
+    pub fn project_keys(&self, group_id: &str) -> Vec<&ApiKey> {
+        let mut keys: Vec<&ApiKey> = self
+            .keys
+            .values()
+            .filter(|k| k.in_group(group_id))
+            .collect();
+        keys.sort_unstable_by(|a, b| a.public_key.cmp(&b.public_key));
+        keys
+    }
+
+    /// Changes the description and/or the organization roles (project roles are kept).
+    pub fn update_key(
+        &mut self,
+        org_id: &str,
+        key_id: &str,
+        desc: Option<String>,
+        org_roles: Option<Vec<String>>,
+    ) -> Result<ApiKey, ApiError> {
+        let key = self.key_in_org_mut(org_id, key_id)?;
+        if let Some(desc) = desc {
+            key.desc = desc;
+        }
+        if let Some(roles) = org_roles {
+            key.roles.retain(|r| r.org_id.is_none());
+            let org_assignments = roles.iter().map(|role| RoleAssignment::org(org_id, role));
+            key.roles.splice(0..0, org_assignments);
+        }
+        Ok(key.clone())
+    }
+
+    pub fn delete_key(&mut self, org_id: &str, key_id: &str) -> Result<ApiKey, ApiError> {
+        self.key_in_org(org_id, key_id)?;
+        let key = self
+            .keys
+            .remove(key_id)
+            .ok_or_else(|| ApiError::api_key_not_found(key_id))?;
+        self.by_public_key.remove(&key.public_key);
+        Ok(key)
+    }
+
+    /// Replaces the key's roles in the project (assigning it when it had none there).
+    /// The key must belong to the project's organization.
+    pub fn set_project_roles(
+        &mut self,
+        group_id: &str,
+        key_id: &str,
+        roles: &[String],
+    ) -> Result<ApiKey, ApiError> {
+        let org_id = self.project(group_id)?.org_id.clone();
+        let key = self.key_in_org_mut(&org_id, key_id)?;
+        key.roles
+            .retain(|r| r.group_id.as_deref() != Some(group_id));
+        key.roles.extend(
+            roles
+                .iter()
+                .map(|role| RoleAssignment::group(group_id, role)),
+        );
+        if !key.roles.iter().any(|r| r.org_id.is_some()) {
+            key.roles
+                .insert(0, RoleAssignment::org(&org_id, "ORG_MEMBER"));
+        }
+        Ok(key.clone())
+    }
+
+    /// Removes the key from the project; 404 if it was not assigned.
+    pub fn unassign(&mut self, group_id: &str, key_id: &str) -> Result<(), ApiError> {
+        let org_id = self.project(group_id)?.org_id.clone();
+        let key = self.key_in_org_mut(&org_id, key_id)?;
+        if !key.in_group(group_id) {
+            return Err(ApiError::api_key_not_found(key_id));
+        }
+        key.roles
+            .retain(|r| r.group_id.as_deref() != Some(group_id));
+        Ok(())
+    }
+
+    // ---- access lists ---------------------------------------------------------------------
+
+    /// Adds entries; 409 if one is already present (nothing is added then).
+    pub fn add_access_entries(
+        &mut self,
+        org_id: &str,
+        key_id: &str,
+        nets: &[IpNet],
+    ) -> Result<(), ApiError> {
+        let key = self.key_in_org_mut(org_id, key_id)?;
+        if let Some(dup) = nets
+            .iter()
+            .find(|n| key.access_list.iter().any(|e| e.net == **n))
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "DUPLICATE_ACCESS_LIST_ENTRY",
+                format!("The access list entry {dup} already exists for API key {key_id}."),
+            )
+            .with_params([dup.to_string()]));
+        }
+        let created = now();
+        key.access_list
+            .extend(nets.iter().map(|net| AccessEntry { net: *net, created }));
+        Ok(())
+    }
+
+    pub fn access_entry(
+        &self,
+        org_id: &str,
+        key_id: &str,
+        net: &IpNet,
+    ) -> Result<&AccessEntry, ApiError> {
+        let key = self.key_in_org(org_id, key_id)?;
+        key.access_list
+            .iter()
+            .find(|e| e.net == *net)
+            .ok_or_else(|| ApiError::access_list_entry_not_found(key_id, &net.to_string()))
+    }
+
+    pub fn delete_access_entry(
+        &mut self,
+        org_id: &str,
+        key_id: &str,
+        net: &IpNet,
+    ) -> Result<(), ApiError> {
+        let key = self.key_in_org_mut(org_id, key_id)?;
+        let before = key.access_list.len();
+        key.access_list.retain(|e| e.net != *net);
+        if key.access_list.len() == before {
+            return Err(ApiError::access_list_entry_not_found(
+                key_id,
+                &net.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    // ---- service accounts -----------------------------------------------------------------
+
+    pub fn create_service_account(
+        &mut self,
+        org_id: &str,
+        name: String,
+        description: String,
+        roles: Vec<String>,
+        secret_hours: u32,
+    ) -> Result<ServiceAccount, ApiError> {
+        self.org(org_id)?;
+        let created_at = now();
+        let secret = ServiceAccountSecret {
+            id: ids::object_id(),
+            secret: ids::service_account_secret(),
+            created_at,
+            expires_at: created_at + time::Duration::hours(i64::from(secret_hours)),
+        };
+        let sa = ServiceAccount {
+            client_id: ids::service_account_client_id(),
+            org_id: org_id.to_owned(),
+            name,
+            description,
+            roles,
+            created_at,
+            secrets: vec![secret],
+        };
+        self.service_accounts
+            .insert(sa.client_id.clone(), sa.clone());
+        Ok(sa)
+    }
+
+    pub fn service_account(
+        &self,
+        org_id: &str,
+        client_id: &str,
+    ) -> Result<&ServiceAccount, ApiError> {
+        self.service_accounts
+            .get(client_id)
+            .filter(|sa| sa.org_id == org_id)
+            .ok_or_else(|| ApiError::service_account_not_found(client_id))
+    }
+
+    pub fn org_service_accounts(&self, org_id: &str) -> Vec<&ServiceAccount> {
+        let mut list: Vec<&ServiceAccount> = self
+            .service_accounts
+            .values()
+            .filter(|s| s.org_id == org_id)
+            .collect();
+        list.sort_unstable_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.client_id.cmp(&b.client_id))
+        });
+        list
+    }
+
+    pub fn delete_service_account(
+        &mut self,
+        org_id: &str,
+        client_id: &str,
+    ) -> Result<(), ApiError> {
+        self.service_account(org_id, client_id)?;
+        self.service_accounts.remove(client_id);
+        Ok(())
+    }
+
+    // ---- inventory --------------------------------------------------------------------------
+
+    pub fn inventory(&self) -> Inventory {
+        let mut orgs: Vec<Org> = self.orgs.values().cloned().collect();
+        orgs.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut projects: Vec<Project> = self.projects.values().cloned().collect();
+        projects.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut api_keys: Vec<InventoryKey> = self
+            .keys
+            .values()
+            .map(|k| InventoryKey {
+                id: k.id.clone(),
+                public_key: k.public_key.clone(),
+                desc: k.desc.clone(),
+                org_id: k.org_id.clone(),
+                roles: k.roles.clone(),
+                access_list: k.access_list.iter().map(AccessEntry::cidr_block).collect(),
+                seeded: k.seeded,
+                created: format_time(k.created),
+            })
+            .collect();
+        api_keys.sort_by(|a, b| {
+            a.org_id
+                .cmp(&b.org_id)
+                .then_with(|| a.public_key.cmp(&b.public_key))
+        });
+        let mut service_accounts: Vec<InventoryServiceAccount> = self
+            .service_accounts
+            .values()
+            .map(|s| InventoryServiceAccount {
+                client_id: s.client_id.clone(),
+                org_id: s.org_id.clone(),
+                name: s.name.clone(),
+                roles: s.roles.clone(),
+                secrets: s.secrets.len(),
+            })
+            .collect();
+        service_accounts.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Inventory {
+            orgs,
+            projects,
+            api_keys,
+            service_accounts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with_org() -> (Store, String, String) {
+        let mut store = Store::new(3);
+        let org = store.create_org(None, "org".into()).unwrap();
+        let project = store.create_project(None, &org.id, "p".into()).unwrap();
+        (store, org.id, project.id)
+    }
+
+    fn new_key(org: &str, role: &str) -> NewKey {
+        NewKey {
+            desc: "d".into(),
+            roles: vec![RoleAssignment::org(org, role)],
+            ..NewKey::default()
+        }
+    }
+
+    #[test]
+    fn key_limit_per_org_is_enforced() {
+        let (mut store, org, _) = store_with_org();
+        for _ in 0..3 {
+            store.create_key(&org, new_key(&org, "ORG_MEMBER")).unwrap();
+        }
+        let err = store
+            .create_key(&org, new_key(&org, "ORG_MEMBER"))
+            .unwrap_err();
+        assert_eq!(err.code, "MAX_API_KEYS_PER_ORG_EXCEEDED");
+    }
+
+    #[test]
+    fn project_assignment_adds_org_member_and_unassign_keeps_key() {
+        let (mut store, org, group) = store_with_org();
+        let key = store
+            .create_key(
+                &org,
+                NewKey {
+                    desc: "x".into(),
+                    ..NewKey::default()
+                },
+            )
+            .unwrap();
+        let key = store
+            .set_project_roles(&group, &key.id, &["GROUP_READ_ONLY".into()])
+            .unwrap();
+        assert!(key.has_org_role("ORG_MEMBER"));
+        assert_eq!(store.project_keys(&group).len(), 1);
+        store.unassign(&group, &key.id).unwrap();
+        assert!(store.project_keys(&group).is_empty());
+        assert_eq!(
+            store.unassign(&group, &key.id).unwrap_err().code,
+            "API_KEY_NOT_FOUND"
+        );
+        assert!(store.key_by_id(&key.id).is_some());
+    }
+
+    #[test]
+    fn keys_are_scoped_to_their_org() {
+        let (mut store, org, _) = store_with_org();
+        let other = store.create_org(None, "other".into()).unwrap();
+        let key = store.create_key(&org, new_key(&org, "ORG_OWNER")).unwrap();
+        assert_eq!(
+            store.key_in_org(&other.id, &key.id).unwrap_err().code,
+            "API_KEY_NOT_FOUND"
+        );
+        assert_eq!(
+            store.delete_key(&other.id, &key.id).unwrap_err().code,
+            "API_KEY_NOT_FOUND"
+        );
+        store.delete_key(&org, &key.id).unwrap();
+        assert!(store.credentials(&key.public_key).is_none());
+    }
+
+    #[test]
+    fn access_list_duplicates_conflict() {
+        let (mut store, org, _) = store_with_org();
+        let key = store.create_key(&org, new_key(&org, "ORG_OWNER")).unwrap();
+        let net: IpNet = "10.0.0.0/24".parse().unwrap();
+        store.add_access_entries(&org, &key.id, &[net]).unwrap();
+        assert_eq!(
+            store
+                .add_access_entries(&org, &key.id, &[net])
+                .unwrap_err()
+                .status,
+            StatusCode::CONFLICT
+        );
+        let entry = store.access_entry(&org, &key.id, &net).unwrap();
+        assert_eq!(entry.path_segment(), "10.0.0.0%2F24");
+        assert_eq!(entry.ip_address(), None);
+        store.delete_access_entry(&org, &key.id, &net).unwrap();
+        assert!(store.delete_access_entry(&org, &key.id, &net).is_err());
+    }
+
+    #[test]
+    fn update_replaces_org_roles_only() {
+        let (mut store, org, group) = store_with_org();
+        let key = store.create_key(&org, new_key(&org, "ORG_OWNER")).unwrap();
+        store
+            .set_project_roles(&group, &key.id, &["GROUP_OWNER".into()])
+            .unwrap();
+        let key = store
+            .update_key(
+                &org,
+                &key.id,
+                Some("new".into()),
+                Some(vec!["ORG_READ_ONLY".into()]),
+            )
+            .unwrap();
+        assert_eq!(key.desc, "new");
+        assert_eq!(key.org_roles().collect::<Vec<_>>(), ["ORG_READ_ONLY"]);
+        assert_eq!(key.group_roles(&group).collect::<Vec<_>>(), ["GROUP_OWNER"]);
+    }
+}
