@@ -165,8 +165,17 @@ async fn delete_recorded_key(client: &AtlasClient, key: &WalKey) -> Result<(), A
         Err(e) if e.is_not_found() => return Ok(()),
         other => other?,
     };
-    match keys.iter().find(|k| &k.id == id).and_then(|k| k.org_id()) {
-        Some(org) => delete_key(client, org, id).await,
+    match keys.iter().find(|k| &k.id == id) {
+        Some(found) => match found.org_id() {
+            Some(org) => delete_key(client, org, id).await,
+            None => Err(AtlasError::Unexpected {
+                message: format!(
+                    "Atlas lists key {id} in project {} without an organization role",
+                    key.project_id
+                ),
+                problem: None,
+            }),
+        },
         None => {
             tracing::warn!(key_id = %id, project_id = %key.project_id, "key not found in its project; treating it as already deleted");
             Ok(())
