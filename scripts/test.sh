@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting and lints, Rust unit and
+# integration tests, the Go conformance harness (Vault's own plugin client
+# code hosting our binaries), and the real-Vault/OpenBao end-to-end suites.
+# Installs nothing system-wide: Go modules and server builds are cached under
+# $HOME (see scripts/servers.sh). Each step is bounded.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+step() {
+  local name="$1"; shift
+  local started=$SECONDS
+  echo "==> $name" >&2
+  "$@"
+  echo "<== $name ($((SECONDS - started)) s)" >&2
+}
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+step "cargo test" timeout 1800 cargo test --locked --all-targets
+step "conformance harness (Go, Vault SDK client)" timeout 1200 scripts/conformance.sh
+echo "all tests passed" >&2
