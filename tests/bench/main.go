@@ -123,8 +123,16 @@ func main() {
 	var oursEnv, officialEnv envList
 	flag.Var(&oursEnv, "ours-env", "KEY=VALUE added to our plugin's environment (repeatable; for experiments)")
 	flag.Var(&officialEnv, "official-env", "KEY=VALUE added to the official plugin's environment (repeatable)")
+	fromRaw := flag.String("from-raw", "", "only rewrite the reports in -out from this raw.json of an earlier run")
 	flag.Parse()
 
+	if *fromRaw != "" {
+		if err := rewriteReports(*fromRaw, *out); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	code, err := run(*mode, *ours, *official, *oursVersion, *simBinary, *out, *rustc, *timeout, oursEnv, officialEnv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -291,4 +299,25 @@ func (b *Bench) measure(ctx context.Context, sides []*Side, res *Results) error 
 			s.Name, storm.Drained, storm.DrainS, storm.FirstAttemptFailures, storm.Unrevoked, storm.Leaks)
 	}
 	return nil
+}
+
+// rewriteReports recomputes summary.json, summary.md and the plots from recorded samples.
+func rewriteReports(rawPath, out string) error {
+	raw, err := os.ReadFile(rawPath)
+	if err != nil {
+		return err
+	}
+	var res Results
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return fmt.Errorf("%s: %w", rawPath, err)
+	}
+	for _, name := range []string{"ours", "official"} {
+		if s := res.Sides[name]; s == nil || s.Storm == nil {
+			return fmt.Errorf("%s holds no complete %s results", rawPath, name)
+		}
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	return WriteReport(out, &res, Summarize(&res))
 }

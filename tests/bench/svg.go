@@ -98,6 +98,9 @@ func ratioPlot(s Summary) []byte {
 		}
 		p.rect(math.Min(x, one), y+5, math.Max(math.Abs(x-one), 1), row-10, color)
 		label := fmt.Sprintf("%.3g", r)
+		if k == "revocation_storm_s" && !s.Drained["official"] {
+			label = "≤ " + label + " (official not drained)"
+		}
 		if x < one {
 			p.text(x-4, y+row/2+4, "end", "", label)
 		} else {
@@ -209,6 +212,10 @@ func stormPlot(res *Results) []byte {
 		end := st.r.DrainS
 		fmt.Fprintf(&pts, " %.1f,%.1f", left+math.Min(end/maxT, 1)*plotW, bottom-float64(len(st.r.RevokedAtS))/n*plotH)
 		fmt.Fprintf(&p.b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", pts.String(), st.color)
+		if !st.r.Drained {
+			p.text(left+math.Min(end/maxT, 1)*plotW-4, bottom-float64(len(st.r.RevokedAtS))/n*plotH-8, "end",
+				fmt.Sprintf(`fill="%s"`, st.color), fmt.Sprintf("%d not revoked when the bound (%.0f s) passed", st.r.Unrevoked, st.r.BoundS))
+		}
 	}
 	p.line(left, bottom, left+plotW, bottom, "#333", "")
 	p.text(left+plotW/2, bottom+34, "middle", "", "seconds since the storm began (Vault-style retries: 20 s, 40 s, 80 s … ± 50 %)")
