@@ -96,7 +96,7 @@ full) limit=1500 ;;
 esac
 log "running the $mode benchmark (bounded at ${limit}s); results in $out"
 status=0
-timeout --signal=INT --kill-after=30 "$limit" "$out/bench-driver" \
+timeout --signal=TERM --kill-after=30 "$limit" "$out/bench-driver" \
     -mode "$mode" -ours "$ours" -official "$official" -ours-version "v$version" \
     -sim "$sim" -out "$out" -rustc "$(rustc --version)" -timeout "$((limit - 20))s" || status=$?
 case "$status" in

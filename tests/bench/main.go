@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/conformance"
@@ -155,7 +157,11 @@ func run(mode, ours, official, oursVersion, simBinary, out, rustc string, timeou
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return 1, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	// SIGTERM (bench.sh's timeout) or an interrupt cancels every phase, so the deferred
+	// cleanups still stop the simulator and the plugin processes.
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sigCtx, timeout)
 	defer cancel()
 
 	simLog, err := os.Create(filepath.Join(logDir, "atlas-sim.log"))

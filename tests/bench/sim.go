@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -44,6 +45,8 @@ type Sim struct {
 func StartSim(ctx context.Context, binary string, args []string, logs io.Writer) (*Sim, error) {
 	cmd := exec.Command(binary, args...)
 	cmd.Stderr = logs
+	// Should the driver die without cleaning up, the simulator goes with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
