@@ -70,6 +70,8 @@ type startupInfo struct {
 	ProjectID  string `json:"project_id"`
 	PublicKey  string `json:"public_key"`
 	PrivateKey string `json:"private_key"`
+	ProxyURL   string `json:"proxy_url"`
+	CAPath     string `json:"ca_path"`
 }
 
 // ---- spec -------------------------------------------------------------------------------
@@ -252,7 +254,7 @@ func validateAll(t *testing.T, entries []journalEntry) (checked int) {
 
 // ---- the simulator and a digest client ----------------------------------------------------
 
-func startSim(t *testing.T) startupInfo {
+func startSim(t *testing.T, extraArgs ...string) startupInfo {
 	bin := os.Getenv("ATLAS_SIM_BIN")
 	if bin == "" {
 		bin = "../../target/debug/atlas-sim"
@@ -260,7 +262,7 @@ func startSim(t *testing.T) startupInfo {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("atlas-sim binary not found at %s (run `cargo build --bin atlas-sim` or set ATLAS_SIM_BIN)", bin)
 	}
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--journal-capacity", "100000")
+	cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--journal-capacity", "100000"}, extraArgs...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
