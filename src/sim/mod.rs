@@ -352,6 +352,13 @@ impl SimHandle {
         self.shared.journal.entries(since)
     }
 
+    /// Writes the journal (all kept entries) as a JSON array, e.g. for the OpenAPI
+    /// conformance check: `ATLAS_SIM_JOURNAL=<path> go test ./...` in `tests/openapi`.
+    pub fn write_journal(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(&self.journal(0)).map_err(std::io::Error::other)?;
+        std::fs::write(path, json)
+    }
+
     pub fn clear_journal(&self) {
         self.shared.journal.clear();
     }
