@@ -399,6 +399,9 @@ impl Pipeline<'_> {
             }
             _ => self.handle(*version, resource, &public_key),
         };
+        if late.reset_after {
+            return authed(Err(ConnectionReset));
+        }
         if let Some((_, d)) = decision {
             resp.headers_mut()
                 .insert("ratelimit-limit", HeaderValue::from(d.limit));
