@@ -1552,3 +1552,96 @@ async fn binary_prints_startup_json_and_exits_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+// ---- concurrency and throughput ---------------------------------------------------------------
+
+/// Latency is slept without holding any lock: concurrent slow requests overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_overlap() {
+    let sim = start().await;
+    sim.add_fault(FaultRule::latency(
+        Some("GET"),
+        "/apiKeys$",
+        Duration::from_millis(300),
+    ))
+    .unwrap();
+    let path = format!("/orgs/{}/apiKeys", sim.org_id);
+    let t = Instant::now();
+    let calls = (0..20).map(|_| {
+        let atlas = Atlas::for_sim(&sim);
+        let path = path.clone();
+        async move { atlas.v2(Method::GET, &path, None).await.status }
+    });
+    let statuses = futures::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK));
+    // Serialized they would take 6 s; overlapping, about 0.3 s (bound generous for busy CI).
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "20 slow calls took {:?}",
+        t.elapsed()
+    );
+}
+
+/// Measures authenticated requests per second (run with `--ignored --nocapture`, ideally
+/// in release mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "throughput measurement"]
+async fn throughput() {
+    let sim = Simulator::start(SimConfig {
+        journal_capacity: 10_000,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    sim.set_rate_limits(RateLimitConfig {
+        enabled: false,
+        ..RateLimitConfig::default()
+    });
+    let per_worker = 500;
+    let workers = 16;
+    let path = format!("/orgs/{}/apiKeys/{}", sim.org_id, sim.key_id);
+    let t = Instant::now();
+    let runs = (0..workers).map(|_| {
+        let atlas = Atlas::for_sim(&sim);
+        let path = path.clone();
+        tokio::spawn(async move {
+            for _ in 0..per_worker {
+                assert_eq!(
+                    atlas.v2(Method::GET, &path, None).await.status,
+                    StatusCode::OK
+                );
+            }
+        })
+    });
+    for r in futures::future::join_all(runs).await {
+        r.unwrap();
+    }
+    let elapsed = t.elapsed();
+    let n = workers * per_worker;
+    println!(
+        "{n} authenticated calls in {elapsed:?}: {:.0} req/s",
+        f64::from(n) / elapsed.as_secs_f64()
+    );
+}
+
+#[test]
+fn background_simulator_serves_without_a_runtime() {
+    let sim = Simulator::start_background(SimConfig::default()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        let atlas = Atlas::for_sim(&sim);
+        atlas
+            .v2(Method::GET, &format!("/orgs/{}/apiKeys", sim.org_id), None)
+            .await
+            .status
+    });
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sim.stats().challenges, 1);
+    let health = format!("{}/health", sim.admin_url);
+    drop(sim);
+    let after = runtime.block_on(async { http().get(&health).send().await });
+    assert!(after.is_err(), "simulator still answering after drop");
+}
