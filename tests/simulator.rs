@@ -1221,6 +1221,15 @@ async fn global_latency_applies_to_every_request_including_challenges() {
         StatusCode::OK
     );
     assert!(t.elapsed() >= Duration::from_millis(240));
+    // The admin API is not delayed.
+    let t = Instant::now();
+    let health = http()
+        .get(format!("{}/health", sim.admin_url))
+        .send()
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+    assert!(t.elapsed() < Duration::from_millis(120));
     sim.set_latency(Duration::ZERO);
     let t = Instant::now();
     atlas
