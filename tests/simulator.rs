@@ -1654,3 +1654,69 @@ fn background_simulator_serves_without_a_runtime() {
     let after = runtime.block_on(async { http().get(&health).send().await });
     assert!(after.is_err(), "simulator still answering after drop");
 }
+
+/// Writes this client's traffic as a journal for the OpenAPI check in tests/openapi
+/// (`ATLAS_SIM_JOURNAL_OUT=<file>` here, then `ATLAS_SIM_JOURNAL=<file> go test ./...` there).
+#[tokio::test]
+async fn journal_dump_for_openapi_check() {
+    let sim = start().await;
+    let atlas = Atlas::for_sim(&sim);
+    let (org, group) = (&sim.org_id, &sim.project_id);
+    let key = atlas
+        .v2(
+            Method::POST,
+            &format!("/orgs/{org}/apiKeys"),
+            Some(json!({"desc":"dump","roles":["ORG_OWNER"]})),
+        )
+        .await
+        .json();
+    let id = key["id"].as_str().unwrap();
+    let al = format!("/orgs/{org}/apiKeys/{id}/accessList");
+    atlas
+        .v2(
+            Method::POST,
+            &al,
+            Some(json!([{"cidrBlock":"203.0.113.0/24"}])),
+        )
+        .await;
+    atlas
+        .v2(Method::GET, &format!("{al}/203.0.113.0%2F24"), None)
+        .await;
+    atlas
+        .v2(
+            Method::PATCH,
+            &format!("/groups/{group}/apiKeys/{id}"),
+            Some(json!({"roles":["GROUP_OWNER"]})),
+        )
+        .await;
+    atlas
+        .v2(
+            Method::GET,
+            &format!("/groups/{group}/apiKeys?itemsPerPage=500"),
+            None,
+        )
+        .await;
+    atlas
+        .v2(
+            Method::DELETE,
+            &format!("/groups/{group}/apiKeys/{id}"),
+            None,
+        )
+        .await;
+    atlas
+        .v2(Method::DELETE, &format!("/orgs/{org}/apiKeys/{id}"), None)
+        .await;
+    atlas
+        .v2(Method::GET, &format!("/orgs/{org}/apiKeys/{id}"), None)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::env::var_os("ATLAS_SIM_JOURNAL_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("journal.json"));
+    sim.write_journal(&path).unwrap();
+    let entries: Vec<vault_mongodbatlas::sim::JournalEntry> =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(entries.len(), 9, "one challenge and eight calls");
+    assert_eq!(entries.last().unwrap().status, 404);
+}
