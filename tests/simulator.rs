@@ -1221,6 +1221,15 @@ async fn global_latency_applies_to_every_request_including_challenges() {
         StatusCode::OK
     );
     assert!(t.elapsed() >= Duration::from_millis(240));
+    // The admin API is not delayed.
+    let t = Instant::now();
+    let health = http()
+        .get(format!("{}/health", sim.admin_url))
+        .send()
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+    assert!(t.elapsed() < Duration::from_millis(120));
     sim.set_latency(Duration::ZERO);
     let t = Instant::now();
     atlas
@@ -1551,4 +1560,163 @@ async fn binary_prints_startup_json_and_exits_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "{status:?}");
+}
+
+// ---- concurrency and throughput ---------------------------------------------------------------
+
+/// Latency is slept without holding any lock: concurrent slow requests overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_overlap() {
+    let sim = start().await;
+    sim.add_fault(FaultRule::latency(
+        Some("GET"),
+        "/apiKeys$",
+        Duration::from_millis(300),
+    ))
+    .unwrap();
+    let path = format!("/orgs/{}/apiKeys", sim.org_id);
+    let t = Instant::now();
+    let calls = (0..20).map(|_| {
+        let atlas = Atlas::for_sim(&sim);
+        let path = path.clone();
+        async move { atlas.v2(Method::GET, &path, None).await.status }
+    });
+    let statuses = futures::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK));
+    // Serialized they would take 6 s; overlapping, about 0.3 s (bound generous for busy CI).
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "20 slow calls took {:?}",
+        t.elapsed()
+    );
+}
+
+/// Measures authenticated requests per second (run with `--ignored --nocapture`, ideally
+/// in release mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "throughput measurement"]
+async fn throughput() {
+    let sim = Simulator::start(SimConfig {
+        journal_capacity: 10_000,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    sim.set_rate_limits(RateLimitConfig {
+        enabled: false,
+        ..RateLimitConfig::default()
+    });
+    let per_worker = 500;
+    let workers = 16;
+    let path = format!("/orgs/{}/apiKeys/{}", sim.org_id, sim.key_id);
+    let t = Instant::now();
+    let runs = (0..workers).map(|_| {
+        let atlas = Atlas::for_sim(&sim);
+        let path = path.clone();
+        tokio::spawn(async move {
+            for _ in 0..per_worker {
+                assert_eq!(
+                    atlas.v2(Method::GET, &path, None).await.status,
+                    StatusCode::OK
+                );
+            }
+        })
+    });
+    for r in futures::future::join_all(runs).await {
+        r.unwrap();
+    }
+    let elapsed = t.elapsed();
+    let n = workers * per_worker;
+    println!(
+        "{n} authenticated calls in {elapsed:?}: {:.0} req/s",
+        f64::from(n) / elapsed.as_secs_f64()
+    );
+}
+
+#[test]
+fn background_simulator_serves_without_a_runtime() {
+    let sim = Simulator::start_background(SimConfig::default()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        let atlas = Atlas::for_sim(&sim);
+        atlas
+            .v2(Method::GET, &format!("/orgs/{}/apiKeys", sim.org_id), None)
+            .await
+            .status
+    });
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sim.stats().challenges, 1);
+    let health = format!("{}/health", sim.admin_url);
+    drop(sim);
+    let after = runtime.block_on(async { http().get(&health).send().await });
+    assert!(after.is_err(), "simulator still answering after drop");
+}
+
+/// Writes this client's traffic as a journal for the OpenAPI check in tests/openapi
+/// (`ATLAS_SIM_JOURNAL_OUT=<file>` here, then `ATLAS_SIM_JOURNAL=<file> go test ./...` there).
+#[tokio::test]
+async fn journal_dump_for_openapi_check() {
+    let sim = start().await;
+    let atlas = Atlas::for_sim(&sim);
+    let (org, group) = (&sim.org_id, &sim.project_id);
+    let key = atlas
+        .v2(
+            Method::POST,
+            &format!("/orgs/{org}/apiKeys"),
+            Some(json!({"desc":"dump","roles":["ORG_OWNER"]})),
+        )
+        .await
+        .json();
+    let id = key["id"].as_str().unwrap();
+    let al = format!("/orgs/{org}/apiKeys/{id}/accessList");
+    atlas
+        .v2(
+            Method::POST,
+            &al,
+            Some(json!([{"cidrBlock":"203.0.113.0/24"}])),
+        )
+        .await;
+    atlas
+        .v2(Method::GET, &format!("{al}/203.0.113.0%2F24"), None)
+        .await;
+    atlas
+        .v2(
+            Method::PATCH,
+            &format!("/groups/{group}/apiKeys/{id}"),
+            Some(json!({"roles":["GROUP_OWNER"]})),
+        )
+        .await;
+    atlas
+        .v2(
+            Method::GET,
+            &format!("/groups/{group}/apiKeys?itemsPerPage=500"),
+            None,
+        )
+        .await;
+    atlas
+        .v2(
+            Method::DELETE,
+            &format!("/groups/{group}/apiKeys/{id}"),
+            None,
+        )
+        .await;
+    atlas
+        .v2(Method::DELETE, &format!("/orgs/{org}/apiKeys/{id}"), None)
+        .await;
+    atlas
+        .v2(Method::GET, &format!("/orgs/{org}/apiKeys/{id}"), None)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::env::var_os("ATLAS_SIM_JOURNAL_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("journal.json"));
+    sim.write_journal(&path).unwrap();
+    let entries: Vec<vault_mongodbatlas::sim::JournalEntry> =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(entries.len(), 9, "one challenge and eight calls");
+    assert_eq!(entries.last().unwrap().status, 404);
 }
