@@ -20,5 +20,13 @@ step() {
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
 step "cargo test" timeout 1800 cargo test --locked --all-targets
+openapi_check() {
+  local journal="$root/target/openapi/client-journal.json"
+  mkdir -p "$(dirname "$journal")"
+  ATLAS_CLIENT_JOURNAL_OUT="$journal" cargo test --locked --test atlas_client every_call_works
+  cargo build --locked --bin atlas-sim
+  (cd tests/openapi && ATLAS_SIM_JOURNAL="$journal" go test -count=1 ./...)
+}
+step "OpenAPI conformance of our client's requests and the simulator's answers" timeout 900 openapi_check
 step "conformance harness (Go, Vault SDK client)" timeout 1200 scripts/conformance.sh
 echo "all tests passed" >&2

@@ -134,6 +134,12 @@ async fn every_call_works_and_leaves_nothing_behind() {
         .expect_err("gone")
         .is_not_found());
     assert_eq!(sim.inventory().issued_keys().count(), 0);
+    // scripts/test.sh validates what our client sent (and what the simulator
+    // answered) against the official OpenAPI spec (tests/openapi).
+    if let Ok(path) = std::env::var("ATLAS_CLIENT_JOURNAL_OUT") {
+        sim.write_journal(std::path::Path::new(&path))
+            .expect("journal written");
+    }
     sim.shutdown().await;
 }
 
