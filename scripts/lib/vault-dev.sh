@@ -150,7 +150,7 @@ _vdev_spawn() {
 }
 
 _vdev_lost_port_race() {
-    ! _vdev_alive && tail -n 20 "$VDEV_LOG" | grep -q 'address already in use'
+    ! _vdev_alive && [[ "$(tail -n 20 "$VDEV_LOG")" == *'address already in use'* ]]
 }
 
 # Spawns the server and waits until it answers; retries on a fresh port when
