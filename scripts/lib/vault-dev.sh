@@ -10,7 +10,9 @@
 #   vdev_stop
 #
 # Options of vdev_start:
-#   --plugin-dir DIR    plugin directory (default: STATE_DIR/plugins, created)
+#   --plugin-dir DIR    plugin directory (default: STATE_DIR/plugins, created);
+#                       in dev mode both servers auto-register every file in it
+#                       as an unversioned plugin named after the file
 #   --persistent        raft storage under STATE_DIR/data instead of dev mode's
 #                       memory; the server is initialised (1 key share) and
 #                       unsealed by this library, so vdev_restart keeps mounts,
@@ -150,7 +152,7 @@ _vdev_spawn() {
 }
 
 _vdev_lost_port_race() {
-    ! _vdev_alive && tail -n 20 "$VDEV_LOG" | grep -q 'address already in use'
+    ! _vdev_alive && [[ "$(tail -n 20 "$VDEV_LOG")" == *'address already in use'* ]]
 }
 
 # Spawns the server and waits until it answers; retries on a fresh port when
