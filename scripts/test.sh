@@ -29,4 +29,5 @@ openapi_check() {
 }
 step "OpenAPI conformance of our client's requests and the simulator's answers" timeout 900 openapi_check
 step "conformance harness (Go, Vault SDK client)" timeout 1200 scripts/conformance.sh
+step "demo (README's main command)" timeout 1800 scripts/demo.sh
 echo "all tests passed" >&2
