@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use vault_mongodbatlas::atlas::{
-    AccessListEntry, AtlasClient, AtlasError, ClientConfig, RetryPolicy, Timeouts,
+    AccessListEntry, AtlasClient, AtlasError, ClientConfig, RetryPolicy,
 };
 use vault_mongodbatlas::sim::{FaultRule, SimConfig, SimHandle, Simulator};
 

@@ -71,20 +71,6 @@ pub fn description(role: &str) -> String {
     format!("vault-{sanitized}-{suffix}")
 }
 
-fn access_list(role: &Role) -> Result<Vec<AccessListEntry>, BackendError> {
-    let cidrs = role.cidr_blocks().iter().map(|c| {
-        c.parse()
-            .map(AccessListEntry::CidrBlock)
-            .map_err(|_| BackendError::user(format!("cidr_blocks: {c:?} is not a CIDR block")))
-    });
-    let ips = role.ip_addresses().iter().map(|ip| {
-        ip.parse()
-            .map(AccessListEntry::IpAddress)
-            .map_err(|_| BackendError::user(format!("ip_addresses: {ip:?} is not an IP address")))
-    });
-    cidrs.chain(ips).collect()
-}
-
 async fn issue(engine: &Engine, req: Request, name: &str) -> Result<Response, BackendError> {
     let role = role::load(req.storage.as_ref(), name).await?.ok_or_else(|| {
         BackendError::user(format!("role {name:?} does not exist: create it first with `vault write <mount>/roles/{name} ...`"))
@@ -94,7 +80,7 @@ async fn issue(engine: &Engine, req: Request, name: &str) -> Result<Response, Ba
     let mode = role
         .mode()
         .ok_or_else(|| BackendError::internal("validated role without a mode"))?;
-    let entries = access_list(&role)?;
+    let entries = role.access_list()?;
     let client = engine.client(&req).await?.ok_or_else(|| {
         BackendError::user("no Atlas credentials configured: write them first with `vault write <mount>/config public_key=... private_key=...`")
     })?;
