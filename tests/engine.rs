@@ -445,8 +445,10 @@ async fn revoking_a_key_that_is_already_gone_succeeds() {
 
 #[tokio::test]
 async fn project_key_leases_of_the_official_plugin_revoke_beyond_500_keys() {
-    let mut cfg = SimConfig::default();
-    cfg.max_keys_per_org = 2000;
+    let cfg = SimConfig {
+        max_keys_per_org: 2000,
+        ..SimConfig::default()
+    };
     let m = Mount::with_sim(cfg).await;
     let project = m.sim.project_id.clone();
     let mut last = None;
