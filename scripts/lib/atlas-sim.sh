@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # the SIM_* variables are for the sourcing script
 # Start and stop the Atlas simulator (target/release/atlas-sim) for e2e tests,
 # and read its admin API. Source this file; it needs bash, curl and python3.
 #
@@ -37,6 +38,18 @@ _sim_field() { # <field> ; from SIM_INFO, "" for null
         "$SIM_INFO" "$1"
 }
 
+_sim_read_fields() {
+    SIM_BASE_URL="$(_sim_field base_url)" || return 1
+    SIM_ADMIN_URL="$(_sim_field admin_url)" || return 1
+    SIM_ORG_ID="$(_sim_field org_id)" || return 1
+    SIM_PROJECT_ID="$(_sim_field project_id)" || return 1
+    SIM_PUBLIC_KEY="$(_sim_field public_key)" || return 1
+    SIM_PRIVATE_KEY="$(_sim_field private_key)" || return 1
+    SIM_PROXY_URL="$(_sim_field proxy_url)" || return 1
+    SIM_CA_PATH="$(_sim_field ca_path)" || return 1
+    [[ -n "$SIM_BASE_URL" && -n "$SIM_ORG_ID" && -n "$SIM_PRIVATE_KEY" ]]
+}
+
 sim_start() { # <atlas-sim binary> <state dir> [flags...]
     if [[ -n "$SIM_PID" ]] && kill -0 "$SIM_PID" 2>/dev/null; then
         _sim_log "a simulator is already running (pid $SIM_PID); call sim_stop first"
@@ -66,29 +79,23 @@ sim_start() { # <atlas-sim binary> <state dir> [flags...]
         fi
         sleep 0.05
     done
-    SIM_BASE_URL="$(_sim_field base_url)" &&
-        SIM_ADMIN_URL="$(_sim_field admin_url)" &&
-        SIM_ORG_ID="$(_sim_field org_id)" &&
-        SIM_PROJECT_ID="$(_sim_field project_id)" &&
-        SIM_PUBLIC_KEY="$(_sim_field public_key)" &&
-        SIM_PRIVATE_KEY="$(_sim_field private_key)" &&
-        SIM_PROXY_URL="$(_sim_field proxy_url)" &&
-        SIM_CA_PATH="$(_sim_field ca_path)" || {
+    if ! _sim_read_fields; then
         _sim_log "unreadable startup line: $(cat "$SIM_INFO")"
         sim_stop
         return 1
-    }
+    fi
     _sim_log "simulator at $SIM_BASE_URL (pid $SIM_PID${SIM_PROXY_URL:+, proxy $SIM_PROXY_URL})"
 }
 
 # The admin API's GET <path> (e.g. /inventory) on stdout.
 sim_admin_get() { # <path>
-    curl --silent --show-error --fail --max-time 10 "$SIM_ADMIN_URL$1"
+    curl --silent --show-error --fail --max-time 10 ${SIM_CA_PATH:+--cacert "$SIM_CA_PATH"} "$SIM_ADMIN_URL$1"
 }
 
 # The admin API's <method> <path> with a JSON body; prints the answer.
 sim_admin_send() { # <method> <path> [json body]
     local args=(--silent --show-error --fail --max-time 10 --request "$1")
+    [[ -z "$SIM_CA_PATH" ]] || args+=(--cacert "$SIM_CA_PATH")
     [[ $# -lt 3 ]] || args+=(--header 'Content-Type: application/json' --data "$3")
     curl "${args[@]}" "$SIM_ADMIN_URL$2"
 }

@@ -31,12 +31,15 @@ fail() { # <message> [details...]
         printf '%s\n' "$@" | _e2e_redact | _e2e_indent
     fi
     if [[ -n "${VDEV_LOG:-}" && -f "$VDEV_LOG" ]]; then
-        e2e_log "server log tail ($VDEV_LOG):"
-        tail -n 40 "$VDEV_LOG" | _e2e_redact | _e2e_indent
         local match="${E2E_PLUGIN_LOG_MATCH:-}"
         if [[ -n "$match" ]]; then
+            e2e_log "server log tail without plugin lines ($VDEV_LOG):"
+            grep -vF -- "$match" "$VDEV_LOG" | tail -n 20 | _e2e_redact | _e2e_indent || true
             e2e_log "last plugin lines in the server log (matching '$match'):"
-            grep -F -- "$match" "$VDEV_LOG" | tail -n 25 | _e2e_redact | _e2e_indent || true
+            grep -F -- "$match" "$VDEV_LOG" | tail -n 20 | _e2e_redact | _e2e_indent || true
+        else
+            e2e_log "server log tail ($VDEV_LOG):"
+            tail -n 30 "$VDEV_LOG" | _e2e_redact | _e2e_indent
         fi
     fi
     if [[ -n "${SIM_LOG:-}" && -s "$SIM_LOG" ]]; then
@@ -141,7 +144,9 @@ assert_not_contains() { # <haystack> <needle> <what>
 }
 
 assert_between() { # <actual> <low> <high> <what>
-    [[ "$1" =~ ^[0-9]+$ ]] && (($2 <= $1 && $1 <= $3)) || fail "$4: got '$1', want $2..$3"
+    if ! [[ "$1" =~ ^[0-9]+$ ]] || (($1 < $2 || $1 > $3)); then
+        fail "$4: got '$1', want $2..$3"
+    fi
 }
 
 # Waits (bounded) until a key with this public key is gone from the simulator.
