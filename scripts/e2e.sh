@@ -255,7 +255,9 @@ check_atlas_failures() {
     cli write "$MOUNT/roles/unknown-org" organization_id=0123456789abcdef01234567 roles=ORG_MEMBER >&2
     local error
     error="$(cli_fails "creating the Atlas API key" read "$MOUNT/creds/unknown-org")"
-    e2e_log "creds for an unknown organization: $(grep -F 'creating the Atlas API key' <<<"$error" | head -n 1 | sed 's/^[* ]*//')"
+    # Atlas' 404 for the role's organization is the caller's mistake: a 400.
+    assert_contains "$error" "Code: 400" "HTTP status of creds for an unknown organization"
+    e2e_log "creds for an unknown organization: $(grep -F 'creating the Atlas API key' <<<"$error" | head -n 1 | sed 's/^[*[:space:]]*//')"
     cli delete "$MOUNT/roles/unknown-org" >&2
     # The connection drops during the create: the plugin cannot know whether
     # Atlas made the key, removes any such key, retries, and warns in the log.

@@ -126,6 +126,13 @@ phase_switch() {
     assert_eq "$(mount_field running_plugin_version)" "$VERSION" "running_plugin_version after reload"
     assert_eq "$(mount_field running_sha256)" "$PLUGIN_SHA256" "running_sha256 after reload"
     e2e_log "mount $MOUNT/ switched from $BUILTIN_VERSION to $VERSION (sha256 ${PLUGIN_SHA256:0:12}…)"
+
+    # With a versioned `mongodbatlas` in the catalog, a new mount that names
+    # no version gets the newest registered version, not the builtin.
+    cli secrets enable -path=mongodbatlas-new "$NAME" >&2
+    assert_eq "$(cli secrets list -detailed -format=json | json_get "d['mongodbatlas-new/']['running_plugin_version']")" \
+        "$VERSION" "running version of a mount enabled after the registration"
+    cli secrets disable mongodbatlas-new/ >&2
 }
 
 phase_ours() {
@@ -186,14 +193,21 @@ phase_restart() {
 
 phase_rollback() {
     cli secrets tune -plugin-version="$BUILTIN_VERSION" "$MOUNT/" >&2
-    cli plugin reload -plugin="$NAME" >&2
+    # Reload by mount this time (the switch reloaded by plugin name), through
+    # the HTTP API: Vault 1.21.1's `plugin reload -mounts=...` sends the
+    # request to sys/plugins/reload/unknown in the root namespace (404).
+    http_api PUT sys/plugins/reload/backend "{\"mounts\":[\"$MOUNT/\"]}" >/dev/null
     assert_eq "$(mount_field running_plugin_version)" "$BUILTIN_VERSION" "running version after rolling back"
     # The builtin revokes what our plugin issued.
-    local lease
+    local lease seq routes
+    seq="$(journal_last_seq)"
     for lease in "$NEW_ORG" "$NEW_PROJECT" "$NEW_BOTH" "$AFTER_RESTART"; do
         cli lease revoke "$(lease_of "$lease")" >&2
         wait_key_gone "$(public_key_of "$lease")" "the builtin revoking our lease $(lease_of "$lease")"
     done
+    routes="$(journal_routes_since "$seq")"
+    assert_contains "$routes" "DELETE /api/atlas/v1.0/" "Atlas calls after rolling back (the builtin's)"
+    assert_not_contains "$routes" "/api/atlas/v2/" "Atlas calls after rolling back"
     local back
     back="$(issue org-project-role)"
     cli lease revoke -prefix "$MOUNT/creds/" >&2
