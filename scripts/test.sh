@@ -32,11 +32,11 @@ export root
 export -f openapi_check
 step "OpenAPI conformance of our client's requests and the simulator's answers" timeout 900 bash -c openapi_check
 step "conformance harness (Go, Vault SDK client)" timeout 1200 scripts/conformance.sh
-step "demo (README's main command)" timeout 1800 scripts/demo.sh
 # A cold build of Vault takes several minutes on 2 cores; after that the
 # servers come from the cache and the suites below are bounded on their own.
 step "real servers: Vault and OpenBao (built or cached)" timeout 3600 \
   bash -c 'scripts/servers.sh vault >/dev/null && scripts/servers.sh bao >/dev/null'
+step "demo (README's main command)" timeout 1800 scripts/demo.sh
 step "end-to-end suites in Vault and OpenBao (scripts/e2e.sh)" timeout 1200 scripts/e2e.sh
 step "drop-in migration from Vault's builtin engine (scripts/migration.sh)" timeout 600 scripts/migration.sh
 echo "all tests passed" >&2
