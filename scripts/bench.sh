@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Benchmarks our plugin against the official Go plugin (v0.16.0) in one run: same
+# atlas-sim, same Vault-like host (tests/bench, built on the conformance harness),
+# the two plugins interleaved round by round, medians over the rounds.
+#
+#   scripts/bench.sh            # full mode (numbers for the README; bounded, < 20 min)
+#   scripts/bench.sh --quick    # quick mode for CI (a few minutes)
+#
+# Writes $BENCH_OUT (default target/bench): summary.json, summary.md, ratios.svg,
+# latency.svg, storm.svg, raw.json (every sample) and logs/. Exits non-zero only if
+# the benchmark itself broke or our plugin leaked Atlas keys; missed targets are
+# reported, never fatal (the numbers are noisy on shared machines).
+set -euo pipefail
+
+readonly OFFICIAL_PLUGIN_MODULE="github.com/hashicorp/vault-plugin-secrets-mongodbatlas"
+readonly OFFICIAL_PLUGIN_VERSION="v0.16.0"
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+log() { printf 'bench.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+mode=full
+for arg in "$@"; do
+    case "$arg" in
+    --quick) mode=quick ;;
+    --full) mode=full ;;
+    -h | --help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $arg (see --help)" ;;
+    esac
+done
+
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
+out="${BENCH_OUT:-$target_dir/bench}"
+case "$out" in /*) ;; *) out="$root/$out" ;; esac
+mkdir -p "$out"
+
+command -v go >/dev/null 2>&1 || die "the Go toolchain (go) is required"
+
+# The official plugin: scripts/servers.sh owns building it; until that script is on
+# this branch, build it the same way (same recipe, path and stamp) so both reuse one
+# cached binary, outside the repository.
+official_plugin() {
+    if [[ -x "$root/scripts/servers.sh" ]]; then
+        "$root/scripts/servers.sh" official-plugin
+        return
+    fi
+    local cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-secrets-mongodbatlas"
+    local dest="$cache_dir/bin/vault-plugin-secrets-mongodbatlas-official" fingerprint
+    fingerprint="$({
+        echo "$OFFICIAL_PLUGIN_MODULE/cmd/vault-plugin-secrets-mongodbatlas@$OFFICIAL_PLUGIN_VERSION"
+        go env GOVERSION GOOS GOARCH
+        echo "-trimpath -ldflags=-s -w"
+    } | sha256sum | cut -d' ' -f1)"
+    if ! [[ -x "$dest" && -f "$dest.stamp" && "$(cat "$dest.stamp")" == "$fingerprint" ]]; then
+        mkdir -p "$cache_dir/bin"
+        (
+            flock -w 3600 9 || die "timed out waiting for $cache_dir/.lock"
+            if [[ -x "$dest" && -f "$dest.stamp" && "$(cat "$dest.stamp")" == "$fingerprint" ]]; then
+                exit 0
+            fi
+            log "building the official plugin $OFFICIAL_PLUGIN_VERSION into $dest"
+            gobin="$(mktemp -d "$cache_dir/gobin.XXXXXX")"
+            trap 'rm -rf "$gobin"' EXIT
+            (cd "$gobin" && GOBIN="$gobin" go install -trimpath -ldflags='-s -w' \
+                "$OFFICIAL_PLUGIN_MODULE/cmd/vault-plugin-secrets-mongodbatlas@$OFFICIAL_PLUGIN_VERSION") >&2 ||
+                die "building the official plugin failed"
+            chmod 0755 "$gobin/vault-plugin-secrets-mongodbatlas"
+            mv -f "$gobin/vault-plugin-secrets-mongodbatlas" "$dest"
+            printf '%s\n' "$fingerprint" >"$dest.stamp"
+        ) 9>"$cache_dir/.lock"
+    fi
+    echo "$dest"
+}
+
+log "building our plugin and atlas-sim (release)"
+cargo build --release --locked --bin vault-plugin-secrets-mongodbatlas --bin atlas-sim >&2
+ours="$target_dir/release/vault-plugin-secrets-mongodbatlas"
+sim="$target_dir/release/atlas-sim"
+[[ -x "$ours" && -x "$sim" ]] || die "release binaries not found under $target_dir/release"
+
+official="$(official_plugin)"
+[[ -x "$official" ]] || die "official plugin not found at $official"
+
+log "building the benchmark driver (tests/bench)"
+(cd tests/bench && go build -o "$out/bench-driver" .) >&2
+
+version="$(awk -F'"' '/^\[package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version[[:space:]]*=/ { print $2; exit }' Cargo.toml)"
+[[ -n "$version" ]] || die "no [package] version in Cargo.toml"
+
+case "$mode" in
+quick) limit=900 ;;
+full) limit=1500 ;;
+esac
+log "running the $mode benchmark (bounded at ${limit}s); results in $out"
+status=0
+timeout --signal=INT --kill-after=30 "$limit" "$out/bench-driver" \
+    -mode "$mode" -ours "$ours" -official "$official" -ours-version "v$version" \
+    -sim "$sim" -out "$out" -rustc "$(rustc --version)" -timeout "$((limit - 20))s" || status=$?
+case "$status" in
+0) log "done: $out/summary.json, $out/summary.md" ;;
+2) log "FAILED: our plugin leaked Atlas keys (see $out/summary.json)" ;;
+124) log "FAILED: the benchmark did not finish within ${limit}s" ;;
+*) log "FAILED: the benchmark broke (exit $status); logs in $out/logs" ;;
+esac
+exit "$status"

@@ -1,0 +1,294 @@
+// Command bench compares two MongoDB Atlas secrets-engine plugins (ours and the official Go
+// plugin) hosted exactly as Vault hosts them (the conformance harness's Host: SDK plugin
+// client, AutoMTLS, multiplexing, in-memory storage, static system view) against one atlas-sim,
+// interleaving the two plugins round by round. Run it through scripts/bench.sh.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/conformance"
+)
+
+// Plan is how much of everything a mode measures.
+type Plan struct {
+	Mode        string        `json:"mode"`
+	ColdRounds  int           `json:"cold_start_rounds"`
+	FirstRounds int           `json:"first_request_rounds"`
+	LoadRounds  int           `json:"load_rounds"`
+	Mounts      int           `json:"mounts"`
+	IdleSettle  time.Duration `json:"idle_settle_ns"`
+	WarmUp      int           `json:"warm_up_issues"`
+	Scenarios   []Scenario    `json:"scenarios"`
+	StormLeases int           `json:"storm_leases"`
+	StormBound  time.Duration `json:"storm_bound_ns"`
+}
+
+func planFor(mode string) (Plan, error) {
+	switch mode {
+	case "full":
+		return Plan{
+			Mode: mode, ColdRounds: 15, FirstRounds: 7, LoadRounds: 3, Mounts: 10,
+			IdleSettle: time.Second, WarmUp: 8,
+			Scenarios: []Scenario{
+				{0, 1, 40}, {0, 16, 160}, {0, 64, 640},
+				{50, 1, 25}, {50, 16, 160}, {50, 64, 640},
+			},
+			StormLeases: 1000, StormBound: 8 * time.Minute,
+		}, nil
+	case "quick":
+		return Plan{
+			Mode: mode, ColdRounds: 5, FirstRounds: 3, LoadRounds: 1, Mounts: 10,
+			IdleSettle: time.Second, WarmUp: 4,
+			Scenarios: []Scenario{
+				{0, 1, 15}, {0, 16, 64}, {0, 64, 256},
+				{50, 1, 10}, {50, 16, 64}, {50, 64, 256},
+			},
+			StormLeases: 200, StormBound: 2 * time.Minute,
+		}, nil
+	}
+	return Plan{}, fmt.Errorf("mode %q: want full or quick", mode)
+}
+
+// SideResults is every sample taken of one plugin.
+type SideResults struct {
+	Name           string       `json:"name"`
+	Binary         string       `json:"binary"`
+	Version        string       `json:"version"`
+	BinarySize     int64        `json:"binary_size_bytes"`
+	ColdStartMS    []float64    `json:"cold_start_ms"`
+	FirstRequestMS []float64    `json:"first_request_ms"`
+	Load           []*LoadRound `json:"load_rounds"`
+	Storm          *StormResult `json:"storm"`
+}
+
+// Results is the raw outcome of a run (target/bench/raw.json).
+type Results struct {
+	Plan          Plan                    `json:"plan"`
+	Started       time.Time               `json:"started"`
+	DurationS     float64                 `json:"duration_s"`
+	Machine       Machine                 `json:"machine"`
+	Network       string                  `json:"network"`
+	SimArgs       []string                `json:"sim_args"`
+	DefaultLimits RateLimit               `json:"default_rate_limits"`
+	Sides         map[string]*SideResults `json:"sides"`
+	// Extra plugin environment given with -ours-env/-official-env (experiments only).
+	ExtraEnv map[string][]string `json:"extra_env,omitempty"`
+}
+
+// envList is a repeatable KEY=VALUE flag.
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, " ") }
+
+func (e *envList) Set(v string) error {
+	if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
+		return fmt.Errorf("%q is not KEY=VALUE", v)
+	}
+	*e = append(*e, v)
+	return nil
+}
+
+// Bench holds what every phase needs.
+type Bench struct {
+	plan          Plan
+	sim           *Sim
+	defaultLimits RateLimit
+	log           io.Writer
+}
+
+func (b *Bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, "bench: "+format+"\n", args...)
+}
+
+func main() {
+	mode := flag.String("mode", "full", "full or quick")
+	ours := flag.String("ours", "", "our plugin binary")
+	official := flag.String("official", "", "the official plugin binary (v0.16.0)")
+	oursVersion := flag.String("ours-version", "v0.1.0", "our plugin's version")
+	simBinary := flag.String("sim", "", "the atlas-sim binary")
+	out := flag.String("out", "target/bench", "output directory")
+	rustc := flag.String("rustc", "", "rustc --version of the toolchain that built our plugin")
+	timeout := flag.Duration("timeout", 25*time.Minute, "give up after this long")
+	var oursEnv, officialEnv envList
+	flag.Var(&oursEnv, "ours-env", "KEY=VALUE added to our plugin's environment (repeatable; for experiments)")
+	flag.Var(&officialEnv, "official-env", "KEY=VALUE added to the official plugin's environment (repeatable)")
+	flag.Parse()
+
+	code, err := run(*mode, *ours, *official, *oursVersion, *simBinary, *out, *rustc, *timeout, oursEnv, officialEnv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+	}
+	os.Exit(code)
+}
+
+// run returns the exit code: 0 done, 1 the benchmark broke, 2 our plugin leaked keys.
+func run(mode, ours, official, oursVersion, simBinary, out, rustc string, timeout time.Duration, oursEnv, officialEnv []string) (int, error) {
+	plan, err := planFor(mode)
+	if err != nil {
+		return 1, err
+	}
+	for name, path := range map[string]string{"-ours": ours, "-official": official, "-sim": simBinary} {
+		if !filepath.IsAbs(path) {
+			return 1, fmt.Errorf("%s needs an absolute path (got %q)", name, path)
+		}
+	}
+	logDir := filepath.Join(out, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return 1, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+
+	simLog, err := os.Create(filepath.Join(logDir, "atlas-sim.log"))
+	if err != nil {
+		return 1, err
+	}
+	defer simLog.Close()
+	caPath, err := filepath.Abs(filepath.Join(out, "sim-ca.pem"))
+	if err != nil {
+		return 1, err
+	}
+	// TLS and the CONNECT proxy so both plugins reach "https://cloud.mongodb.com" the same way;
+	// rate limits start off (re-enabled for the storm); no journal, so the simulator spends
+	// nothing on bookkeeping the benchmark does not read.
+	simArgs := []string{"--tls", "--proxy", "--ca-out", caPath, "--no-rate-limit",
+		"--max-keys-per-org", "5000", "--journal-capacity", "0"}
+	startCtx, startCancel := context.WithTimeout(ctx, 30*time.Second)
+	sim, err := StartSim(startCtx, simBinary, simArgs, simLog)
+	startCancel()
+	if err != nil {
+		return 1, err
+	}
+	defer sim.Stop()
+	if sim.Info.ProxyURL == "" || sim.Info.CAPath == "" {
+		return 1, errors.New("atlas-sim reported no proxy_url or ca_path")
+	}
+	limits, err := sim.RateLimit(ctx)
+	if err != nil {
+		return 1, err
+	}
+	limits.Enabled = true // the simulator's defaults are Atlas's documented limits
+
+	b := &Bench{plan: plan, sim: sim, defaultLimits: limits, log: os.Stderr}
+	network := []string{"HTTPS_PROXY=" + sim.Info.ProxyURL, "SSL_CERT_FILE=" + sim.Info.CAPath}
+	creds := map[string]any{"public_key": sim.Info.PublicKey, "private_key": sim.Info.PrivateKey}
+	sides := []*Side{
+		{Name: "ours", Binary: ours, Version: oursVersion, Env: append(slices.Clone(network), oursEnv...), Config: creds},
+		{Name: "official", Binary: official, Version: "v0.16.0", Env: append(slices.Clone(network), officialEnv...), Config: creds},
+	}
+	res := &Results{
+		Plan: plan, Started: time.Now().UTC(), Machine: describeMachine(rustc), SimArgs: simArgs,
+		DefaultLimits: limits, Sides: map[string]*SideResults{},
+		ExtraEnv: map[string][]string{"ours": oursEnv, "official": officialEnv},
+		Network: "both plugins keep the default Atlas URL https://cloud.mongodb.com and reach atlas-sim " +
+			"through its CONNECT proxy (HTTPS_PROXY) over TLS, trusting its CA via SSL_CERT_FILE",
+	}
+	for _, s := range sides {
+		st, err := os.Stat(s.Binary)
+		if err != nil {
+			return 1, err
+		}
+		logFile, err := os.Create(filepath.Join(logDir, s.Name+".log"))
+		if err != nil {
+			return 1, err
+		}
+		defer logFile.Close()
+		s.logs = logFile
+		res.Sides[s.Name] = &SideResults{Name: s.Name, Binary: s.Binary, Version: s.Version, BinarySize: st.Size()}
+	}
+
+	if err := b.measure(ctx, sides, res); err != nil {
+		return 1, fmt.Errorf("%w: %v", errBroken, err)
+	}
+	res.DurationS = time.Since(res.Started).Seconds()
+
+	raw, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return 1, err
+	}
+	if err := os.WriteFile(filepath.Join(out, "raw.json"), raw, 0o644); err != nil {
+		return 1, err
+	}
+	summary := Summarize(res)
+	if err := WriteReport(out, res, summary); err != nil {
+		return 1, err
+	}
+	md, err := os.ReadFile(filepath.Join(out, "summary.md"))
+	if err == nil {
+		fmt.Print(string(md))
+	}
+	if leaks := res.Sides["ours"].Storm.Leaks; leaks > 0 {
+		return 2, fmt.Errorf("our plugin leaked %d Atlas keys in the revocation storm", leaks)
+	}
+	return 0, nil
+}
+
+// measure runs every phase, the two plugins alternating within each round.
+func (b *Bench) measure(ctx context.Context, sides []*Side, res *Results) error {
+	id, err := conformance.NewIdentity()
+	if err != nil {
+		return err
+	}
+	for _, s := range sides { // warm the page cache; not recorded
+		if _, err := ColdStart(ctx, s, id); err != nil {
+			return err
+		}
+	}
+	for r := range b.plan.ColdRounds {
+		for _, s := range sides {
+			d, err := ColdStart(ctx, s, id)
+			if err != nil {
+				return err
+			}
+			res.Sides[s.Name].ColdStartMS = append(res.Sides[s.Name].ColdStartMS, ms(d))
+			b.logf("cold start %d/%d %s: %.1f ms", r+1, b.plan.ColdRounds, s.Name, ms(d))
+		}
+	}
+	for r := range b.plan.FirstRounds {
+		for _, s := range sides {
+			d, err := FirstRequest(ctx, s, &b.sim.Info)
+			if err != nil {
+				return fmt.Errorf("%s first request: %w", s.Name, err)
+			}
+			res.Sides[s.Name].FirstRequestMS = append(res.Sides[s.Name].FirstRequestMS, ms(d))
+			b.logf("first request %d/%d %s: %.1f ms", r+1, b.plan.FirstRounds, s.Name, ms(d))
+		}
+	}
+	for r := range b.plan.LoadRounds {
+		for _, s := range sides {
+			round, err := b.Load(ctx, s)
+			if err != nil {
+				return fmt.Errorf("%s load round %d: %w", s.Name, r+1, err)
+			}
+			res.Sides[s.Name].Load = append(res.Sides[s.Name].Load, round)
+			b.logf("load %d/%d %s: idle RSS %.1f MiB, peak RSS %.1f MiB", r+1, b.plan.LoadRounds, s.Name,
+				float64(round.IdleRSS)/(1<<20), float64(round.PeakRSS)/(1<<20))
+			for _, sc := range round.Scenarios {
+				b.logf("  %-9s p50 %7.1f ms  p99 %7.1f ms  %7.1f/s  %.2f round trips/issue  failures %d",
+					sc.Key(), sc.P50MS, sc.P99MS, sc.Throughput, sc.RoundTrips, sc.Failures)
+			}
+		}
+	}
+	for i, s := range sides {
+		b.logf("revocation storm %s: %d leases", s.Name, b.plan.StormLeases)
+		storm, err := b.Storm(ctx, s, uint64(i+1))
+		if err != nil {
+			return fmt.Errorf("%s storm: %w", s.Name, err)
+		}
+		res.Sides[s.Name].Storm = storm
+		b.logf("storm %s: drained %v in %.1f s, first-attempt failures %d, unrevoked %d, leaks %d",
+			s.Name, storm.Drained, storm.DrainS, storm.FirstAttemptFailures, storm.Unrevoked, storm.Leaks)
+	}
+	return nil
+}

@@ -1,0 +1,403 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/conformance"
+	"github.com/hashicorp/vault/sdk/logical"
+	bplugin "github.com/hashicorp/vault/sdk/plugin"
+)
+
+// Scenario is one issuance load: added simulator latency and concurrency.
+type Scenario struct {
+	LatencyMS   int `json:"latency_ms"`
+	Concurrency int `json:"concurrency"`
+	Issues      int `json:"issues"`
+}
+
+func (s Scenario) Key() string { return fmt.Sprintf("%dms_c%d", s.LatencyMS, s.Concurrency) }
+
+// ScenarioResult is one run of a scenario by one plugin.
+type ScenarioResult struct {
+	Scenario
+	P50MS          float64 `json:"p50_ms"`
+	P90MS          float64 `json:"p90_ms"`
+	P99MS          float64 `json:"p99_ms"`
+	MaxMS          float64 `json:"max_ms"`
+	MeanMS         float64 `json:"mean_ms"`
+	WallS          float64 `json:"wall_s"`
+	Throughput     float64 `json:"throughput_per_s"`
+	Failures       int     `json:"failures"`
+	FirstError     string  `json:"first_error,omitempty"`
+	Requests       uint64  `json:"atlas_requests"`
+	Challenges     uint64  `json:"atlas_challenges"`
+	RoundTrips     float64 `json:"atlas_round_trips_per_issue"`
+	RevokeFailures int     `json:"revoke_failures"`
+	// CPU time (user+system) spent per issuance by each process during the scenario.
+	PluginCPUMS float64 `json:"plugin_cpu_ms_per_issue"`
+	SimCPUMS    float64 `json:"sim_cpu_ms_per_issue"`
+	HostCPUMS   float64 `json:"host_cpu_ms_per_issue"`
+}
+
+// LoadRound is one plugin process hosting 10 mounts and running every scenario.
+type LoadRound struct {
+	IdleRSS int64 `json:"idle_rss_bytes"`
+	// Its anonymous (heap, stacks) and file-backed (the executable's and libraries' touched
+	// pages) parts, and the thread count, to explain the total.
+	IdleRSSAnon int64 `json:"idle_rss_anon_bytes"`
+	IdleRSSFile int64 `json:"idle_rss_file_bytes"`
+	IdleThreads int64 `json:"idle_threads"`
+	// VmRSS and RssAnon with only the first mount set up.
+	IdleRSS1Mount     int64            `json:"idle_rss_1_mount_bytes"`
+	IdleRSSAnon1Mount int64            `json:"idle_rss_anon_1_mount_bytes"`
+	PeakRSS           int64            `json:"peak_rss_bytes"`
+	Scenarios         []ScenarioResult `json:"scenarios"`
+	// Keys still in the simulator after the round's revocations (cleaned up out of band).
+	LeftoverKeys int `json:"leftover_keys"`
+}
+
+// pluginBaseEnv is the driver's environment without anything that changes how a plugin
+// starts (cookies, go-plugin and Vault variables, TMPDIR), as the conformance harness does.
+func pluginBaseEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case name == bplugin.HandshakeConfig.MagicCookieKey, name == "TMPDIR",
+			strings.HasPrefix(name, "PLUGIN_"), strings.HasPrefix(name, "VAULT_"),
+			strings.EqualFold(name, "HTTPS_PROXY"), strings.EqualFold(name, "HTTP_PROXY"),
+			strings.EqualFold(name, "NO_PROXY"), name == "SSL_CERT_FILE", name == "SSL_CERT_DIR":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// ColdStart times exec → handshake line on stdout, with Vault's launch environment. The
+// client identity is made beforehand: it is Vault's cost, not the plugin's.
+func ColdStart(ctx context.Context, side *Side, id *conformance.Identity) (time.Duration, error) {
+	tmp, err := os.MkdirTemp("", "bench-cold-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(tmp)
+
+	cmd := exec.Command(side.Binary)
+	cmd.Env = append(pluginBaseEnv(), conformance.VaultEnv(id, hostVaultVersion)...)
+	cmd.Env = append(cmd.Env, side.Env...)
+	cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer stdoutR.Close()
+	cmd.Stdout = stdoutW
+
+	lines := make(chan string, 1)
+	started := time.Now()
+	if err := cmd.Start(); err != nil {
+		stdoutW.Close()
+		return 0, err
+	}
+	stdoutW.Close() // the child holds its own copy
+	go func() {
+		line, _ := bufio.NewReader(stdoutR).ReadString('\n')
+		lines <- line
+	}()
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	stop := func() {
+		_ = cmd.Process.Kill()
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+		}
+	}
+
+	select {
+	case line := <-lines:
+		elapsed := time.Since(started)
+		stop()
+		if _, err := conformance.ParseHandshake(strings.TrimSuffix(line, "\n")); err != nil {
+			return 0, fmt.Errorf("%s cold start: %w", side.Name, err)
+		}
+		return elapsed, nil
+	case <-ctx.Done():
+		stop()
+		return 0, fmt.Errorf("%s cold start: no handshake line: %w", side.Name, ctx.Err())
+	}
+}
+
+// FirstRequest times what the first `vault read <mount>/config` after enabling a mount costs:
+// the catalog launches the plugin (checksum, handshake, AutoMTLS, gRPC dial), Setup and
+// Initialize run, then one read goes through. Storage already holds the config.
+func FirstRequest(ctx context.Context, side *Side, sim *SimInfo) (time.Duration, error) {
+	h, err := side.NewHost()
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
+	entry, err := configEntry(sim.PublicKey, sim.PrivateKey)
+	if err != nil {
+		return 0, err
+	}
+	storage := &logical.InmemStorage{}
+	if err := storage.Put(ctx, entry); err != nil {
+		return 0, err
+	}
+
+	started := time.Now()
+	m, err := h.Dispense(ctx, "mongodbatlas")
+	if err != nil {
+		return 0, err
+	}
+	m.Storage = storage
+	if err := m.Backend.Setup(ctx, h.BackendConfig(m)); err != nil {
+		return 0, fmt.Errorf("Setup: %w", err)
+	}
+	if err := m.Backend.Initialize(ctx, &logical.InitializationRequest{Storage: storage}); err != nil {
+		return 0, fmt.Errorf("Initialize: %w", err)
+	}
+	resp, err := m.Do(ctx, logical.ReadOperation, "config", nil)
+	elapsed := time.Since(started)
+	if err != nil {
+		return 0, fmt.Errorf("read config: %w", err)
+	}
+	if resp == nil || resp.IsError() || resp.Data["public_key"] != sim.PublicKey {
+		return 0, fmt.Errorf("read config answered %+v", resp)
+	}
+	cleanupCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_ = m.Cleanup(cleanupCtx)
+	return elapsed, nil
+}
+
+// issueBatch issues n credentials with c concurrent callers.
+func issueBatch(ctx context.Context, m *conformance.Mount, n, c int) (lat []float64, leases []*Lease, wall time.Duration, failures int, firstErr error) {
+	var next atomic.Int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	started := time.Now()
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var myLat []float64
+			var myLeases []*Lease
+			var myFailures int
+			var myErr error
+			for next.Add(1) <= int64(n) {
+				t := time.Now()
+				l, err := Issue(ctx, m)
+				d := time.Since(t)
+				if err != nil {
+					myFailures++
+					if myErr == nil {
+						myErr = err
+					}
+					continue
+				}
+				myLat = append(myLat, ms(d))
+				myLeases = append(myLeases, l)
+			}
+			mu.Lock()
+			lat = append(lat, myLat...)
+			leases = append(leases, myLeases...)
+			failures += myFailures
+			if firstErr == nil {
+				firstErr = myErr
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return lat, leases, time.Since(started), failures, firstErr
+}
+
+// revokeBatch revokes leases with c concurrent callers (never timed) and counts failures.
+func revokeBatch(ctx context.Context, m *conformance.Mount, leases []*Lease, c int) (failures int, firstErr error) {
+	var next atomic.Int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(leases)) {
+					return
+				}
+				if err := Revoke(ctx, m, leases[i]); err != nil {
+					mu.Lock()
+					failures++
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return failures, firstErr
+}
+
+// Load runs one load round for a plugin: 10 multiplexed mounts (idle RSS), then every
+// scenario on the first mount; peak RSS is the process's high-water mark at the end.
+func (b *Bench) Load(ctx context.Context, side *Side) (*LoadRound, error) {
+	h, err := side.NewHost()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	round := &LoadRound{}
+	mounts := make([]*conformance.Mount, 0, b.plan.Mounts)
+	for i := range b.plan.Mounts {
+		m, err := h.Mount(ctx, fmt.Sprintf("mongodbatlas%d", i))
+		if err != nil {
+			return nil, fmt.Errorf("mount %d: %w", i, err)
+		}
+		mounts = append(mounts, m)
+		if i == 0 {
+			// The same reading with one mount shows what each further mount costs.
+			pid, err := Pid(m)
+			if err != nil {
+				return nil, err
+			}
+			time.Sleep(b.plan.IdleSettle)
+			if round.IdleRSS1Mount, err = procStatusKB(pid, "VmRSS"); err != nil {
+				return nil, err
+			}
+			if round.IdleRSSAnon1Mount, err = procStatusKB(pid, "RssAnon"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if h.Spawned() != 1 || !h.Multiplexed() {
+		return nil, fmt.Errorf("%s: %d mounts used %d processes (multiplexed: %v); want one", side.Name, len(mounts), h.Spawned(), h.Multiplexed())
+	}
+	pid, err := Pid(mounts[0])
+	if err != nil {
+		return nil, err
+	}
+	// "Idle" is defined as this long after the last Setup with nothing running.
+	time.Sleep(b.plan.IdleSettle)
+	if round.IdleRSS, err = procStatusKB(pid, "VmRSS"); err != nil {
+		return nil, err
+	}
+	if round.IdleRSSAnon, err = procStatusKB(pid, "RssAnon"); err != nil {
+		return nil, err
+	}
+	if round.IdleRSSFile, err = procStatusKB(pid, "RssFile"); err != nil {
+		return nil, err
+	}
+	if round.IdleThreads, err = procStatusInt(pid, "Threads"); err != nil {
+		return nil, err
+	}
+
+	m := mounts[0]
+	if err := side.Configure(ctx, m, b.sim.Info.OrgID); err != nil {
+		return nil, err
+	}
+	// Warm-up (connections, digest nonce, lazy client construction) is not measured.
+	if err := b.sim.SetLatency(ctx, 0); err != nil {
+		return nil, err
+	}
+	_, warm, _, failed, werr := issueBatch(ctx, m, b.plan.WarmUp, 1)
+	if failed > 0 {
+		return nil, fmt.Errorf("%s warm-up issuance failed: %w", side.Name, werr)
+	}
+	if failed, err := revokeBatch(ctx, m, warm, 1); failed > 0 {
+		return nil, fmt.Errorf("%s warm-up revocation failed: %w", side.Name, err)
+	}
+
+	for _, sc := range b.plan.Scenarios {
+		res, err := b.scenario(ctx, side, m, pid, sc)
+		if err != nil {
+			return nil, err
+		}
+		round.Scenarios = append(round.Scenarios, *res)
+	}
+	if round.PeakRSS, err = procStatusKB(pid, "VmHWM"); err != nil {
+		return nil, err
+	}
+	if round.LeftoverKeys, err = b.sim.PurgeIssuedKeys(ctx); err != nil {
+		return nil, err
+	}
+	cleanupCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for _, m := range mounts {
+		_ = m.Cleanup(cleanupCtx)
+	}
+	return round, nil
+}
+
+func (b *Bench) scenario(ctx context.Context, side *Side, m *conformance.Mount, pid int, sc Scenario) (*ScenarioResult, error) {
+	if err := b.sim.SetLatency(ctx, sc.LatencyMS); err != nil {
+		return nil, err
+	}
+	before, err := b.sim.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cpuBefore, err := cpuTimes(pid, b.sim.Pid())
+	if err != nil {
+		return nil, err
+	}
+	lat, leases, wall, failures, firstErr := issueBatch(ctx, m, sc.Issues, sc.Concurrency)
+	cpuAfter, err := cpuTimes(pid, b.sim.Pid())
+	if err != nil {
+		return nil, err
+	}
+	after, err := b.sim.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(leases) == 0 {
+		return nil, fmt.Errorf("%s %s: every issuance failed: %v", side.Name, sc.Key(), firstErr)
+	}
+	res := &ScenarioResult{
+		Scenario:   sc,
+		P50MS:      percentile(lat, 50),
+		P90MS:      percentile(lat, 90),
+		P99MS:      percentile(lat, 99),
+		MaxMS:      percentile(lat, 100),
+		MeanMS:     mean(lat),
+		WallS:      wall.Seconds(),
+		Throughput: float64(len(leases)) / wall.Seconds(),
+		Failures:   failures,
+		Requests:   after.RequestsTotal - before.RequestsTotal,
+		Challenges: after.Challenges - before.Challenges,
+	}
+	res.RoundTrips = float64(res.Requests) / float64(len(leases))
+	perIssue := func(i int) float64 { return ms(cpuAfter[i]-cpuBefore[i]) / float64(len(leases)) }
+	res.PluginCPUMS, res.SimCPUMS, res.HostCPUMS = perIssue(0), perIssue(1), perIssue(2)
+	if firstErr != nil {
+		res.FirstError = firstErr.Error()
+	}
+	// Revocation is not part of the measurement: no added latency, many callers.
+	if err := b.sim.SetLatency(ctx, 0); err != nil {
+		return nil, err
+	}
+	res.RevokeFailures, firstErr = revokeBatch(ctx, m, leases, 64)
+	if firstErr != nil {
+		b.logf("%s %s: %d revocations failed, first: %v", side.Name, sc.Key(), res.RevokeFailures, firstErr)
+	}
+	return res, nil
+}
+
+var errBroken = errors.New("benchmark broken")
