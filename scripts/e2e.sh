@@ -43,11 +43,14 @@ source "$repo_root/scripts/lib/atlas-sim.sh"
 source "$repo_root/scripts/lib/e2e-common.sh"
 
 VERSION="v$(e2e_crate_version "$repo_root")"
-# The file name in the plugin directory. Not the catalog name: a dev server
-# registers every file of its plugin directory unversioned under the file's
-# name, and `secrets enable` prefers an unversioned plugin.
-PLUGIN_FILE="$PLUGIN_NAME-$VERSION"
-E2E_PLUGIN_LOG_MATCH="$PLUGIN_FILE:"
+PLUGIN_FILE=""
+
+# The binary's file name in the plugin directory. go-plugin names the
+# plugin's own log lines "<...>.<catalog name>.<file name>: <message>".
+use_plugin_file() { # <file name>
+    PLUGIN_FILE="$1"
+    E2E_PLUGIN_LOG_MATCH=".$PLUGIN_NAME.$PLUGIN_FILE:"
+}
 PLUGIN_SHA256=""
 SERVER=""
 
@@ -75,8 +78,11 @@ start_servers() { # <state dir> [vdev_start options...]
 plugin_path() { printf '%s/%s' "$VDEV_PLUGIN_DIR" "$PLUGIN_FILE"; }
 
 register_plugin() { # [extra plugin register flags...]
+    local command=()
+    # -command defaults to the catalog name.
+    [[ "$PLUGIN_FILE" == "$PLUGIN_NAME" ]] || command=(-command="$PLUGIN_FILE")
     cli plugin register -sha256="$PLUGIN_SHA256" -version="$VERSION" \
-        -command="$PLUGIN_FILE" "$@" secret "$PLUGIN_NAME" >&2
+        ${command[@]+"${command[@]}"} "$@" secret "$PLUGIN_NAME" >&2
     local info
     info="$(cli plugin info -format=json -version="$VERSION" secret "$PLUGIN_NAME")"
     assert_eq "$(json_get 'd["version"]' <<<"$info")" "$VERSION" "catalog version of $PLUGIN_NAME"
@@ -452,6 +458,10 @@ suite_main() {
     else
         register_env=(-env=PLUGIN_LOG_LEVEL=debug)
     fi
+    # Not the catalog name: a dev server registers every file of its plugin
+    # directory unversioned under the file's name, and `secrets enable`
+    # prefers an unversioned plugin to a versioned one.
+    use_plugin_file "$PLUGIN_NAME-$VERSION"
     start_servers "$state" ${server_env[@]+"${server_env[@]}"}
     register_plugin ${register_env[@]+"${register_env[@]}"}
     enable_mount "$MOUNT"
@@ -479,7 +489,9 @@ suite_main() {
 
 suite_restart() {
     local state="$1"
-    # No PLUGIN_LOG_LEVEL anywhere: the plugin logs at info.
+    # As on a real server: the file is named after the plugin, registered
+    # without -command. No PLUGIN_LOG_LEVEL anywhere: the plugin logs at info.
+    use_plugin_file "$PLUGIN_NAME"
     start_servers "$state" --persistent
     register_plugin
     enable_mount "$MOUNT"
@@ -513,10 +525,19 @@ suite_restart() {
     wait_no_issued_keys "lease revoke -prefix after the restart"
     e2e_log "after restart: leases looked up, renewed and revoked; keys gone (fresh key $(public_key_of "$fresh") too)"
 
-    # At the default level the plugin logs no debug lines, even to a debug server.
-    local debug_lines
-    debug_lines="$(grep -F -- "$E2E_PLUGIN_LOG_MATCH" "$VDEV_LOG" | grep -cF '[DEBUG]' || true)"
-    assert_eq "$debug_lines" 0 "plugin [DEBUG] lines without PLUGIN_LOG_LEVEL"
+    # At the default level the plugin logs no debug lines, even to a debug
+    # server, but still its warnings (provoked here by a dropped connection).
+    sim_admin_send POST /faults '{"method":"POST","path":"/apiKeys$","action":"reset","nth":1}' >/dev/null ||
+        fail "could not add a fault to the simulator"
+    response="$(issue_creds "$MOUNT" org-role)"
+    sim_admin_send DELETE /faults >/dev/null || fail "could not clear the simulator's faults"
+    cli lease revoke "$(lease_of "$response")" >&2
+    wait_no_issued_keys "revoking the key issued after a dropped connection"
+    local plugin_lines
+    plugin_lines="$(grep -F -- "$E2E_PLUGIN_LOG_MATCH" "$VDEV_LOG" || true)"
+    assert_contains "$plugin_lines" "[WARN]  " "plugin lines at the default level (a warning expected)"
+    assert_not_contains "$plugin_lines" "[DEBUG]" "plugin lines without PLUGIN_LOG_LEVEL"
+    e2e_log "logs: at the default level the plugin's warning reached the server log, no debug line did"
     assert_no_secret_in_log
 }
 

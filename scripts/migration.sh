@@ -46,7 +46,8 @@ source "$repo_root/scripts/lib/e2e-common.sh"
 
 VERSION="v$(e2e_crate_version "$repo_root")"
 PLUGIN_FILE="vault-plugin-secrets-mongodbatlas-$VERSION"
-E2E_PLUGIN_LOG_MATCH="$PLUGIN_FILE:"
+# go-plugin names the plugin's own log lines "<...>.<catalog name>.<file name>: ".
+E2E_PLUGIN_LOG_MATCH=".$NAME.$PLUGIN_FILE:"
 PLUGIN_SHA256=""
 
 mount_field() { # <field of `secrets list -detailed` for the mount>
