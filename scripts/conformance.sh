@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the example plugin in release mode and runs the Go conformance harness
-# (tests/conformance) against it, the way Vault would host it.
-# Extra arguments go to `go test` (e.g. -run TestHandshake). CONFORMANCE_TIMEOUT bounds the run.
+# Builds the example plugin and the release binaries (the engine and atlas-sim), then runs the
+# Go conformance harness (tests/conformance): the protocol tests against the example plugin and
+# the engine tests against the production binary driving a real atlas-sim, hosted as Vault does.
+# Extra arguments go to `go test` (e.g. -run TestEngine). CONFORMANCE_TIMEOUT bounds the run.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,12 +14,16 @@ case "$target_dir" in
   *) target_dir="$root/$target_dir" ;;
 esac
 
-cargo build --release --example example_plugin
+cargo build --release --example example_plugin --bins
 binary="$target_dir/release/examples/example_plugin"
-if [[ ! -x "$binary" ]]; then
-  echo "conformance: example plugin not found at $binary" >&2
-  exit 1
-fi
+engine="$target_dir/release/vault-plugin-secrets-mongodbatlas"
+sim="$target_dir/release/atlas-sim"
+for built in "$binary" "$engine" "$sim"; do
+  if [[ ! -x "$built" ]]; then
+    echo "conformance: $built was not built" >&2
+    exit 1
+  fi
+done
 
 # The [package] version of Cargo.toml; the plugin must report "v" + this.
 version="$(awk -F'"' '/^\[package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version[[:space:]]*=/ { print $2; exit }' Cargo.toml)"
@@ -27,7 +32,8 @@ if [[ -z "$version" ]]; then
   exit 1
 fi
 
-echo "conformance: $binary (v$version)" >&2
+echo "conformance: $binary, $engine, $sim (v$version)" >&2
 cd tests/conformance
 PLUGIN_BINARY="$binary" PLUGIN_VERSION="$version" PLUGIN_PROFILE=example \
-  go test -count=1 -v -timeout "${CONFORMANCE_TIMEOUT:-300s}" ./... "$@"
+ENGINE_BINARY="$engine" ATLAS_SIM_BINARY="$sim" \
+  go test -count=1 -v -timeout "${CONFORMANCE_TIMEOUT:-600s}" ./... "$@"

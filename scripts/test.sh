@@ -20,5 +20,23 @@ step() {
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
 step "cargo test" timeout 1800 cargo test --locked --all-targets
+openapi_check() {
+  local journal="$root/target/openapi/client-journal.json"
+  mkdir -p "$(dirname "$journal")"
+  ATLAS_CLIENT_JOURNAL_OUT="$journal" cargo test --locked --test atlas_client every_call_works
+  cargo build --locked --bin atlas-sim
+  (cd tests/openapi && ATLAS_SIM_JOURNAL="$journal" go test -count=1 ./...)
+}
+# `timeout` runs programs, not shell functions: export the function to a child bash.
+export root
+export -f openapi_check
+step "OpenAPI conformance of our client's requests and the simulator's answers" timeout 900 bash -c openapi_check
 step "conformance harness (Go, Vault SDK client)" timeout 1200 scripts/conformance.sh
+# A cold build of Vault takes several minutes on 2 cores; after that the
+# servers come from the cache and the suites below are bounded on their own.
+step "real servers: Vault and OpenBao (built or cached)" timeout 3600 \
+  bash -c 'scripts/servers.sh vault >/dev/null && scripts/servers.sh bao >/dev/null'
+step "demo (README's main command)" timeout 1800 scripts/demo.sh
+step "end-to-end suites in Vault and OpenBao (scripts/e2e.sh)" timeout 1200 scripts/e2e.sh
+step "drop-in migration from Vault's builtin engine (scripts/migration.sh)" timeout 600 scripts/migration.sh
 echo "all tests passed" >&2

@@ -71,20 +71,6 @@ pub fn description(role: &str) -> String {
     format!("vault-{sanitized}-{suffix}")
 }
 
-fn access_list(role: &Role) -> Result<Vec<AccessListEntry>, BackendError> {
-    let cidrs = role.cidr_blocks().iter().map(|c| {
-        c.parse()
-            .map(AccessListEntry::CidrBlock)
-            .map_err(|_| BackendError::user(format!("cidr_blocks: {c:?} is not a CIDR block")))
-    });
-    let ips = role.ip_addresses().iter().map(|ip| {
-        ip.parse()
-            .map(AccessListEntry::IpAddress)
-            .map_err(|_| BackendError::user(format!("ip_addresses: {ip:?} is not an IP address")))
-    });
-    cidrs.chain(ips).collect()
-}
-
 async fn issue(engine: &Engine, req: Request, name: &str) -> Result<Response, BackendError> {
     let role = role::load(req.storage.as_ref(), name).await?.ok_or_else(|| {
         BackendError::user(format!("role {name:?} does not exist: create it first with `vault write <mount>/roles/{name} ...`"))
@@ -94,7 +80,7 @@ async fn issue(engine: &Engine, req: Request, name: &str) -> Result<Response, Ba
     let mode = role
         .mode()
         .ok_or_else(|| BackendError::internal("validated role without a mode"))?;
-    let entries = access_list(&role)?;
+    let entries = role.access_list()?;
     let client = engine.client(&req).await?.ok_or_else(|| {
         BackendError::user("no Atlas credentials configured: write them first with `vault write <mount>/config public_key=... private_key=...`")
     })?;
@@ -109,18 +95,22 @@ async fn issue(engine: &Engine, req: Request, name: &str) -> Result<Response, Ba
     let storage = req.storage.as_ref();
     let wal_id = wal::put(storage, SECRET_TYPE, wal_key.to_json()).await?;
 
-    let created = match mode {
-        KeyMode::Org | KeyMode::OrgAssignedToProject => {
-            client
-                .create_org_key(&role.organization_id, &desc, role.roles())
-                .await
-        }
-        KeyMode::Project => {
-            client
-                .create_project_key(&role.project_id, &desc, role.roles())
-                .await
+    let create = async {
+        match mode {
+            KeyMode::Org | KeyMode::OrgAssignedToProject => {
+                client
+                    .create_org_key(&role.organization_id, &desc, role.roles())
+                    .await
+            }
+            KeyMode::Project => {
+                client
+                    .create_project_key(&role.project_id, &desc, role.roles())
+                    .await
+            }
         }
     };
+    // The mount's TTLs come from Vault while Atlas creates the key.
+    let (created, ttls) = tokio::join!(create, lease::ttls(&req, &role));
     let key = match created {
         Ok(key) => key,
         Err(e) => {
@@ -131,48 +121,55 @@ async fn issue(engine: &Engine, req: Request, name: &str) -> Result<Response, Ba
             return Err(atlas_error("creating the Atlas API key", e));
         }
     };
-    let Some(private_key) = key.private_key.clone() else {
-        let _ = lease::delete_key(
-            &client,
-            key.org_id().unwrap_or(&role.organization_id),
-            &key.id,
-        )
-        .await;
-        return Err(BackendError::internal(
-            "Atlas created the key but returned no private key; the key was deleted",
-        ));
-    };
     let key_org = key
         .org_id()
         .map(str::to_string)
         .unwrap_or_else(|| role.organization_id.clone());
     wal_key.programmatic_api_key_id = key.id.clone();
     wal_key.key_org_id = key_org.clone();
-    // The id must be on record before any further call can fail.
-    wal::put_at(storage, &wal_id, SECRET_TYPE, wal_key.to_json()).await?;
 
-    if let Err(e) = finish_key(&client, &role, mode, &key, &key_org, &entries).await {
-        let cleanup = lease::delete_key(&client, &key_org, &key.id).await;
-        match cleanup {
-            Ok(()) => wal::delete(storage, &wal_id).await?,
-            Err(ref ce) => {
-                tracing::warn!(key_id = %key.id, error = %ce, "could not delete a half-configured key; the WAL rollback will retry")
-            }
-        }
-        return Err(atlas_error(
+    // Recording the id (so a rollback deletes the key directly instead of
+    // searching by description) overlaps with the key's remaining setup.
+    let (recorded, configured) = tokio::join!(
+        wal::put_at(storage, &wal_id, SECRET_TYPE, wal_key.to_json()),
+        finish_key(&client, &role, mode, &key, &key_org, &entries),
+    );
+    let failure = match (configured, recorded, &ttls, &key.private_key) {
+        (Err(e), _, _, _) => Some(atlas_error(
             "configuring the new Atlas API key (the key was deleted)",
             e,
-        ));
+        )),
+        (_, Err(e), _, _) => Some(BackendError::from(e)),
+        (_, _, Err(e), _) => Some(BackendError::internal(format!(
+            "reading the mount's lease TTLs: {e}"
+        ))),
+        (_, _, _, None) => Some(BackendError::internal(
+            "Atlas created the key but returned no private key; the key was deleted",
+        )),
+        _ => None,
+    };
+    if let Some(err) = failure {
+        match lease::delete_key(&client, &key_org, &key.id).await {
+            Ok(()) => wal::delete(storage, &wal_id).await?,
+            Err(e) => {
+                tracing::warn!(key_id = %key.id, error = %e, "could not delete a half-configured key; the WAL rollback will retry")
+            }
+        }
+        return Err(err);
     }
+    let (ttl, max_ttl) = ttls?;
+    let private_key = key
+        .private_key
+        .as_ref()
+        .map(|k| k.expose().to_string())
+        .unwrap_or_default();
+    // Only now may the key outlive this request: Vault takes over its lifetime.
     wal::delete(storage, &wal_id).await?;
     tracing::debug!(role = %name, key_id = %key.id, "issued Atlas API key");
 
     let mut data = Map::new();
     data.insert("public_key".into(), Value::String(key.public_key.clone()));
-    data.insert(
-        "private_key".into(),
-        Value::String(private_key.expose().to_string()),
-    );
+    data.insert("private_key".into(), Value::String(private_key));
     data.insert("description".into(), Value::String(desc));
     let internal = match json!({
         "programmatic_api_key_id": key.id,
@@ -184,7 +181,6 @@ async fn issue(engine: &Engine, req: Request, name: &str) -> Result<Response, Ba
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    let (ttl, max_ttl) = lease::ttls(&req, &role).await?;
     Ok(lease::secret_type(engine).response(data, internal, ttl, max_ttl))
 }
 

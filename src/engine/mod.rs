@@ -125,11 +125,12 @@ impl Engine {
     }
 }
 
-/// Atlas' answer as the Vault user sees it: input Atlas rejected is a 400.
+/// Atlas' answer as the Vault user sees it: input Atlas rejected, or ids it
+/// does not know (a role naming a missing organization or project), is a 400.
 fn atlas_error(action: &str, e: AtlasError) -> BackendError {
     let message = format!("{action}: {e}");
     match e {
-        AtlasError::InvalidInput(_) => BackendError::User(message),
+        AtlasError::InvalidInput(_) | AtlasError::NotFound(_) => BackendError::User(message),
         _ => BackendError::Internal(message),
     }
 }

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::atlas::AccessListEntry;
 use crate::vault::framework::{
     existence_check, handler, BackendError, FieldData, FieldSchema, FieldType, Operation, Path,
     Response,
@@ -96,6 +97,29 @@ impl Role {
         self.cidr_blocks.as_deref().unwrap_or_default()
     }
 
+    /// The key's access list: CIDR blocks, then IP addresses (the official plugin's order).
+    pub fn access_list(&self) -> Result<Vec<AccessListEntry>, BackendError> {
+        let cidrs = self.cidr_blocks().iter().map(|c| {
+            c.parse::<IpNet>()
+                .map(AccessListEntry::CidrBlock)
+                .map_err(|_| {
+                    BackendError::user(format!(
+                        "cidr_blocks: {c:?} is not a CIDR block (e.g. 192.0.2.0/24)"
+                    ))
+                })
+        });
+        let ips = self.ip_addresses().iter().map(|ip| {
+            ip.parse::<IpAddr>()
+                .map(AccessListEntry::IpAddress)
+                .map_err(|_| {
+                    BackendError::user(format!(
+                        "ip_addresses: {ip:?} is not an IP address (e.g. 192.0.2.10)"
+                    ))
+                })
+        });
+        cidrs.chain(ips).collect()
+    }
+
     /// The role as read back (TTLs in seconds, as the Terraform provider expects).
     fn to_response(&self) -> Response {
         Response::json(json!({
@@ -144,20 +168,7 @@ impl Role {
             }
             check_role_names("project_roles", self.project_roles(), "GROUP_", "project")?;
         }
-        for ip in self.ip_addresses() {
-            ip.parse::<IpAddr>().map_err(|_| {
-                BackendError::user(format!(
-                    "ip_addresses: {ip:?} is not an IP address (e.g. 192.0.2.10)"
-                ))
-            })?;
-        }
-        for cidr in self.cidr_blocks() {
-            cidr.parse::<IpNet>().map_err(|_| {
-                BackendError::user(format!(
-                    "cidr_blocks: {cidr:?} is not a CIDR block (e.g. 192.0.2.0/24)"
-                ))
-            })?;
-        }
+        self.access_list()?;
         if !self.max_ttl.is_zero() && self.ttl > self.max_ttl {
             return Err(BackendError::user(format!(
                 "ttl ({}s) exceeds max_ttl ({}s): lower ttl or raise max_ttl",

@@ -18,9 +18,11 @@ use crate::proto::plugin::grpc_broker_server::GrpcBrokerServer;
 use crate::proto::plugin::grpc_controller_server::GrpcControllerServer;
 use crate::proto::plugin::grpc_stdio_server::GrpcStdioServer;
 
-/// After a shutdown request, in-flight calls get this long before we exit;
-/// the host kills the process 2 s after asking.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+/// After a shutdown request, in-flight calls (normally just the Shutdown
+/// reply: Vault cleans up every mount first) get this long before we exit.
+/// The host keeps its streams open until we are gone, so this is always
+/// waited in full; the host kills the process 2 s after asking.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(150);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

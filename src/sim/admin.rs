@@ -165,7 +165,7 @@ impl Shared {
             .store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        store.create_org(id, name.unwrap_or_else(|| "atlas-sim org".into()))
+        store.create_org(id, name.unwrap_or_else(|| "atlas-sim-org".into()))
     }
 
     pub fn create_project(
@@ -182,7 +182,7 @@ impl Shared {
         store.create_project(
             id,
             &org_id,
-            name.unwrap_or_else(|| "atlas-sim project".into()),
+            name.unwrap_or_else(|| "atlas-sim-project".into()),
         )
     }
 

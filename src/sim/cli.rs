@@ -25,9 +25,9 @@ Flags (flags override --config values):
                               {enabled, org{capacity,refill,period_ms}, project{...}},
                               max_keys_per_org, journal_capacity, tls, ca_path, proxy, proxy_listen
   --org-id ID                 seeded organization id (24 hex) [random]
-  --org-name NAME             [atlas-sim org]
+  --org-name NAME             [atlas-sim-org]
   --project-id ID             seeded project id (24 hex) [random]
-  --project-name NAME         [atlas-sim project]
+  --project-name NAME         [atlas-sim-project]
   --key-id ID                 seeded ORG_OWNER key id (24 hex) [random]
   --public-key KEY            its public key (8 lowercase letters) [random]
   --private-key UUID          its private key [random]

@@ -71,9 +71,9 @@ impl Default for SimConfig {
         Self {
             listen: loopback,
             org_id: None,
-            org_name: "atlas-sim org".into(),
+            org_name: "atlas-sim-org".into(),
             project_id: None,
-            project_name: "atlas-sim project".into(),
+            project_name: "atlas-sim-project".into(),
             key_id: None,
             public_key: None,
             private_key: None,

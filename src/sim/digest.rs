@@ -24,6 +24,9 @@ pub const REALM: &str = "MMS Public API";
 const NC_WINDOW: u64 = 64;
 /// Expired nonces are swept after this many new ones.
 const PRUNE_EVERY: usize = 4096;
+/// Bound on live nonces (a client that never reuses nonces creates one per call). Beyond it
+/// the oldest are forgotten; their holders get `stale=true` and simply re-authenticate.
+const MAX_NONCES: usize = 200_000;
 
 /// Why a request is answered with a challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +110,13 @@ impl NonceStore {
             inner
                 .map
                 .retain(|_, st| now.duration_since(st.issued) <= lifetime);
+            if inner.map.len() > MAX_NONCES {
+                let mut ages: Vec<Instant> = inner.map.values().map(|st| st.issued).collect();
+                let cut = ages.len() - MAX_NONCES / 2;
+                let (_, oldest_kept, _) = ages.select_nth_unstable(cut);
+                let oldest_kept = *oldest_kept;
+                inner.map.retain(|_, st| st.issued >= oldest_kept);
+            }
         }
         inner.map.insert(
             nonce.clone(),
@@ -462,6 +472,20 @@ mod tests {
         assert_eq!(p["nc"], "00000001");
         assert_eq!(p["qop"], "auth");
         assert!(parse_params(r#"username="unterminated"#).is_none());
+    }
+
+    #[test]
+    fn live_nonces_are_bounded() {
+        let nonces = NonceStore::new(Duration::from_secs(300));
+        let first = nonces.issue();
+        for _ in 0..(MAX_NONCES + PRUNE_EVERY) {
+            nonces.issue();
+        }
+        assert!(nonces.len() <= MAX_NONCES, "{}", nonces.len());
+        assert!(
+            !lock(&nonces.inner).map.contains_key(&first),
+            "oldest nonce forgotten first"
+        );
     }
 
     #[test]

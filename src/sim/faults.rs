@@ -22,6 +22,9 @@ pub enum FaultAction {
     Status,
     /// Close the connection without a response.
     Reset,
+    /// Handle the request, then close the connection without sending the answer
+    /// (a create that reached Atlas whose response was lost).
+    ResetAfter,
     /// Delay the request by `latency_ms`, then handle it normally.
     Latency,
     /// Only count matching requests.
@@ -82,6 +85,11 @@ impl FaultRule {
     /// Close the connection of matching requests without answering.
     pub fn reset(method: Option<&str>, path: &str) -> Self {
         Self::new(method, path, FaultAction::Reset)
+    }
+
+    /// Executes the request, then drops the connection: the caller cannot know it happened.
+    pub fn reset_after(method: Option<&str>, path: &str) -> Self {
+        Self::new(method, path, FaultAction::ResetAfter)
     }
 
     /// Delay matching requests.
@@ -149,6 +157,8 @@ pub enum Failure {
 pub struct FaultEffect {
     pub latency: Duration,
     pub failure: Option<Failure>,
+    /// Handle the request, then drop the connection instead of answering.
+    pub reset_after: bool,
     pub fired: bool,
 }
 
@@ -283,6 +293,7 @@ impl Faults {
                 FaultAction::Reset if effect.failure.is_none() => {
                     effect.failure = Some(Failure::Reset)
                 }
+                FaultAction::ResetAfter => effect.reset_after = true,
                 FaultAction::Status if effect.failure.is_none() => {
                     let status = StatusCode::from_u16(r.rule.status.unwrap_or(503))
                         .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);

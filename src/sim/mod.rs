@@ -67,6 +67,11 @@
 //! | `DELETE /admin/keys/{id}` | | 204 (out-of-band deletion) |
 //!
 //! # In-process use
+//! [`Simulator::start`] serves on the current tokio runtime (use a multi-thread runtime if
+//! the test blocks); [`Simulator::start_background`] runs it on its own thread and runtime
+//! for synchronous tests. Both give a [`SimHandle`] (public fields `base_url`, `admin_url`,
+//! `org_id`, `project_id`, `key_id`, `public_key`, `private_key`, `proxy_url`, `ca_pem`,
+//! `ca_path`, `tls`) with the admin operations as methods.
 //! ```no_run
 //! # async fn demo() -> Result<(), vault_mongodbatlas::sim::SimError> {
 //! use vault_mongodbatlas::sim::{FaultRule, SimConfig, Simulator};
@@ -142,7 +147,7 @@ pub struct SimHandle {
     pub tls: bool,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn config_err(msg: impl Into<String>) -> SimError {
@@ -309,12 +314,106 @@ impl Simulator {
             tls: cfg.tls,
             shared,
             shutdown,
-            tasks,
+            tasks: Mutex::new(tasks),
         })
     }
 }
 
+/// A simulator on its own thread and runtime, for synchronous tests (or async tests on a
+/// current-thread runtime that block). Derefs to [`SimHandle`]; dropping it shuts the
+/// simulator down and joins the thread.
+pub struct BackgroundSim {
+    handle: Option<SimHandle>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::ops::Deref for BackgroundSim {
+    type Target = SimHandle;
+
+    fn deref(&self) -> &SimHandle {
+        self.handle
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("handle is only taken in drop"))
+    }
+}
+
+impl Drop for BackgroundSim {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.shutdown.send(true);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Simulator {
+    /// Starts a simulator on a dedicated thread with a two-worker tokio runtime; works
+    /// without (or outside) any runtime.
+    pub fn start_background(cfg: SimConfig) -> Result<BackgroundSim, SimError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("atlas-sim".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(SimError::Io(e)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match Simulator::start(cfg).await {
+                        Ok(handle) => {
+                            let mut stop = handle.shutdown.subscribe();
+                            let tasks = handle.take_tasks();
+                            if tx.send(Ok(handle)).is_ok() {
+                                server::stopped(&mut stop).await;
+                            }
+                            for task in tasks {
+                                let _ = task.await;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                        }
+                    }
+                });
+            })?;
+        match rx.recv() {
+            Ok(Ok(handle)) => Ok(BackgroundSim {
+                handle: Some(handle),
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(SimError::Config(
+                    "simulator thread exited during start".into(),
+                ))
+            }
+        }
+    }
+}
+
 impl SimHandle {
+    fn take_tasks(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     /// The startup line's content (what the binary prints).
     pub fn startup_info(&self) -> StartupInfo {
         StartupInfo {
@@ -350,6 +449,13 @@ impl SimHandle {
     /// Journal entries with `seq > since` (0 for all kept entries).
     pub fn journal(&self, since: u64) -> Vec<JournalEntry> {
         self.shared.journal.entries(since)
+    }
+
+    /// Writes the journal (all kept entries) as a JSON array, e.g. for the OpenAPI
+    /// conformance check: `ATLAS_SIM_JOURNAL=<path> go test ./...` in `tests/openapi`.
+    pub fn write_journal(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(&self.journal(0)).map_err(std::io::Error::other)?;
+        std::fs::write(path, json)
     }
 
     pub fn clear_journal(&self) {
@@ -416,9 +522,9 @@ impl SimHandle {
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded), and waits for the tasks.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for task in self.tasks.drain(..) {
+        for task in self.take_tasks() {
             let _ = task.await;
         }
     }

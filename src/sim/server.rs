@@ -2,7 +2,8 @@
 //!
 //! Pipeline for an Atlas request: global latency → read body → faults (`before_auth`) →
 //! digest auth (401 challenge) → route (404) → version negotiation (v2: 406) → faults →
-//! token bucket (429) → handler → stats and journal. Requests under `/admin` skip all of it.
+//! token bucket (429) → handler → stats and journal. Requests under `/admin` skip all of it,
+//! the global latency included.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,10 +161,14 @@ pub async fn serve(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ConnectionReset> {
-    sleep_if(Duration::from_millis(
-        shared.latency_ms.load(Ordering::Relaxed),
-    ))
-    .await;
+    let is_admin = {
+        let path = req.uri().path();
+        path == "/admin" || path.starts_with("/admin/")
+    };
+    if !is_admin {
+        let latency = Duration::from_millis(shared.latency_ms.load(Ordering::Relaxed));
+        sleep_if(latency).await;
+    }
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -176,8 +181,8 @@ pub async fn serve(
             return Ok(error_response(&err));
         }
     };
-    let path = parts.uri.path();
-    if path == "/admin" || path.starts_with("/admin/") {
+    if is_admin {
+        let path = parts.uri.path();
         return Ok(super::admin::handle(
             &shared,
             &parts.method,
@@ -399,6 +404,9 @@ impl Pipeline<'_> {
             }
             _ => self.handle(*version, resource, &public_key),
         };
+        if late.reset_after {
+            return authed(Err(ConnectionReset));
+        }
         if let Some((_, d)) = decision {
             resp.headers_mut()
                 .insert("ratelimit-limit", HeaderValue::from(d.limit));

@@ -124,9 +124,38 @@ impl Path {
             }
         }
         if !self.description.is_empty() {
-            text.push_str("\n## DESCRIPTION\n\n");
+            // A blank line before the heading, whether or not parameters precede it.
+            text.push_str(if text.ends_with('\n') { "\n" } else { "\n\n" });
+            text.push_str("## DESCRIPTION\n\n");
             text.push_str(self.description);
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::framework::field::FieldType;
+
+    #[test]
+    fn help_text_separates_sections_with_a_blank_line() {
+        let bare = Path::new("roles/?").help("List the roles.", "Lists them.");
+        assert!(
+            bare.help_text()
+                .ends_with("List the roles.\n\n## DESCRIPTION\n\nLists them."),
+            "{}",
+            bare.help_text()
+        );
+        let with_field = Path::new("config")
+            .field(FieldSchema::new("k", FieldType::String, "A key."))
+            .help("Configure.", "Details.");
+        assert!(
+            with_field
+                .help_text()
+                .ends_with("    A key.\n\n## DESCRIPTION\n\nDetails."),
+            "{}",
+            with_field.help_text()
+        );
     }
 }

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The whole job on embedded defaults, in one command: builds the plugin, starts
+# the Atlas simulator and a dev Vault, registers and enables the plugin, writes
+# a config and a role, issues a credential, shows its lease and the key in
+# "Atlas", revokes it, and shows the key gone. Everything stops on exit.
+#
+#   scripts/demo.sh          # uses a `vault` on PATH, else builds one (first run: ~15 min)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+# shellcheck source=lib/vault-dev.sh
+source scripts/lib/vault-dev.sh
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '$ %s\n' "$*" >&2; "$@"; }
+
+state="$(mktemp -d "${TMPDIR:-/tmp}/mongodbatlas-demo.XXXXXX")"
+sim_pid=""
+cleanup() {
+  vdev_stop || true
+  [[ -n "$sim_pid" ]] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+  rm -rf "$state"
+}
+trap cleanup EXIT
+
+say "Building the plugin and the Atlas simulator"
+cargo build --release --locked --bins
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+plugin_bin="$target_dir/release/vault-plugin-secrets-mongodbatlas"
+version="v$(awk -F'"' '/^\[package\]/ {p=1; next} /^\[/ {p=0} p && /^version/ {print $2; exit}' Cargo.toml)"
+vault_bin="$(scripts/servers.sh vault)"
+vault() { "$vault_bin" "$@"; }
+
+say "Starting the Atlas simulator (a local, stateful MongoDB Atlas)"
+"$target_dir/release/atlas-sim" --listen 127.0.0.1:0 >"$state/sim.json" 2>"$state/sim.log" &
+sim_pid=$!
+for _ in $(seq 1 100); do [[ -s "$state/sim.json" ]] && break; sleep 0.1; done
+[[ -s "$state/sim.json" ]] || { echo "atlas-sim did not start" >&2; cat "$state/sim.log" >&2; exit 1; }
+sim() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$state/sim.json" "$1"; }
+admin_url="$(sim admin_url)"
+issued_keys() { # <expected count>
+  curl -fsS "$admin_url/inventory" | python3 -c '
+import json, sys
+keys = [k for k in json.load(sys.stdin)["api_keys"] if not k["seeded"]]
+if len(keys) != int(sys.argv[1]):
+    sys.exit(f"expected {sys.argv[1]} issued key(s), found {len(keys)}")
+print(f"{len(keys)} issued key(s) in Atlas")
+for k in keys:
+    roles = [r["roleName"] for r in k["roles"]]
+    print("  public_key=%s desc=%s roles=%s access_list=%s" % (k["public_key"], k["desc"], roles, k["access_list"]))' "$1"
+}
+echo "simulator at $(sim base_url), organization $(sim org_id)"
+
+say "Starting a dev Vault with a plugin directory"
+vdev_start "$vault_bin" "$state/vault"
+echo "Vault at $VAULT_ADDR"
+
+say "Registering and enabling the plugin"
+cp "$plugin_bin" "$VDEV_PLUGIN_DIR/vault-plugin-secrets-mongodbatlas"
+sha="$(sha256sum "$VDEV_PLUGIN_DIR/vault-plugin-secrets-mongodbatlas" | cut -d' ' -f1)"
+show vault plugin register -sha256="$sha" -version="$version" secret vault-plugin-secrets-mongodbatlas
+show vault secrets enable -path=mongodbatlas vault-plugin-secrets-mongodbatlas
+
+say "Configuring Atlas credentials and a role"
+show vault write mongodbatlas/config public_key="$(sim public_key)" private_key="$(sim private_key)" base_url="$(sim base_url)"
+show vault read mongodbatlas/config
+show vault write mongodbatlas/roles/demo organization_id="$(sim org_id)" roles=ORG_READ_ONLY \
+  ip_addresses=192.0.2.10 cidr_blocks=198.51.100.0/24 ttl=1h max_ttl=24h
+show vault read mongodbatlas/roles/demo
+
+say "Issuing a credential"
+show vault read -format=json mongodbatlas/creds/demo | tee "$state/creds.json"
+lease_id="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["lease_id"])' "$state/creds.json")"
+
+say "The lease in Vault, the key in Atlas"
+show vault lease lookup "$lease_id"
+issued_keys 1
+
+say "Renewing, then revoking the lease"
+show vault lease renew "$lease_id"
+show vault lease revoke -sync "$lease_id"
+issued_keys 0
+
+say "Done: the key was created on demand and deleted when its lease ended."

@@ -1,0 +1,293 @@
+//! The Atlas client against the simulator: every call, Digest with one round
+//! trip per warm call, stale nonces, Retry-After, transient retries, and
+//! nothing left behind.
+
+use std::time::Duration;
+
+use vault_mongodbatlas::atlas::{
+    AccessListEntry, AtlasClient, AtlasError, ClientConfig, RetryPolicy,
+};
+use vault_mongodbatlas::sim::{FaultRule, SimConfig, SimHandle, Simulator};
+
+async fn sim() -> SimHandle {
+    let cfg = SimConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..SimConfig::default()
+    };
+    Simulator::start(cfg).await.expect("simulator")
+}
+
+fn client(sim: &SimHandle) -> AtlasClient {
+    let retry = RetryPolicy {
+        max_attempts: 4,
+        min_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        jitter: true,
+    };
+    AtlasClient::new(
+        ClientConfig::new(sim.public_key.clone(), sim.private_key.clone())
+            .with_base_url(sim.base_url.clone())
+            .with_vault_version("1.21.4")
+            .with_retry(retry),
+    )
+    .expect("client")
+}
+
+fn roles(r: &[&str]) -> Vec<String> {
+    r.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn every_call_works_and_leaves_nothing_behind() {
+    let sim = sim().await;
+    let c = client(&sim);
+    let (org, project) = (sim.org_id.clone(), sim.project_id.clone());
+
+    let key = c
+        .create_org_key(&org, "vault-client-test-1", &roles(&["ORG_MEMBER"]))
+        .await
+        .expect("create org key");
+    assert_eq!(key.public_key.len(), 8);
+    assert!(
+        key.private_key.is_some(),
+        "the create answer carries the private key"
+    );
+    let got = c.get_org_key(&org, &key.id).await.expect("get");
+    assert!(
+        got.private_key.is_none(),
+        "reads never carry the private key"
+    );
+    assert!(c
+        .list_org_keys(&org)
+        .await
+        .expect("list")
+        .iter()
+        .any(|k| k.id == key.id));
+    assert_eq!(
+        c.find_org_key_by_desc(&org, "vault-client-test-1")
+            .await
+            .expect("find")
+            .map(|k| k.id),
+        Some(key.id.clone())
+    );
+
+    let entries = vec![
+        AccessListEntry::IpAddress("192.0.2.1".parse().expect("ip")),
+        AccessListEntry::CidrBlock("198.51.100.0/24".parse().expect("cidr")),
+    ];
+    c.add_access_list(&org, &key.id, &entries)
+        .await
+        .expect("access list");
+    let listed = c
+        .list_access_list(&org, &key.id)
+        .await
+        .expect("list access list");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    c.delete_access_list_entry(&org, &key.id, &entries[1])
+        .await
+        .expect("delete CIDR entry (URL-encoded)");
+    assert_eq!(
+        c.list_access_list(&org, &key.id).await.expect("list").len(),
+        1
+    );
+
+    c.assign_key_to_project(&project, &key.id, &roles(&["GROUP_READ_ONLY"]))
+        .await
+        .expect("assign");
+    assert!(c
+        .list_project_keys(&project)
+        .await
+        .expect("project keys")
+        .iter()
+        .any(|k| k.id == key.id));
+    c.unassign_key_from_project(&project, &key.id)
+        .await
+        .expect("unassign");
+    assert!(!c
+        .list_project_keys(&project)
+        .await
+        .expect("project keys")
+        .iter()
+        .any(|k| k.id == key.id));
+
+    let pkey = c
+        .create_project_key(
+            &project,
+            "vault-client-test-2",
+            &roles(&["GROUP_READ_ONLY"]),
+        )
+        .await
+        .expect("project key");
+    assert_eq!(
+        pkey.org_id(),
+        Some(org.as_str()),
+        "Atlas adds ORG_MEMBER in the organization"
+    );
+
+    c.delete_org_key(&org, &key.id).await.expect("delete");
+    c.delete_org_key(&org, &pkey.id)
+        .await
+        .expect("delete project key");
+    assert!(c
+        .delete_org_key(&org, &key.id)
+        .await
+        .expect_err("gone")
+        .is_not_found());
+    assert_eq!(sim.inventory().issued_keys().count(), 0);
+    // scripts/test.sh validates what our client sent (and what the simulator
+    // answered) against the official OpenAPI spec (tests/openapi).
+    if let Ok(path) = std::env::var("ATLAS_CLIENT_JOURNAL_OUT") {
+        sim.write_journal(std::path::Path::new(&path))
+            .expect("journal written");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_warm_call_is_one_round_trip() {
+    let sim = sim().await;
+    let c = client(&sim);
+    c.list_org_keys(&sim.org_id)
+        .await
+        .expect("first call pays the challenge");
+    sim.reset_stats();
+    for _ in 0..10 {
+        c.list_org_keys(&sim.org_id).await.expect("warm call");
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.challenges, 0, "nonce reused");
+    assert_eq!(stats.requests_total, 10, "one HTTP request per call");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stale_nonce_costs_one_extra_exchange() {
+    let sim = sim().await;
+    let c = client(&sim);
+    c.list_org_keys(&sim.org_id).await.expect("warm up");
+    sim.set_nonce_lifetime(Duration::from_millis(20));
+    // Let the cached nonce age past its lifetime.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    sim.reset_stats();
+    c.list_org_keys(&sim.org_id)
+        .await
+        .expect("recovers from stale=true");
+    let stats = sim.stats();
+    assert_eq!(stats.stale_challenges, 1);
+    assert_eq!(stats.requests_total, 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_unauthorized_without_a_retry_loop() {
+    let sim = sim().await;
+    let c = AtlasClient::new(
+        ClientConfig::new("zzzzzzzz", "00000000-0000-0000-0000-000000000000")
+            .with_base_url(sim.base_url.clone()),
+    )
+    .expect("client");
+    let err = c.list_org_keys(&sim.org_id).await.expect_err("rejected");
+    assert!(matches!(err, AtlasError::Unauthorized(_)), "{err:?}");
+    assert!(sim.stats().requests_total <= 3, "{:?}", sim.stats());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn rate_limits_and_transient_failures_are_retried() {
+    let sim = sim().await;
+    let c = client(&sim);
+    let org = sim.org_id.clone();
+    sim.add_fault(
+        FaultRule::status(Some("GET"), "/apiKeys$", 429)
+            .retry_after(1)
+            .times(1),
+    )
+    .expect("fault");
+    let started = std::time::Instant::now();
+    c.list_org_keys(&org).await.expect("429 then success");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    sim.clear_faults();
+
+    for status in [502, 503, 504] {
+        sim.add_fault(FaultRule::status(Some("GET"), "/apiKeys$", status).times(2))
+            .expect("fault");
+        c.list_org_keys(&org)
+            .await
+            .unwrap_or_else(|e| panic!("{status} retried: {e}"));
+        sim.clear_faults();
+    }
+    sim.add_fault(FaultRule::reset(Some("GET"), "/apiKeys$").times(1))
+        .expect("fault");
+    c.list_org_keys(&org)
+        .await
+        .expect("connection reset retried");
+    sim.clear_faults();
+
+    sim.add_fault(FaultRule::status(Some("GET"), "/apiKeys$", 503))
+        .expect("fault");
+    let err = c
+        .list_org_keys(&org)
+        .await
+        .expect_err("persistent 503 gives up");
+    assert!(
+        matches!(
+            err,
+            AtlasError::Transient { .. } | AtlasError::Unexpected { .. }
+        ),
+        "{err:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn atlas_errors_keep_code_and_detail() {
+    let sim = sim().await;
+    let c = client(&sim);
+    let err = c
+        .create_org_key(&sim.org_id, "x", &roles(&["GROUP_READ_ONLY"]))
+        .await
+        .expect_err("wrong role scope");
+    assert!(matches!(err, AtlasError::InvalidInput(_)), "{err:?}");
+    assert_eq!(err.error_code(), Some("INVALID_ROLE_FOR_ORG"));
+    assert!(err.to_string().contains("INVALID_ROLE_FOR_ORG"), "{err}");
+    let err = c
+        .get_org_key(&sim.org_id, "0123456789abcdef01234567")
+        .await
+        .expect_err("missing");
+    assert!(err.is_not_found(), "{err:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lost_create_answer_never_leaves_a_second_key() {
+    let sim = sim().await;
+    let c = client(&sim);
+    // Atlas executes the first create but the answer never arrives.
+    sim.add_fault(FaultRule::reset_after(Some("POST"), "/orgs/[0-9a-f]+/apiKeys$").times(1))
+        .expect("fault");
+    let key = c
+        .create_org_key(&sim.org_id, "vault-lost-answer-1", &roles(&["ORG_MEMBER"]))
+        .await
+        .expect("create succeeds in the end");
+    assert!(key.private_key.is_some());
+    assert_eq!(
+        sim.stats().faults_fired,
+        1,
+        "the answer of the first create was really lost"
+    );
+    let twins: Vec<_> = sim
+        .inventory()
+        .issued_keys()
+        .filter(|k| k.desc == "vault-lost-answer-1")
+        .map(|k| k.id.clone())
+        .collect();
+    assert_eq!(
+        twins,
+        vec![key.id.clone()],
+        "the orphan whose private key was lost is deleted; only the returned key lives"
+    );
+    sim.shutdown().await;
+}
