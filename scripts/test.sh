@@ -39,4 +39,5 @@ step "real servers: Vault and OpenBao (built or cached)" timeout 3600 \
 step "demo (README's main command)" timeout 1800 scripts/demo.sh
 step "end-to-end suites in Vault and OpenBao (scripts/e2e.sh)" timeout 1200 scripts/e2e.sh
 step "drop-in migration from Vault's builtin engine (scripts/migration.sh)" timeout 600 scripts/migration.sh
+step "benchmark against the official plugin, quick mode (kept working, not a timed test)" timeout 1500 scripts/bench.sh --quick
 echo "all tests passed" >&2
