@@ -231,7 +231,9 @@ async fn rollback(
         }
         orgs.retain(|o| !o.is_empty());
         projects.retain(|p| !p.is_empty());
+        orgs.sort_unstable();
         orgs.dedup();
+        projects.sort_unstable();
         projects.dedup();
     }
     for org in &orgs {
