@@ -30,10 +30,6 @@ readonly MOUNT="mongodbatlas"
 readonly MOUNT_B="mongodbatlas-b"
 E2E_NAME="e2e"
 
-target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
-[[ "$target_dir" == /* ]] || target_dir="$repo_root/$target_dir"
-plugin_build="$target_dir/release/vault-plugin-secrets-mongodbatlas"
-sim_binary="$target_dir/release/atlas-sim"
 
 # shellcheck source=scripts/lib/vault-dev.sh
 source "$repo_root/scripts/lib/vault-dev.sh"
@@ -43,6 +39,7 @@ source "$repo_root/scripts/lib/atlas-sim.sh"
 source "$repo_root/scripts/lib/e2e-common.sh"
 
 VERSION="v$(e2e_crate_version "$repo_root")"
+e2e_release_binaries "$repo_root"
 PLUGIN_FILE=""
 
 # The binary's file name in the plugin directory. go-plugin names the

@@ -33,10 +33,6 @@ readonly NAME="mongodbatlas"   # the builtin's catalog name, which ours takes ov
 readonly MOUNT="mongodbatlas"
 E2E_NAME="migration"
 
-target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
-[[ "$target_dir" == /* ]] || target_dir="$repo_root/$target_dir"
-plugin_build="$target_dir/release/vault-plugin-secrets-mongodbatlas"
-sim_binary="$target_dir/release/atlas-sim"
 
 # shellcheck source=scripts/lib/vault-dev.sh
 source "$repo_root/scripts/lib/vault-dev.sh"
@@ -46,6 +42,7 @@ source "$repo_root/scripts/lib/atlas-sim.sh"
 source "$repo_root/scripts/lib/e2e-common.sh"
 
 VERSION="v$(e2e_crate_version "$repo_root")"
+e2e_release_binaries "$repo_root"
 PLUGIN_FILE="vault-plugin-secrets-mongodbatlas-$VERSION"
 # go-plugin names the plugin's own log lines "<...>.<catalog name>.<file name>: ".
 E2E_PLUGIN_LOG_MATCH=".$NAME.$PLUGIN_FILE:"

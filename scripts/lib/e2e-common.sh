@@ -21,6 +21,14 @@ e2e_crate_version() { # <repo root>
         "$1/Cargo.toml"
 }
 
+# Sets plugin_build and sim_binary: the release binaries under test.
+e2e_release_binaries() { # <repo root>
+    local target_dir="${CARGO_TARGET_DIR:-$1/target}"
+    [[ "$target_dir" == /* ]] || target_dir="$1/$target_dir"
+    plugin_build="$target_dir/release/vault-plugin-secrets-mongodbatlas"
+    sim_binary="$target_dir/release/atlas-sim"
+}
+
 _e2e_indent() { sed 's/^/    | /' >&2; }
 
 # Prints everything that helps explain a failure, then exits the suite.
