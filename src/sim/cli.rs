@@ -69,7 +69,7 @@ Admin API (same listener, no auth, JSON; admin_url = base_url + "/admin"):
                                    request_body,status,response_content_type,response_body}] (secrets redacted)
   DELETE /admin/journal            clear;  PUT /admin/journal {"capacity":N}
   GET    /admin/faults             [{id, rule, matched, fired}]
-  POST   /admin/faults             {"method"?, "path": REGEX, "action": "status"|"reset"|"latency"|"count",
+  POST   /admin/faults             {"method"?, "path": REGEX, "action": "status"|"reset"|"reset_after"|"latency"|"count",
                                     "status"?, "error_code"?, "detail"?, "retry_after"?, "latency_ms"?,
                                     "nth"? (only the nth match), "times"? (first N matches),
                                     "before_auth"? (default: only authenticated requests)} -> {"id":N}
