@@ -8,5 +8,12 @@ use vault_mongodbatlas::vault::plugin_server;
 
 fn main() -> ExitCode {
     vault_mongodbatlas::logging::init();
-    server::run(|ctx| plugin_server::routes(MongoDbAtlas, ctx))
+    let factory = match MongoDbAtlas::from_env() {
+        Ok(factory) => factory,
+        Err(e) => {
+            tracing::error!("invalid plugin environment: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    server::run(|ctx| plugin_server::routes(factory, ctx))
 }

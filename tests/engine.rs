@@ -40,7 +40,7 @@ impl Mount {
             max_lease_ttl: Duration::from_secs(24 * 3600),
             vault_version: "1.21.4".into(),
         });
-        let backend = MongoDbAtlas
+        let backend = MongoDbAtlas::default()
             .create(&BackendConfig {
                 storage: storage.clone(),
                 system: system.clone(),

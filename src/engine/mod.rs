@@ -6,26 +6,25 @@ mod config;
 mod creds;
 mod lease;
 mod role;
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+mod settings;
 
 use crate::atlas::{AtlasClient, AtlasError, ClientConfig};
 use crate::vault::framework::{
     Backend, BackendConfig, BackendError, BackendFactory, Request, SpecialPaths,
 };
 use crate::vault::plugin_server::crate_version;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 pub use config::{Config, DEFAULT_BASE_URL};
 pub use role::{KeyMode, Role};
+pub use settings::{
+    Settings, SettingsError, ATTEMPT_TIMEOUT_ENV, CALL_TIMEOUT_ENV, WAL_ROLLBACK_MIN_AGE_ENV,
+};
 
 /// Secret type name, as the official plugin registers it: leases issued by
 /// either implementation renew and revoke with the other.
 pub const SECRET_TYPE: &str = "programmatic_api_key";
-
-/// A WAL entry younger than this may belong to a request still running.
-const WAL_ROLLBACK_MIN_AGE: Duration = Duration::from_secs(10 * 60);
 
 const BACKEND_HELP: &str =
     "The MongoDB Atlas secrets engine issues Atlas programmatic API keys on \
@@ -33,7 +32,19 @@ demand, leased by Vault and deleted from Atlas when the lease ends. Write the At
 `config`, define roles under `roles/`, and read `creds/<role>` for a key.";
 
 /// The plugin's backend factory.
-pub struct MongoDbAtlas;
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MongoDbAtlas {
+    pub settings: Settings,
+}
+
+impl MongoDbAtlas {
+    /// The factory configured from the process environment (see [`Settings`]).
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Ok(Self {
+            settings: Settings::from_env()?,
+        })
+    }
+}
 
 impl BackendFactory for MongoDbAtlas {
     fn version(&self) -> String {
@@ -49,7 +60,7 @@ impl BackendFactory for MongoDbAtlas {
     }
 
     fn create(&self, _: &BackendConfig) -> Result<Backend, String> {
-        Ok(Engine::default().backend())
+        Ok(Engine::new(self.settings).backend())
     }
 }
 
@@ -61,6 +72,7 @@ pub struct Engine {
 
 #[derive(Default)]
 struct Inner {
+    settings: Settings,
     // Only ever held to clone or swap the client, never across an await.
     client: RwLock<Option<AtlasClient>>,
     // Bumped on every config change, so a client built from a config read
@@ -69,6 +81,15 @@ struct Inner {
 }
 
 impl Engine {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                ..Inner::default()
+            }),
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         let mut paths = role::paths();
         paths.push(config::path(self));
@@ -79,7 +100,7 @@ impl Engine {
             paths,
             secrets: vec![lease::secret_type(self)],
             wal_rollback: Some(lease::wal_rollback(self)),
-            wal_rollback_min_age: WAL_ROLLBACK_MIN_AGE,
+            wal_rollback_min_age: self.inner.settings.wal_rollback_min_age,
             invalidate: Some(Arc::new(move |key: &str| {
                 if key == config::CONFIG_KEY {
                     invalidating.reset_client();
@@ -114,7 +135,8 @@ impl Engine {
         let client = AtlasClient::new(
             ClientConfig::new(config.public_key.clone(), config.private_key.clone())
                 .with_base_url(config.base_url())
-                .with_vault_version(vault_version),
+                .with_vault_version(vault_version)
+                .with_timeouts(self.inner.settings.timeouts),
         )
         .map_err(|e| BackendError::user(format!("config: {e}")))?;
         let mut cached = self.inner.client.write().unwrap_or_else(|e| e.into_inner());

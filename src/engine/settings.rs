@@ -1,0 +1,130 @@
+//! Operator knobs read once from the plugin's environment, which Vault sets from
+//! the catalog entry (`vault plugin register -env=NAME=value`). Every knob has the
+//! production default; tests and slow networks shorten or lengthen them.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::atlas::Timeouts;
+use crate::vault::framework::parse_duration;
+
+/// Time limit of one HTTP exchange with Atlas (default 30s).
+pub const ATTEMPT_TIMEOUT_ENV: &str = "MONGODBATLAS_ATTEMPT_TIMEOUT";
+/// Time limit of one Atlas call including its retries (default 90s).
+pub const CALL_TIMEOUT_ENV: &str = "MONGODBATLAS_CALL_TIMEOUT";
+/// Age a write-ahead-log entry must reach before the rollback deletes its key (default 10m).
+pub const WAL_ROLLBACK_MIN_AGE_ENV: &str = "MONGODBATLAS_WAL_ROLLBACK_MIN_AGE";
+
+/// A WAL entry younger than this may belong to an issuance still running: it must
+/// exceed the longest issuance (three Atlas calls, each bounded by the call timeout).
+const DEFAULT_WAL_ROLLBACK_MIN_AGE: Duration = Duration::from_secs(10 * 60);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{name}={value:?}: {reason}")]
+pub struct SettingsError {
+    name: &'static str,
+    value: String,
+    reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub timeouts: Timeouts,
+    pub wal_rollback_min_age: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            timeouts: Timeouts::default(),
+            wal_rollback_min_age: DEFAULT_WAL_ROLLBACK_MIN_AGE,
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Unset or empty variables keep their defaults; anything unparsable or zero is
+    /// refused, so a typo stops the plugin at launch instead of changing behaviour.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut settings = Self::default();
+        let knob = |name: &'static str, slot: &mut Duration| -> Result<(), SettingsError> {
+            let Some(value) = lookup(name).filter(|v| !v.trim().is_empty()) else {
+                return Ok(());
+            };
+            let error = |reason: String| SettingsError {
+                name,
+                value: value.clone(),
+                reason,
+            };
+            match parse_duration(&Value::String(value.clone())) {
+                Ok(d) if d.is_zero() => Err(error("must be greater than zero".into())),
+                Ok(d) => {
+                    *slot = d;
+                    Ok(())
+                }
+                Err(reason) => Err(error(reason)),
+            }
+        };
+        knob(ATTEMPT_TIMEOUT_ENV, &mut settings.timeouts.attempt)?;
+        knob(CALL_TIMEOUT_ENV, &mut settings.timeouts.overall)?;
+        knob(WAL_ROLLBACK_MIN_AGE_ENV, &mut settings.wal_rollback_min_age)?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn defaults_without_environment() {
+        assert_eq!(Settings::from_lookup(lookup(&[])), Ok(Settings::default()));
+        assert_eq!(
+            Settings::default().wal_rollback_min_age,
+            Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn knobs_accept_vault_durations() {
+        let s = Settings::from_lookup(lookup(&[
+            (ATTEMPT_TIMEOUT_ENV, "2s"),
+            (CALL_TIMEOUT_ENV, "1m30s"),
+            (WAL_ROLLBACK_MIN_AGE_ENV, "5"),
+            ("UNRELATED", "x"),
+        ]))
+        .expect("valid");
+        assert_eq!(s.timeouts.attempt, Duration::from_secs(2));
+        assert_eq!(s.timeouts.overall, Duration::from_secs(90));
+        assert_eq!(s.timeouts.connect, Timeouts::default().connect);
+        assert_eq!(s.wal_rollback_min_age, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for bad in ["soon", "0", "-5s"] {
+            let err = Settings::from_lookup(lookup(&[(CALL_TIMEOUT_ENV, bad)]))
+                .expect_err("refused")
+                .to_string();
+            assert!(err.starts_with(CALL_TIMEOUT_ENV), "{err}");
+        }
+    }
+}
