@@ -22,6 +22,8 @@ const ITEMS_PER_PAGE: &str = "500";
 const MAX_PAGES: usize = 1000;
 /// Atlas' limit on key descriptions.
 const MAX_DESC_CHARS: usize = 250;
+/// Atlas' `errorCode` for adding an access list entry the key already has.
+const DUPLICATE_ACCESS_LIST_ENTRY: &str = "DUPLICATE_ACCESS_LIST_ENTRY";
 
 /// MongoDB Atlas Administration API client (v2, programmatic API keys).
 ///
@@ -146,14 +148,34 @@ impl AtlasClient {
         }
         let url = self.url(&[("orgs", org_id), ("apiKeys", key_id)])?;
         let body: Vec<WireAccessListRequest> = entries.iter().map(Into::into).collect();
-        // Adding entries that already exist leaves the list as it is: safe to resend.
-        let request = ApiRequest::new(
-            Method::POST,
-            with_segment(url, "accessList"),
-            Idempotency::Idempotent,
-        )
-        .with_json_body(to_json(&body)?);
-        self.send(request, self.deadline()).await.map(drop)
+        // Resending is safe: the entries are either added or already there. Atlas answers an
+        // add of an existing entry with 409 DUPLICATE_ACCESS_LIST_ENTRY (and adds nothing),
+        // which is what a resend gets after Atlas executed an add whose answer was lost.
+        let list_url = with_segment(url, "accessList");
+        let request = ApiRequest::new(Method::POST, list_url.clone(), Idempotency::Idempotent)
+            .with_json_body(to_json(&body)?);
+        let deadline = self.deadline();
+        match self.send(request, deadline).await {
+            Err(AtlasError::InvalidInput(problem))
+                if problem.error_code() == Some(DUPLICATE_ACCESS_LIST_ENTRY) =>
+            {
+                // Done if every entry is on the list now; else the conflict stands.
+                let wire: Vec<WireAccessListEntry> = self.list_all(list_url, deadline).await?;
+                let present = wire
+                    .into_iter()
+                    .map(AccessListEntry::try_from)
+                    .collect::<Result<Vec<_>, _>>()?;
+                if entries
+                    .iter()
+                    .all(|e| present.iter().any(|p| p.same_range(e)))
+                {
+                    Ok(())
+                } else {
+                    Err(AtlasError::InvalidInput(problem))
+                }
+            }
+            other => other.map(drop),
+        }
     }
 
     /// A key's IP access list (all pages).

@@ -1028,3 +1028,54 @@ async fn logs_and_debug_output_hold_no_secrets() {
         );
     }
 }
+
+/// An add whose answer was lost is resent and Atlas answers 409 DUPLICATE_ACCESS_LIST_ENTRY:
+/// the entries are there, so the add succeeded. A 409 for entries that are not all on the
+/// list stays an error.
+#[tokio::test]
+async fn access_list_add_resent_after_a_lost_answer_succeeds_on_duplicate() {
+    let listed = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let adds = Arc::new(AtomicUsize::new(0));
+    let gate = DigestGate::new(PUBLIC, PRIVATE);
+    let server = TestServer::start(gated(&gate, {
+        let (listed, adds) = (listed.clone(), adds.clone());
+        move |r| match r.method.as_str() {
+            "POST" => {
+                if adds.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // Executed, answer lost.
+                    *listed.lock().expect("lock") = vec![
+                        json!({"cidrBlock": "192.0.2.10/32", "ipAddress": "192.0.2.10"}),
+                        json!({"cidrBlock": "198.51.100.0/24"}),
+                    ];
+                    return Reply::drop_connection();
+                }
+                Reply::error(
+                    409,
+                    "DUPLICATE_ACCESS_LIST_ENTRY",
+                    "The access list entry 192.0.2.10/32 already exists.",
+                )
+            }
+            "GET" => Reply::json(200, page_json(listed.lock().expect("lock").clone(), None)),
+            _ => Reply::empty(405),
+        }
+    }))
+    .await;
+    let client = client(&server);
+    let ip: AccessListEntry = "192.0.2.10".parse().expect("ip");
+    let block: AccessListEntry = "198.51.100.0/24".parse().expect("cidr");
+    client
+        .add_access_list(ORG, KEY, &[ip, block])
+        .await
+        .expect("a resent add of entries now present succeeds");
+    assert_eq!(adds.load(Ordering::SeqCst), 2);
+
+    let missing: AccessListEntry = "203.0.113.0/24".parse().expect("cidr");
+    let err = client
+        .add_access_list(ORG, KEY, &[ip, missing])
+        .await
+        .expect_err("a conflict over entries not all present stays an error");
+    assert!(
+        matches!(&err, AtlasError::InvalidInput(p) if p.error_code() == Some("DUPLICATE_ACCESS_LIST_ENTRY")),
+        "{err:?}"
+    );
+}

@@ -55,6 +55,19 @@ impl AccessListEntry {
     pub(crate) fn path_value(&self) -> String {
         self.to_string()
     }
+
+    /// Whether both name the same addresses (`192.0.2.1` and `192.0.2.1/32` do; Atlas
+    /// lists an address with both forms).
+    pub(crate) fn same_range(&self, other: &AccessListEntry) -> bool {
+        self.as_net() == other.as_net()
+    }
+
+    fn as_net(&self) -> IpNet {
+        match self {
+            AccessListEntry::IpAddress(ip) => IpNet::from(*ip),
+            AccessListEntry::CidrBlock(net) => net.trunc(),
+        }
+    }
 }
 
 impl fmt::Display for AccessListEntry {
