@@ -12,9 +12,6 @@
 # reported, never fatal (the numbers are noisy on shared machines).
 set -euo pipefail
 
-readonly OFFICIAL_PLUGIN_MODULE="github.com/hashicorp/vault-plugin-secrets-mongodbatlas"
-readonly OFFICIAL_PLUGIN_VERSION="v0.16.0"
-
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
@@ -39,49 +36,13 @@ mkdir -p "$out"
 
 command -v go >/dev/null 2>&1 || die "the Go toolchain (go) is required"
 
-# The official plugin: scripts/servers.sh owns building it; until that script is on
-# this branch, build it the same way (same recipe, path and stamp) so both reuse one
-# cached binary, outside the repository.
-official_plugin() {
-    if [[ -x "$root/scripts/servers.sh" ]]; then
-        "$root/scripts/servers.sh" official-plugin
-        return
-    fi
-    local cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-secrets-mongodbatlas"
-    local dest="$cache_dir/bin/vault-plugin-secrets-mongodbatlas-official" fingerprint
-    fingerprint="$({
-        echo "$OFFICIAL_PLUGIN_MODULE/cmd/vault-plugin-secrets-mongodbatlas@$OFFICIAL_PLUGIN_VERSION"
-        go env GOVERSION GOOS GOARCH
-        echo "-trimpath -ldflags=-s -w"
-    } | sha256sum | cut -d' ' -f1)"
-    if ! [[ -x "$dest" && -f "$dest.stamp" && "$(cat "$dest.stamp")" == "$fingerprint" ]]; then
-        mkdir -p "$cache_dir/bin"
-        (
-            flock -w 3600 9 || die "timed out waiting for $cache_dir/.lock"
-            if [[ -x "$dest" && -f "$dest.stamp" && "$(cat "$dest.stamp")" == "$fingerprint" ]]; then
-                exit 0
-            fi
-            log "building the official plugin $OFFICIAL_PLUGIN_VERSION into $dest"
-            gobin="$(mktemp -d "$cache_dir/gobin.XXXXXX")"
-            trap 'rm -rf "$gobin"' EXIT
-            (cd "$gobin" && GOBIN="$gobin" go install -trimpath -ldflags='-s -w' \
-                "$OFFICIAL_PLUGIN_MODULE/cmd/vault-plugin-secrets-mongodbatlas@$OFFICIAL_PLUGIN_VERSION") >&2 ||
-                die "building the official plugin failed"
-            chmod 0755 "$gobin/vault-plugin-secrets-mongodbatlas"
-            mv -f "$gobin/vault-plugin-secrets-mongodbatlas" "$dest"
-            printf '%s\n' "$fingerprint" >"$dest.stamp"
-        ) 9>"$cache_dir/.lock"
-    fi
-    echo "$dest"
-}
-
 log "building our plugin and atlas-sim (release)"
 cargo build --release --locked --bin vault-plugin-secrets-mongodbatlas --bin atlas-sim >&2
 ours="$target_dir/release/vault-plugin-secrets-mongodbatlas"
 sim="$target_dir/release/atlas-sim"
 [[ -x "$ours" && -x "$sim" ]] || die "release binaries not found under $target_dir/release"
 
-official="$(official_plugin)"
+official="$("$root/scripts/servers.sh" official-plugin)"
 [[ -x "$official" ]] || die "official plugin not found at $official"
 
 log "building the benchmark driver (tests/bench)"

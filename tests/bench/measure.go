@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -307,6 +308,12 @@ func (b *Bench) Load(ctx context.Context, side *Side) (*LoadRound, error) {
 	}
 	if round.IdleThreads, err = procStatusInt(pid, "Threads"); err != nil {
 		return nil, err
+	}
+	// For memory investigations: where the idle RSS lives, mapping by mapping.
+	if dir := os.Getenv("BENCH_SMAPS_DIR"); dir != "" {
+		if smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid)); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, side.Name+"-idle-smaps.txt"), smaps, 0o644)
+		}
 	}
 
 	m := mounts[0]

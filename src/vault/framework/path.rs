@@ -40,10 +40,8 @@ where
     Arc::new(move |req, fields| Box::pin(f(req, fields)))
 }
 
-/// Compiles a path pattern once per process. Every mount builds the same
-/// paths, and a compiled Unicode-aware regex is large (~150 KB for `\w`):
-/// compiling per mount cost ~0.6 MB of memory per mount. `Regex` clones share
-/// the compiled program.
+/// Compiles a path pattern once per process: every mount builds the same paths,
+/// and `Regex` clones share the compiled program.
 fn compiled(pattern: &'static str) -> Regex {
     static CACHE: OnceLock<Mutex<HashMap<&'static str, Regex>>> = OnceLock::new();
     let mut cache = CACHE
@@ -53,10 +51,40 @@ fn compiled(pattern: &'static str) -> Regex {
     cache
         .entry(pattern)
         .or_insert_with(|| {
+            let anchored = format!("^{}$", with_go_classes(pattern));
             #[allow(clippy::expect_used)]
-            Regex::new(&format!("^{pattern}$")).expect("path patterns are valid regexes")
+            Regex::new(&anchored).expect("path patterns are valid regexes")
         })
         .clone()
+}
+
+/// Vault's patterns are Go RE2, where `\w`, `\d` and `\s` are ASCII classes; the
+/// regex crate's are Unicode. Rewriting them keeps `roles/rôle` an unsupported
+/// path, as in Vault, and a compiled `\w` pattern ~150 KB smaller. Nested classes
+/// make the rewrite valid inside brackets too (`[\w.-]` becomes `[[0-9A-Za-z_].-]`).
+fn with_go_classes(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 32);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('w') => out.push_str("[0-9A-Za-z_]"),
+            Some('W') => out.push_str("[^0-9A-Za-z_]"),
+            Some('d') => out.push_str("[0-9]"),
+            Some('D') => out.push_str("[^0-9]"),
+            Some('s') => out.push_str(r"[\t\n\f\r ]"),
+            Some('S') => out.push_str(r"[^\t\n\f\r ]"),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 #[derive(Clone)]
@@ -155,6 +183,22 @@ impl Path {
 mod tests {
     use super::*;
     use crate::vault::framework::field::FieldType;
+
+    #[test]
+    fn perl_classes_are_ascii_as_in_go() {
+        let role = Path::new(r"roles/(?P<name>\w(([\w.-]+)?\w)?)");
+        for ok in ["roles/a", "roles/my-role.v2", "roles/A_1"] {
+            assert!(role.regex.is_match(ok), "{ok}");
+        }
+        for bad in ["roles/rôle", "roles/名前", "roles/-a", "roles/a."] {
+            assert!(!role.regex.is_match(bad), "{bad}");
+        }
+        assert_eq!(
+            with_go_classes(r"a\d+\s[\W]\.\\"),
+            r"a[0-9]+[\t\n\f\r ][[^0-9A-Za-z_]]\.\\"
+        );
+        assert!(Path::new(r"x/(?P<n>\S+)").regex.is_match("x/é"));
+    }
 
     #[test]
     fn help_text_separates_sections_with_a_blank_line() {
