@@ -57,92 +57,132 @@ sim_key_id() { # <public key>
 
 # ----------------------------------------------------------- sigkill ----
 
-suite_sigkill() {
-    local state="$1"
-    start_vault_stack "$state" "-env=MONGODBATLAS_WAL_ROLLBACK_MIN_AGE=5s"
-    cli write "$MOUNT/roles/org-role" organization_id="$SIM_ORG_ID" roles=ORG_MEMBER \
-        ip_addresses=192.0.2.10 ttl=1h >&2
-    local kept
-    kept="$(issue_creds "$MOUNT" org-role)"
-    assert_inventory_matches_leases "one lease before the kill" "$MOUNT"
+# Adds a fault rule; prints its id.
+add_fault() { # <rule json>
+    sim_admin_send POST /faults "$1" | json_get 'd["id"]' || fail "could not add a fault to the simulator" "$1"
+}
 
-    # The next issuance creates its key, then hangs on the access list.
-    sim_admin_send POST /faults \
-        '{"method":"POST","path":"/accessList$","action":"latency","latency_ms":30000,"nth":1}' >/dev/null ||
-        fail "could not add a fault to the simulator"
-    local before orphan="" deadline read_pid
-    before="$(sim_issued_public_keys)"
-    "$VDEV_CLI" read -format=json "$MOUNT/creds/org-role" >"$state/inflight.out" 2>"$state/inflight.err" </dev/null &
-    read_pid=$!
-    deadline=$((SECONDS + 20))
-    while [[ -z "$orphan" ]]; do
-        ((SECONDS < deadline)) || fail "no new key in the simulator 20s after the in-flight read started"
-        sleep 0.1
-        orphan="$(comm -13 <(printf '%s\n' "$before") <(sim_issued_public_keys) | head -n 1)"
+fault_matched() { # <fault id>
+    sim_admin_get /faults | json_get 'sum(f["matched"] for f in d if f["id"] == '"$1"')'
+}
+
+# Starts `vault read creds/<role>` with the given faults in place, waits
+# (bounded) until a new key exists in the simulator and the held request
+# (the latency fault, added last) has arrived, then SIGKILLs the plugin
+# process. Waits for the read to end and for a new plugin process to serve
+# the next request. Sets ORPHAN (public key) and ORPHAN_ID.
+kill_mid_issuance() { # <what> <role> <fault json>... (the last one the latency fault)
+    local what="$1" role="$2" before fault_id="" rule deadline read_pid out="$STATE/inflight-$RANDOM"
+    shift 2
+    for rule in "$@"; do
+        fault_id="$(add_fault "$rule")"
     done
-    local orphan_id old_pid
-    orphan_id="$(sim_key_id "$orphan")"
+    before="$(sim_issued_public_keys)"
+    "$VDEV_CLI" read -format=json "$MOUNT/creds/$role" >"$out.out" 2>"$out.err" </dev/null &
+    read_pid=$!
+    ORPHAN=""
+    deadline=$((SECONDS + 20))
+    until [[ -n "$ORPHAN" && "$(fault_matched "$fault_id")" -ge 1 ]]; do
+        ((SECONDS < deadline)) || fail "$what: no new key held mid-issuance 20s after the read started" "$(sim_admin_get /faults)"
+        sleep 0.1
+        ORPHAN="$(comm -13 <(printf '%s\n' "$before") <(sim_issued_public_keys) | head -n 1)"
+    done
+    ORPHAN_ID="$(sim_key_id "$ORPHAN")"
+    local old_pid new_pid
     old_pid="$(plugin_pids "$(plugin_path)")"
     assert_eq "$(wc -w <<<"$old_pid")" 1 "plugin processes before the kill (pids: $old_pid)"
     kill -KILL "$old_pid"
-    local killed_at=$SECONDS
-    e2e_log "key $orphan (id $orphan_id) created, access list held: SIGKILLed plugin process $old_pid"
+    e2e_log "$what: key $ORPHAN (id $ORPHAN_ID) exists, request held: SIGKILLed plugin process $old_pid"
 
-    # The in-flight read ends (bounded): Vault either reports the failure or
-    # retries once on a relaunched plugin (PluginBackend does, when the
-    # plugin's gRPC connection is shut down).
+    # The in-flight read ends (bounded). Vault's PluginBackend would retry a
+    # request once on a relaunched plugin if it saw the plugin shut down;
+    # either outcome is checked.
     deadline=$((SECONDS + 90))
     while kill -0 "$read_pid" 2>/dev/null; do
         ((SECONDS < deadline)) || {
             kill -KILL "$read_pid" 2>/dev/null || true
-            fail "the in-flight read did not end 90s after the kill"
+            fail "$what: the in-flight read did not end 90s after the kill"
         }
         sleep 0.2
     done
     local read_rc=0 retried
     wait "$read_pid" || read_rc=$?
     if ((read_rc == 0)); then
-        retried="$(cat "$state/inflight.out")"
+        retried="$(cat "$out.out")"
         remember_secret "$(private_key_of "$retried")"
         track_lease "$(lease_of "$retried")" "$(public_key_of "$retried")"
-        [[ "$(public_key_of "$retried")" != "$orphan" ]] ||
-            fail "the in-flight read returned the orphan key itself" "$(public_key_of "$retried")"
-        e2e_log "in-flight read: Vault retried it on a relaunched plugin; it got another key, $(public_key_of "$retried")"
+        [[ "$(public_key_of "$retried")" != "$ORPHAN" ]] ||
+            fail "$what: the in-flight read returned the orphan key itself"
+        e2e_log "$what: Vault retried the read on a relaunched plugin; it got another key"
     else
-        e2e_log "in-flight read failed ($read_rc): $(grep -v '^$' "$state/inflight.err" | tail -n 1 | _e2e_redact)"
+        e2e_log "$what: the in-flight read failed (exit $read_rc): $(grep -v '^$' "$out.err" | tail -n 1 | sed 's/^[*[:space:]]*//' | _e2e_redact)"
     fi
+    sim_admin_send DELETE /faults >/dev/null || fail "could not clear the simulator's faults"
 
-    # The next request runs on a new plugin process, and config reads still
-    # hide the private key.
-    local config new_pid
+    # The next request runs on a new plugin process; config reads still hide
+    # the private key.
+    local config
     config="$(cli read -format=json "$MOUNT/config")"
     assert_eq "$(json_get '"private_key" in d["data"]' <<<"$config")" false "config read hides private_key after the relaunch"
     assert_not_contains "$config" "$SIM_PRIVATE_KEY" "config read output after the relaunch"
     new_pid="$(plugin_pids "$(plugin_path)")"
     assert_eq "$(wc -w <<<"$new_pid")" 1 "plugin processes after the kill (pids: $new_pid)"
-    [[ "$new_pid" != "$old_pid" ]] || fail "the killed plugin process $old_pid still serves"
-    e2e_log "plugin relaunched: process $new_pid serves $MOUNT/config"
-
-    # No lease holds the orphan, and the WAL rollback deletes it.
-    if grep -qF " $orphan" "$E2E_LEASES_FILE"; then
-        fail "the orphan key $orphan has a lease"
+    [[ "$new_pid" != "$old_pid" ]] || fail "$what: the killed plugin process $old_pid still serves"
+    e2e_log "$what: plugin relaunched, process $new_pid serves $MOUNT/config"
+    if grep -qF " $ORPHAN" "$E2E_LEASES_FILE"; then
+        fail "$what: the orphan key $ORPHAN has a lease"
     fi
-    assert_key_live "$orphan" "orphaned by the kill, before any rollback"
-    wait_key_gone "$orphan" "the plugin was killed mid-issuance (WAL rollback)" "$ROLLBACK_WAIT"
-    local deleted_after=$((SECONDS - killed_at)) deletes
-    deletes="$(sim_admin_get /journal | json_get \
-        'sorted({e["status"] for e in d if e["method"] == "DELETE" and e["status"] != 401 and e["path"].endswith("/apiKeys/'"$orphan_id"'")})')"
-    # (401s are digest challenges.)
-    assert_eq "$deletes" 204 "statuses of the DELETE of the orphan key in the simulator's journal"
-    e2e_log "orphan key $orphan deleted by the WAL rollback ${deleted_after}s after the kill"
-    sim_admin_send DELETE /faults >/dev/null || fail "could not clear the simulator's faults"
+    assert_key_live "$ORPHAN" "$what: orphaned by the kill, before any rollback"
+}
 
-    # The lease issued before the kill is intact.
-    assert_key_live "$(public_key_of "$kept")" "its lease predates the kill"
+# Waits (bounded) for the WAL rollback to delete an orphan key; checks the
+# simulator saw one successful DELETE of it.
+wait_rolled_back() { # <what> <public key> <key id> <killed at (SECONDS)>
+    wait_key_gone "$2" "$1: the plugin was killed mid-issuance (WAL rollback)" "$ROLLBACK_WAIT"
+    local deletes
+    # (401s are digest challenges.)
+    deletes="$(sim_admin_get /journal | json_get \
+        'sorted({e["status"] for e in d if e["method"] == "DELETE" and e["status"] != 401 and e["path"].endswith("/apiKeys/'"$3"'")})')"
+    assert_eq "$deletes" 204 "$1: statuses of the DELETE of the orphan key in the simulator's journal"
+    e2e_log "$1: orphan key $2 deleted by the WAL rollback $((SECONDS - $4))s after the kill"
+}
+
+suite_sigkill() {
+    STATE="$1"
+    start_vault_stack "$STATE" "-env=MONGODBATLAS_WAL_ROLLBACK_MIN_AGE=5s"
+    cli write "$MOUNT/roles/org-role" organization_id="$SIM_ORG_ID" roles=ORG_MEMBER \
+        ip_addresses=192.0.2.10 ttl=1h >&2
+    local kept
+    kept="$(issue_creds "$MOUNT" org-role)"
+    assert_inventory_matches_leases "one lease before the kills" "$MOUNT"
+
+    # A: the key was created and its id is in the WAL; the access-list call
+    # is held when the plugin dies.
+    local a_key a_id a_at=$SECONDS
+    kill_mid_issuance "kill during the access list" org-role \
+        '{"method":"POST","path":"/accessList$","action":"latency","latency_ms":30000,"nth":1}'
+    a_key="$ORPHAN" a_id="$ORPHAN_ID"
+    # The invariant check sees the orphan (so it can fail).
+    if (assert_inventory_matches_leases "orphan present" "$MOUNT") >/dev/null 2>&1; then
+        fail "the invariant check passed with an orphan key in the simulator"
+    fi
+    # B: Atlas created the key but the answer was lost, so the WAL holds only
+    # its description; the plugin dies while listing keys to remove it.
+    local b_key b_id b_at=$SECONDS
+    kill_mid_issuance "kill during create recovery" org-role \
+        '{"method":"POST","path":"/orgs/[^/]+/apiKeys$","action":"reset_after","nth":1}' \
+        '{"method":"GET","path":"/orgs/[^/]+/apiKeys$","action":"latency","latency_ms":30000,"nth":1}'
+    b_key="$ORPHAN" b_id="$ORPHAN_ID"
+
+    wait_rolled_back "kill during the access list (WAL entry with the key id)" "$a_key" "$a_id" "$a_at"
+    wait_rolled_back "kill during create recovery (WAL entry with the description only)" "$b_key" "$b_id" "$b_at"
+
+    # The lease issued before the kills is intact.
+    assert_key_live "$(public_key_of "$kept")" "its lease predates the kills"
     cli lease lookup "$(lease_of "$kept")" >/dev/null
-    assert_inventory_matches_leases "after the kill and the rollback" "$MOUNT"
+    assert_inventory_matches_leases "after the kills and the rollbacks" "$MOUNT"
     cli lease revoke -prefix "$MOUNT/creds/" >&2
-    wait_no_issued_keys "lease revoke -prefix after the kill"
+    wait_no_issued_keys "lease revoke -prefix after the kills"
     assert_inventory_matches_leases "end of the sigkill suite" "$MOUNT"
 }
 
