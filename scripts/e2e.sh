@@ -13,8 +13,10 @@
 #            two mounts served by one plugin process; plugin reload; plugin
 #            debug logs in the server log at [DEBUG]; no private key in the log.
 #   restart  persistent (raft) server: leases issued, server restarted, leases
-#            still known and revoked afterwards, their keys gone; the plugin at
-#            its default log level writes no debug lines.
+#            still known and revoked afterwards, their keys gone; before and
+#            after the restart and at the end the simulator holds exactly the
+#            keys of the live leases, none irrevocable; the plugin at its
+#            default log level writes no debug lines.
 #
 # Usage: scripts/e2e.sh [vault|bao]...   (default: vault bao)
 # Builds target/release/{vault-plugin-secrets-mongodbatlas,atlas-sim} unless
