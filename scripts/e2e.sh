@@ -13,14 +13,25 @@
 #            two mounts served by one plugin process; plugin reload; plugin
 #            debug logs in the server log at [DEBUG]; no private key in the log.
 #   restart  persistent (raft) server: leases issued, server restarted, leases
-#            still known and revoked afterwards, their keys gone; the plugin at
-#            its default log level writes no debug lines.
+#            still known and revoked afterwards, their keys gone; before and
+#            after the restart and at the end the simulator holds exactly the
+#            keys of the live leases, none irrevocable; the plugin at its
+#            default log level writes no debug lines.
 #
 # Usage: scripts/e2e.sh [vault|bao]...   (default: vault bao)
 # Builds target/release/{vault-plugin-secrets-mongodbatlas,atlas-sim} unless
 # E2E_SKIP_BUILD=1. Servers come from scripts/servers.sh. Every wait is
 # bounded; servers and simulators are stopped on exit. Exits non-zero when any
 # suite fails, after printing the time each suite took.
+#
+# E2E_LOG_DIR=<dir> (secret-hygiene mode, used by scripts/faults-vault.sh):
+# the server logs at trace level, the plugin (suite main) at trace, the plugin
+# reaches the simulator through scripts/lib/capture-relay.py (which records
+# every private key and Digest response on the wire), and each suite's state
+# directory (logs, seen and captured secrets) is kept under <dir>.
+#
+# Sourcing this file (instead of running it) only defines its functions, for
+# scripts that build other suites from them.
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -29,7 +40,7 @@ readonly PLUGIN_NAME="vault-plugin-secrets-mongodbatlas"
 readonly MOUNT="mongodbatlas"
 readonly MOUNT_B="mongodbatlas-b"
 E2E_NAME="e2e"
-
+E2E_LOG_DIR="${E2E_LOG_DIR:-}"
 
 # shellcheck source=scripts/lib/vault-dev.sh
 source "$repo_root/scripts/lib/vault-dev.sh"
@@ -53,6 +64,11 @@ SERVER=""
 
 server_is_bao() { [[ "$SERVER" == bao ]]; }
 
+# The given level, or trace in secret-hygiene mode.
+log_level() { # <level>
+    if [[ -n "$E2E_LOG_DIR" ]]; then echo trace; else echo "$1"; fi
+}
+
 # ---------------------------------------------------------------- set-up ----
 
 # Starts the simulator and a server with our binary in its plugin directory.
@@ -61,13 +77,17 @@ start_servers() { # <state dir> [vdev_start options...]
     local state="$1"
     shift
     sim_start "$sim_binary" "$state/sim"
+    if [[ -n "$E2E_LOG_DIR" ]]; then
+        capture_start "$SIM_BASE_URL" "$state/wire-secrets"
+        SIM_BASE_URL="$CAPTURE_URL"
+    fi
     mkdir -p "$state/plugins"
     cp "$plugin_build" "$state/plugins/$PLUGIN_FILE"
     PLUGIN_SHA256="$(sha256sum "$state/plugins/$PLUGIN_FILE" | cut -d' ' -f1)"
     local level_env=VAULT_LOG_LEVEL
     server_is_bao && level_env=BAO_LOG_LEVEL
     vdev_start "$("$repo_root/scripts/servers.sh" "$SERVER")" "$state" \
-        --plugin-dir "$state/plugins" --env "$level_env=debug" "$@"
+        --plugin-dir "$state/plugins" --env "$level_env=$(log_level debug)" "$@"
     e2e_log "$("$VDEV_CLI" version)"
 }
 
@@ -111,6 +131,7 @@ issue_creds() { # <mount> <role>
     response="$(cli read -format=json "$1/creds/$2")"
     remember_secret "$(json_get 'd["data"]["private_key"]' <<<"$response")"
     lease_id="$(json_get 'd["lease_id"]' <<<"$response")"
+    track_lease "$lease_id" "$(json_get 'd["data"]["public_key"]' <<<"$response")"
     assert_contains "$lease_id" "$1/creds/$2/" "lease id of creds/$2"
     assert_eq "$(json_get 'd["renewable"]' <<<"$response")" true "renewable of creds/$2"
     assert_contains "$(json_get 'd["data"]["description"]' <<<"$response")" "vault-$2-" "description of creds/$2"
@@ -451,9 +472,9 @@ suite_main() {
     # Vault's `plugin register -env` sets the plugin's environment in the
     # catalog; OpenBao's CLI has no -env, so there it is the server's.
     if server_is_bao; then
-        server_env=(--env PLUGIN_LOG_LEVEL=debug)
+        server_env=(--env "PLUGIN_LOG_LEVEL=$(log_level debug)")
     else
-        register_env=(-env=PLUGIN_LOG_LEVEL=debug)
+        register_env=("-env=PLUGIN_LOG_LEVEL=$(log_level debug)")
     fi
     # Not the catalog name: a dev server registers every file of its plugin
     # directory unversioned under the file's name, and `secrets enable`
@@ -503,8 +524,10 @@ suite_restart() {
     local old_pid
     old_pid="$VDEV_PID"
 
+    assert_inventory_matches_leases "3 leases before the restart" "$MOUNT"
     vdev_restart
     e2e_log "server restarted (pid $old_pid -> $VDEV_PID) with 3 outstanding leases"
+    assert_inventory_matches_leases "after the restart" "$MOUNT"
     local response lookup
     for response in "$org" "$project" "$other"; do
         lookup="$(cli lease lookup -format=json "$(lease_of "$response")")"
@@ -535,6 +558,7 @@ suite_restart() {
     assert_contains "$plugin_lines" "[WARN]  " "plugin lines at the default level (a warning expected)"
     assert_not_contains "$plugin_lines" "[DEBUG]" "plugin lines without PLUGIN_LOG_LEVEL"
     e2e_log "logs: at the default level the plugin's warning reached the server log, no debug line did"
+    assert_inventory_matches_leases "end of the restart suite" "$MOUNT"
     assert_no_secret_in_log
 }
 
@@ -544,12 +568,21 @@ suite_restart() {
 run_suite() { # <server> <suite>
     SERVER="$1"
     E2E_NAME="e2e[$1 $2]"
-    state="$(mktemp -d "${TMPDIR:-/tmp}/e2e-$1-$2.XXXXXX")"
+    if [[ -n "$E2E_LOG_DIR" ]]; then
+        mkdir -p "$E2E_LOG_DIR"
+        state="$(mktemp -d "$E2E_LOG_DIR/e2e-$1-$2.XXXXXX")"
+        E2E_KEEP_STATE=1
+    else
+        state="$(mktemp -d "${TMPDIR:-/tmp}/e2e-$1-$2.XXXXXX")"
+    fi
     e2e_init_secrets "$state"
-    trap 'rc=$?; vdev_stop; sim_stop; if ((rc == 0)) && [[ -z "${E2E_KEEP_STATE:-}" ]]; then rm -rf "$state"; else e2e_log "state kept in $state"; fi' EXIT
+    E2E_LEASES_FILE="$state/leases"
+    : >"$E2E_LEASES_FILE"
+    trap 'rc=$?; vdev_stop; sim_stop; capture_stop; if ((rc == 0)) && [[ -z "${E2E_KEEP_STATE:-}" ]]; then rm -rf "$state"; else e2e_log "state kept in $state"; fi' EXIT
     "suite_$2" "$state"
     vdev_stop
     sim_stop
+    capture_stop
     e2e_log "ok"
 }
 
@@ -590,4 +623,6 @@ main() {
     ((failed == 0))
 }
 
-main "$@"
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi

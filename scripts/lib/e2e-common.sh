@@ -222,3 +222,94 @@ http_api() { # <method> <path under /v1/> [json body]
     cat "$body_file"
     rm -f "$body_file"
 }
+
+# ------------------------------------------------- leases vs. inventory ----
+
+# "lease_id public_key" lines of every lease a suite issued through
+# issue_creds (set by the suite runner; empty: not tracked).
+E2E_LEASES_FILE="${E2E_LEASES_FILE:-}"
+
+track_lease() { # <lease id> <public key>
+    [[ -n "$E2E_LEASES_FILE" ]] || return 0
+    printf '%s %s\n' "$1" "$2" >>"$E2E_LEASES_FILE"
+}
+
+# Ids of the live leases under a prefix (e.g. mongodbatlas/creds/), one a
+# line, from the server's sys/leases/lookup listing (recursive).
+live_lease_ids() { # <prefix ending in />
+    local body status key
+    body="$(mktemp)"
+    status="$(curl --silent --show-error --max-time 30 --request LIST --output "$body" \
+        --write-out '%{http_code}' --header "X-Vault-Token: $VDEV_TOKEN" \
+        "$VDEV_ADDR/v1/sys/leases/lookup/$1")" || status="curl error $?"
+    case "$status" in
+    404) rm -f "$body" && return 0 ;; # nothing under this prefix
+    200) ;;
+    *) fail "LIST sys/leases/lookup/$1 answered $status" "$(cat "$body")" ;;
+    esac
+    for key in $(json_get 'd["data"]["keys"]' <"$body"); do
+        if [[ "$key" == */ ]]; then
+            live_lease_ids "$1$key"
+        else
+            printf '%s%s\n' "$1" "$key"
+        fi
+    done
+    rm -f "$body"
+}
+
+# The issue's invariant: the simulator holds exactly the keys of the live
+# leases of these mounts, every live lease is one this suite issued, and no
+# lease is irrevocable.
+assert_inventory_matches_leases() { # <why> <mount>...
+    local why="$1" mount lease key live="" expected="" actual irrevocable
+    shift
+    [[ -n "$E2E_LEASES_FILE" ]] || fail "assert_inventory_matches_leases needs E2E_LEASES_FILE"
+    for mount in "$@"; do
+        live+="$(live_lease_ids "$mount/creds/")"$'\n'
+    done
+    for lease in $live; do
+        key="$(awk -v l="$lease" '$1 == l { print $2; exit }' "$E2E_LEASES_FILE")"
+        [[ -n "$key" ]] || fail "live lease $lease ($why) was not issued by this suite"
+        expected+="$key"$'\n'
+    done
+    expected="$(grep . <<<"$expected" | sort || true)"
+    actual="$(sim_issued_public_keys)"
+    [[ "$actual" == "$expected" ]] ||
+        fail "simulator inventory != keys of live leases ($why)" "inventory:" "$actual" "keys of live leases:" "$expected"
+    irrevocable="$(http_api GET 'sys/leases/count?type=irrevocable' | json_get 'd["data"]["lease_count"]')"
+    assert_eq "$irrevocable" 0 "irrevocable leases ($why)"
+    e2e_log "invariant ($why): $(grep -c . <<<"$expected" || true) live leases, the same keys in the simulator, 0 irrevocable"
+}
+
+# ------------------------------------------------------ secret capture ----
+
+# A relay between the plugin and the simulator that records every private
+# key Atlas returns and every Digest response the plugin sends
+# (scripts/lib/capture-relay.py). Sets CAPTURE_URL: use it as base_url.
+CAPTURE_PID=""
+CAPTURE_URL=""
+CAPTURE_SECRETS=""
+
+capture_start() { # <upstream base url> <secrets file>
+    local info deadline=$((SECONDS + 15))
+    CAPTURE_SECRETS="$2"
+    info="$(mktemp)"
+    python3 "$(dirname "${BASH_SOURCE[0]}")/capture-relay.py" --upstream "${1#http://}" \
+        --secrets "$CAPTURE_SECRETS" >"$info" &
+    CAPTURE_PID=$!
+    until [[ -s "$info" ]]; do
+        kill -0 "$CAPTURE_PID" 2>/dev/null || fail "the capture relay exited at start"
+        ((SECONDS < deadline)) || fail "the capture relay printed no address within 15s"
+        sleep 0.05
+    done
+    CAPTURE_URL="$(head -n 1 "$info")"
+    rm -f "$info"
+    e2e_log "capture relay at $CAPTURE_URL -> $1 (pid $CAPTURE_PID)"
+}
+
+capture_stop() {
+    [[ -n "$CAPTURE_PID" ]] || return 0
+    kill -TERM "$CAPTURE_PID" 2>/dev/null || true
+    wait "$CAPTURE_PID" 2>/dev/null || true
+    CAPTURE_PID=""
+}
