@@ -20,6 +20,7 @@ step() {
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
 step "cargo test" timeout 1800 cargo test --locked --all-targets
+step "dependency audit (cargo-deny: RustSec advisories, bans, licenses, sources)" timeout 1800 scripts/audit.sh
 openapi_check() {
   local journal="$root/target/openapi/client-journal.json"
   mkdir -p "$(dirname "$journal")"
@@ -38,6 +39,7 @@ step "real servers: Vault and OpenBao (built or cached)" timeout 3600 \
   bash -c 'scripts/servers.sh vault >/dev/null && scripts/servers.sh bao >/dev/null'
 step "demo (README's main command)" timeout 1800 scripts/demo.sh
 step "end-to-end suites in Vault and OpenBao (scripts/e2e.sh)" timeout 1200 scripts/e2e.sh
+step "faults with a real Vault (SIGKILL mid-issuance, Atlas outage) and secret hygiene of all logs (scripts/faults-vault.sh)" timeout 900 scripts/faults-vault.sh
 step "drop-in migration from Vault's builtin engine (scripts/migration.sh)" timeout 600 scripts/migration.sh
 step "benchmark against the official plugin, quick mode (kept working, not a timed test)" timeout 1500 scripts/bench.sh --quick
 echo "all tests passed" >&2
