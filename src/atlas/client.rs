@@ -22,6 +22,8 @@ const ITEMS_PER_PAGE: &str = "500";
 const MAX_PAGES: usize = 1000;
 /// Atlas' limit on key descriptions.
 const MAX_DESC_CHARS: usize = 250;
+/// Atlas' error code for adding an access-list entry the key already has.
+const DUPLICATE_ACCESS_LIST_ENTRY: &str = "DUPLICATE_ACCESS_LIST_ENTRY";
 
 /// MongoDB Atlas Administration API client (v2, programmatic API keys).
 ///
@@ -146,14 +148,30 @@ impl AtlasClient {
         }
         let url = self.url(&[("orgs", org_id), ("apiKeys", key_id)])?;
         let body: Vec<WireAccessListRequest> = entries.iter().map(Into::into).collect();
-        // Adding entries that already exist leaves the list as it is: safe to resend.
+        // Resending is safe: Atlas adds all entries or none.
         let request = ApiRequest::new(
             Method::POST,
             with_segment(url, "accessList"),
             Idempotency::Idempotent,
         )
         .with_json_body(to_json(&body)?);
-        self.send(request, self.deadline()).await.map(drop)
+        match self.send(request, self.deadline()).await {
+            Ok(_) => Ok(()),
+            // A resend after a lost answer meets the entries the first attempt added: Atlas
+            // answers 409. What the caller asked for is then true, which a listing confirms.
+            Err(e) if e.error_code() == Some(DUPLICATE_ACCESS_LIST_ENTRY) => {
+                let listed = self.list_access_list(org_id, key_id).await?;
+                if entries
+                    .iter()
+                    .all(|want| listed.iter().any(|l| l.same_range(want)))
+                {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A key's IP access list (all pages).

@@ -55,6 +55,18 @@ impl AccessListEntry {
     pub(crate) fn path_value(&self) -> String {
         self.to_string()
     }
+
+    /// Whether both name the same addresses (Atlas lists `192.0.2.1` as `192.0.2.1/32`).
+    pub(crate) fn same_range(&self, other: &AccessListEntry) -> bool {
+        self.range() == other.range()
+    }
+
+    fn range(&self) -> IpNet {
+        match self {
+            AccessListEntry::IpAddress(ip) => IpNet::from(*ip),
+            AccessListEntry::CidrBlock(net) => net.trunc(),
+        }
+    }
 }
 
 impl fmt::Display for AccessListEntry {
