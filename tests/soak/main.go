@@ -31,9 +31,10 @@ func mainExit() int {
 		seed     = flag.Uint64("seed", 0, "PRNG seed (0: random, printed)")
 		ops      = flag.Int("ops", 0, "operation count bound (default 3000 with --quick, else 30000)")
 		duration = flag.Duration("duration", 0, "wall-time bound of the operations (default 100s with --quick, else 13m)")
-		workers  = flag.Int("workers", 4, "concurrent workers")
+		workers  = flag.Int("workers", 8, "concurrent workers")
 		maxLive  = flag.Int("max-live", 120, "live leases above which workers revoke instead of issuing")
 		selfTest = flag.Bool("self-test", false, "delete one leased key and create one unleased key out of band: the counters must show 1 and 1")
+		unsafeRb = flag.Bool("unsafe-rollback", false, "run immediate rollbacks while issuances are in flight (expected to cause premature deletes: checks the counter)")
 		engine   = flag.String("engine", os.Getenv("ENGINE_BINARY"), "production plugin binary (absolute path)")
 		simBin   = flag.String("sim", os.Getenv("ATLAS_SIM_BINARY"), "atlas-sim binary (absolute path)")
 		logPath  = flag.String("logs", "", "file for the host, plugin and simulator logs (default: discarded)")
@@ -43,7 +44,7 @@ func mainExit() int {
 		fmt.Fprintf(os.Stderr, "soak: unexpected arguments %v\n", flag.Args())
 		return 2
 	}
-	cfg := config{workers: *workers, maxLive: *maxLive, selfTest: *selfTest, ops: *ops, duration: *duration, progress: os.Stderr}
+	cfg := config{workers: *workers, maxLive: *maxLive, selfTest: *selfTest, unsafeRollback: *unsafeRb, ops: *ops, duration: *duration, progress: os.Stderr}
 	switch {
 	case cfg.ops == 0 && *quick:
 		cfg.ops = 3000
@@ -87,7 +88,7 @@ func mainExit() int {
 		cfg.logs = f
 	}
 
-	fmt.Printf("soak: seed=%d ops=%d duration=%v workers=%d self_test=%v\n", cfg.seed, cfg.ops, cfg.duration, cfg.workers, cfg.selfTest)
+	fmt.Printf("soak: seed=%d ops=%d duration=%v workers=%d self_test=%v unsafe_rollback=%v\n", cfg.seed, cfg.ops, cfg.duration, cfg.workers, cfg.selfTest, cfg.unsafeRollback)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()

@@ -29,8 +29,11 @@ type config struct {
 	workers  int
 	maxLive  int  // live leases above which workers revoke instead of issuing
 	selfTest bool // inject one out-of-band delete and one out-of-band create
-	logs     io.Writer
-	progress io.Writer // periodic progress lines (nil: none)
+	// unsafeRollback runs immediate rollbacks during issuances, which can delete keys about
+	// to be leased: a demonstration that premature_deletes catches what the plugin does.
+	unsafeRollback bool
+	logs           io.Writer
+	progress       io.Writer // periodic progress lines (nil: none)
 }
 
 // Plugin knobs: short Atlas timeouts so faults cost little time. The WAL min age must
@@ -128,6 +131,8 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	if cfg.logs == nil {
 		cfg.logs = io.Discard
 	}
+	panics := &panicWatch{w: cfg.logs}
+	cfg.logs = panics
 	sm, err := startSim(ctx, cfg.simBin, cfg.logs)
 	if err != nil {
 		return nil, err
@@ -189,7 +194,26 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	}
 	wg.Wait()
 	stopProgress()
-	return s.settle(ctx)
+	res, err := s.settle(ctx)
+	if err == nil && panics.seen.Load() > 0 {
+		res.unexpectedN++
+		res.unexpected = append(res.unexpected, fmt.Sprintf("%d panics in the plugin or simulator log", panics.seen.Load()))
+	}
+	return res, err
+}
+
+// panicWatch passes logs through and counts Rust panic messages in them (a panic inside a
+// request must not take the process down, but it is still a bug the soak reports).
+type panicWatch struct {
+	w    io.Writer
+	seen atomic.Int64
+}
+
+func (p *panicWatch) Write(b []byte) (int, error) {
+	if n := strings.Count(string(b), "panicked at"); n > 0 {
+		p.seen.Add(int64(n))
+	}
+	return p.w.Write(b)
 }
 
 // setup writes the config (the seeded key), makes a second ORG_OWNER key for config edits
@@ -370,7 +394,7 @@ func (s *soak) operation(ctx context.Context, rng *rand.Rand) {
 		s.renew(ctx, rng)
 	case n < 76:
 		s.revoke(ctx, rng)
-	case n < 83:
+	case n < 84:
 		s.editRole(ctx, rng)
 	case n < 85:
 		s.deleteRole(ctx, rng)
@@ -543,8 +567,10 @@ func (s *soak) rollback(ctx context.Context, rng *rand.Rand) {
 	if rng.IntN(2) == 0 {
 		kind = "rollback_immediate"
 		req.Data["immediate"] = true
-		s.issuing.Lock()
-		defer s.issuing.Unlock()
+		if !s.cfg.unsafeRollback {
+			s.issuing.Lock()
+			defer s.issuing.Unlock()
+		}
 	}
 	_, status, err := s.send(ctx, req)
 	switch {
