@@ -1,0 +1,768 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-uuid"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/conformance"
+)
+
+// config is one soak run's parameters.
+type config struct {
+	engine   string // production plugin binary
+	simBin   string // atlas-sim binary
+	seed     uint64
+	ops      int
+	duration time.Duration
+	workers  int
+	maxLive  int  // live leases above which workers revoke instead of issuing
+	selfTest bool // inject one out-of-band delete and one out-of-band create
+	// unsafeRollback runs immediate rollbacks during issuances, which can delete keys about
+	// to be leased: a demonstration that premature_deletes catches what the plugin does.
+	unsafeRollback bool
+	logs           io.Writer
+	progress       io.Writer // periodic progress lines (nil: none)
+}
+
+// Plugin knobs: short Atlas timeouts so faults cost little time. The WAL min age must
+// exceed the longest issuance (create, access list, assign and a compensating delete,
+// each bounded by the call timeout), or a periodic rollback could delete the key of an
+// issuance still running.
+const (
+	attemptTimeout   = "1s"
+	callTimeout      = "4s"
+	walRollbackAge   = "30s"
+	maxIssuance      = 4*4*time.Second + 5*time.Second
+	requestBound     = 90 * time.Second // a request slower than this is a hang
+	finalRevokeTries = 6
+)
+
+// result is what a soak run found.
+type result struct {
+	operations  int
+	faults      int
+	leaked      []simKey
+	premature   []prematureDelete
+	unexpected  []string // first messages of unexpected error classes
+	unexpectedN int
+	irrevocable int
+	counts      map[string]*opCount
+	issued      int
+	revoked     int
+	maxIssue    time.Duration
+}
+
+func (r *result) failed() bool {
+	return len(r.leaked) > 0 || len(r.premature) > 0 || r.unexpectedN > 0 || r.irrevocable > 0
+}
+
+func (r *result) line() string {
+	return fmt.Sprintf("operations=%d faults=%d leaked_keys=%d premature_deletes=%d", r.operations, r.faults, len(r.leaked), len(r.premature))
+}
+
+// opCount tallies one kind of operation: succeeded, failed as faults can make it fail
+// (Atlas errors), refused for a reason the soak expects (e.g. a role deleted meanwhile).
+type opCount struct {
+	ok, failed, refused int
+}
+
+type soak struct {
+	cfg    config
+	sim    *sim
+	host   *conformance.Host
+	mount  *conformance.Mount
+	ledger *ledger
+
+	// Issuances hold it shared; an immediate rollback holds it exclusively, since it
+	// would delete the key of an issuance in flight.
+	issuing sync.RWMutex
+
+	configKeys [2]createdKey
+	projects   []string
+	roleNames  []string
+
+	ops      atomic.Int64
+	deadline time.Time
+
+	mu          sync.Mutex
+	counts      map[string]*opCount
+	unexpected  []string
+	unexpectedN int
+	maxIssue    time.Duration
+}
+
+const maxUnexpectedKept = 20
+
+func (s *soak) count(kind string, f func(*opCount)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.counts[kind]
+	if c == nil {
+		c = &opCount{}
+		s.counts[kind] = c
+	}
+	f(c)
+}
+
+func (s *soak) unexpectedf(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unexpectedN++
+	if len(s.unexpected) < maxUnexpectedKept {
+		s.unexpected = append(s.unexpected, fmt.Sprintf(format, args...))
+	}
+}
+
+// run starts the simulator and the plugin, runs the workers, then settles every lease and
+// computes the counters. err is for setup failures only; findings are in the result.
+func run(ctx context.Context, cfg config) (*result, error) {
+	if cfg.logs == nil {
+		cfg.logs = io.Discard
+	}
+	panics := &panicWatch{w: cfg.logs}
+	cfg.logs = panics
+	sm, err := startSim(ctx, cfg.simBin, cfg.logs)
+	if err != nil {
+		return nil, err
+	}
+	defer sm.stop()
+
+	host, err := conformance.NewHost(conformance.HostConfig{
+		Name:    "mongodbatlas",
+		Command: cfg.engine,
+		Env: []string{
+			"MONGODBATLAS_ATTEMPT_TIMEOUT=" + attemptTimeout,
+			"MONGODBATLAS_CALL_TIMEOUT=" + callTimeout,
+			"MONGODBATLAS_WAL_ROLLBACK_MIN_AGE=" + walRollbackAge,
+		},
+		System: logical.StaticSystemView{
+			DefaultLeaseTTLVal: time.Hour,
+			MaxLeaseTTLVal:     24 * time.Hour,
+			VersionString:      "1.21.1",
+			PluginEnvironment:  &logical.PluginEnvironment{VaultVersion: "1.21.1"},
+		},
+		Logs: cfg.logs,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer host.Close()
+	mountCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	mount, err := host.Mount(mountCtx, "mongodbatlas")
+	if err != nil {
+		return nil, fmt.Errorf("mount the engine: %w", err)
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = mount.Cleanup(c)
+	}()
+
+	s := &soak{cfg: cfg, sim: sm, host: host, mount: mount, ledger: newLedger(), counts: map[string]*opCount{}}
+	if err := s.setup(ctx); err != nil {
+		return nil, err
+	}
+	if cfg.selfTest {
+		if err := s.injectOutOfBand(ctx); err != nil {
+			return nil, fmt.Errorf("self-test injection: %w", err)
+		}
+	}
+
+	s.deadline = time.Now().Add(cfg.duration)
+	stopProgress := s.reportProgress()
+	var wg sync.WaitGroup
+	for w := 0; w < cfg.workers; w++ {
+		wg.Add(1)
+		rng := rand.New(rand.NewPCG(cfg.seed, uint64(w)+1))
+		go func() {
+			defer wg.Done()
+			s.worker(ctx, rng)
+		}()
+	}
+	wg.Wait()
+	stopProgress()
+	res, err := s.settle(ctx)
+	if err == nil && panics.seen.Load() > 0 {
+		res.unexpectedN++
+		res.unexpected = append(res.unexpected, fmt.Sprintf("%d panics in the plugin or simulator log", panics.seen.Load()))
+	}
+	return res, err
+}
+
+// panicWatch passes logs through and counts Rust panic messages in them (a panic inside a
+// request must not take the process down, but it is still a bug the soak reports).
+type panicWatch struct {
+	w    io.Writer
+	seen atomic.Int64
+}
+
+func (p *panicWatch) Write(b []byte) (int, error) {
+	if n := strings.Count(string(b), "panicked at"); n > 0 {
+		p.seen.Add(int64(n))
+	}
+	return p.w.Write(b)
+}
+
+// setup writes the config (the seeded key), makes a second ORG_OWNER key for config edits
+// and a second project, and creates every role.
+func (s *soak) setup(ctx context.Context) error {
+	second, err := s.sim.createOrgKey(ctx, "soak second config key", []string{"ORG_OWNER"}, nil)
+	if err != nil {
+		return err
+	}
+	s.configKeys = [2]createdKey{{ID: s.sim.KeyID, PublicKey: s.sim.PublicKey, PrivateKey: s.sim.PrivateKey}, second}
+	project, err := s.sim.createProject(ctx, "soak-second-project")
+	if err != nil {
+		return err
+	}
+	s.projects = []string{s.sim.ProjectID, project}
+	if err := s.writeConfig(ctx, 0); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	rng := rand.New(rand.NewPCG(s.cfg.seed, 0))
+	for i := 0; i < 8; i++ {
+		name := fmt.Sprintf("r%d", i)
+		s.roleNames = append(s.roleNames, name)
+		if status, err := s.do(ctx, logical.UpdateOperation, "roles/"+name, s.randomRole(rng)); status != 0 || err != nil {
+			return fmt.Errorf("write role %s: %d %v", name, status, err)
+		}
+	}
+	return nil
+}
+
+func (s *soak) writeConfig(ctx context.Context, which int) error {
+	k := s.configKeys[which]
+	status, err := s.do(ctx, logical.UpdateOperation, "config", map[string]any{
+		"public_key":  k.PublicKey,
+		"private_key": k.PrivateKey,
+		"base_url":    s.sim.BaseURL,
+	})
+	if status != 0 || err != nil {
+		return fmt.Errorf("Vault would answer %d: %v", status, err)
+	}
+	return nil
+}
+
+// randomRole is a valid role of one of the three modes, with or without an access list and TTLs.
+func (s *soak) randomRole(rng *rand.Rand) map[string]any {
+	project := s.projects[rng.IntN(len(s.projects))]
+	// An update keeps the fields it does not name, so every field is given.
+	role := map[string]any{"organization_id": "", "project_id": "", "project_roles": "", "ip_addresses": "", "cidr_blocks": "", "ttl": 0, "max_ttl": 0}
+	switch rng.IntN(3) {
+	case 0:
+		role["organization_id"] = s.sim.OrgID
+		role["roles"] = pick(rng, "ORG_MEMBER", "ORG_READ_ONLY", "ORG_MEMBER,ORG_BILLING_ADMIN")
+	case 1:
+		role["project_id"] = project
+		role["roles"] = pick(rng, "GROUP_READ_ONLY", "GROUP_DATA_ACCESS_READ_ONLY", "GROUP_READ_ONLY,GROUP_DATA_ACCESS_READ_WRITE")
+	default:
+		role["organization_id"], role["project_id"] = s.sim.OrgID, project
+		role["roles"] = "ORG_MEMBER"
+		role["project_roles"] = pick(rng, "GROUP_READ_ONLY", "GROUP_DATA_ACCESS_ADMIN")
+	}
+	if rng.IntN(2) == 0 {
+		role["ip_addresses"] = fmt.Sprintf("192.0.2.%d", 1+rng.IntN(250))
+		if rng.IntN(2) == 0 {
+			role["cidr_blocks"] = "198.51.100.0/24,203.0.113.0/25"
+		}
+	}
+	if rng.IntN(2) == 0 {
+		role["ttl"] = pick(rng, "1m", "10m", "1h", "3600")
+		role["max_ttl"] = pick(rng, "2h", "24h")
+	}
+	return role
+}
+
+func pick(rng *rand.Rand, options ...string) string { return options[rng.IntN(len(options))] }
+
+// injectOutOfBand issues one lease, deletes its key behind the soak's back and creates a key
+// no lease holds: the counters must then show premature_deletes=1 and leaked_keys=1.
+func (s *soak) injectOutOfBand(ctx context.Context) error {
+	resp, status, err := s.doResp(ctx, logical.ReadOperation, "creds/"+s.roleNames[0], nil)
+	if status != 0 || err != nil {
+		return fmt.Errorf("issue: %d %v", status, err)
+	}
+	ls, err := leaseFrom("creds/"+s.roleNames[0], resp)
+	if err != nil {
+		return err
+	}
+	s.ledger.add(ls)
+	if err := s.sim.deleteKey(ctx, ls.keyID); err != nil {
+		return err
+	}
+	_, err = s.sim.createOrgKey(ctx, "out-of-band key", []string{"ORG_MEMBER"}, nil)
+	return err
+}
+
+// do sends a request as Vault's router would and returns the HTTP status Vault would
+// answer (0 = success) with its error.
+func (s *soak) do(ctx context.Context, op logical.Operation, path string, data map[string]any) (int, error) {
+	_, status, err := s.doResp(ctx, op, path, data)
+	return status, err
+}
+
+// errTransport marks a failure below Vault's error mapping: the plugin did not answer.
+var errTransport = errors.New("plugin transport failure")
+
+func (s *soak) doResp(ctx context.Context, op logical.Operation, path string, data map[string]any) (*logical.Response, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestBound)
+	defer cancel()
+	req := s.mount.Request(op, path, data)
+	resp, err := s.mount.Handle(ctx, req)
+	return s.judge(ctx, req, resp, err)
+}
+
+// send is for requests built by hand (renew, revoke, rollback): no existence check.
+func (s *soak) send(ctx context.Context, req *logical.Request) (*logical.Response, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestBound)
+	defer cancel()
+	id, _ := uuid.GenerateUUID()
+	req.ID = id
+	req.Storage = s.mount.Storage
+	req.MountPoint = s.mount.Path + "/"
+	req.MountType = "plugin"
+	resp, err := s.mount.Backend.HandleRequest(ctx, req)
+	return s.judge(ctx, req, resp, err)
+}
+
+func (s *soak) judge(ctx context.Context, req *logical.Request, resp *logical.Response, err error) (*logical.Response, int, error) {
+	if ctx.Err() != nil {
+		return resp, -1, fmt.Errorf("%w: no answer to %s %s within %v", errTransport, req.Operation, req.Path, requestBound)
+	}
+	status, verr := logical.RespondErrorCommon(req, resp, err)
+	if err != nil && status == http.StatusInternalServerError && strings.Contains(err.Error(), "rpc error") {
+		return resp, -1, fmt.Errorf("%w: %s %s: %v", errTransport, req.Operation, req.Path, err)
+	}
+	if verr == nil && status == 0 && err != nil {
+		verr = err
+		status = http.StatusInternalServerError
+	}
+	return resp, status, verr
+}
+
+func leaseFrom(path string, resp *logical.Response) (*lease, error) {
+	if resp == nil || resp.Secret == nil {
+		return nil, fmt.Errorf("read %s returned no secret", path)
+	}
+	keyID, _ := resp.Secret.InternalData["programmatic_api_key_id"].(string)
+	if keyID == "" {
+		return nil, fmt.Errorf("read %s: the secret has no programmatic_api_key_id", path)
+	}
+	for _, field := range []string{"public_key", "private_key", "description"} {
+		if v, _ := resp.Data[field].(string); v == "" {
+			return nil, fmt.Errorf("read %s: the response has no %s", path, field)
+		}
+	}
+	return &lease{path: path, secret: resp.Secret, data: resp.Data, issueTime: time.Now(), keyID: keyID}, nil
+}
+
+// worker runs random operations until the operation count or the wall time is used up.
+func (s *soak) worker(ctx context.Context, rng *rand.Rand) {
+	for ctx.Err() == nil && time.Now().Before(s.deadline) {
+		if s.ops.Add(1) > int64(s.cfg.ops) {
+			s.ops.Add(-1)
+			return
+		}
+		s.operation(ctx, rng)
+	}
+}
+
+// operation weights (out of 100).
+func (s *soak) operation(ctx context.Context, rng *rand.Rand) {
+	n := rng.IntN(100)
+	switch {
+	case n < 36:
+		if s.ledger.live() >= s.cfg.maxLive {
+			s.revoke(ctx, rng)
+			return
+		}
+		s.issue(ctx, rng)
+	case n < 52:
+		s.renew(ctx, rng)
+	case n < 76:
+		s.revoke(ctx, rng)
+	case n < 84:
+		s.editRole(ctx, rng)
+	case n < 85:
+		s.deleteRole(ctx, rng)
+	case n < 89:
+		s.editConfig(ctx, rng)
+	case n < 91:
+		s.readConfig(ctx)
+	case n < 95:
+		s.rollback(ctx, rng)
+	default:
+		s.injectFault(ctx, rng)
+	}
+}
+
+func (s *soak) issue(ctx context.Context, rng *rand.Rand) {
+	path := "creds/" + s.roleNames[rng.IntN(len(s.roleNames))]
+	s.issuing.RLock()
+	start := time.Now()
+	resp, status, err := s.doResp(ctx, logical.ReadOperation, path, nil)
+	took := time.Since(start)
+	s.issuing.RUnlock()
+	s.mu.Lock()
+	s.maxIssue = max(s.maxIssue, took)
+	s.mu.Unlock()
+	if took > maxIssuance {
+		s.unexpectedf("issue %s took %v, longer than the bound the WAL min age relies on (%v)", path, took, maxIssuance)
+	}
+	switch {
+	case status == 0 && err == nil:
+		ls, lerr := leaseFrom(path, resp)
+		if lerr != nil {
+			s.unexpectedf("%v", lerr)
+			return
+		}
+		s.ledger.add(ls)
+		s.count("issue", func(c *opCount) { c.ok++ })
+	case status == http.StatusBadRequest && strings.Contains(err.Error(), "does not exist"):
+		s.count("issue", func(c *opCount) { c.refused++ })
+	case status == http.StatusInternalServerError && atlasFailure(err):
+		s.count("issue", func(c *opCount) { c.failed++ })
+	default:
+		s.unexpectedf("issue %s: status %d: %v", path, status, err)
+	}
+}
+
+// atlasFailure is an internal error caused by Atlas (the faults), not by the plugin itself.
+func atlasFailure(err error) bool {
+	msg := err.Error()
+	return !errors.Is(err, errTransport) && !strings.Contains(msg, "panic") &&
+		(strings.Contains(msg, "Atlas") || strings.Contains(msg, "WAL rollback failed"))
+}
+
+func (s *soak) renew(ctx context.Context, rng *rand.Rand) {
+	ls := s.ledger.claim(rng)
+	if ls == nil {
+		s.count("renew", func(c *opCount) { c.refused++ })
+		return
+	}
+	defer s.ledger.release(ls)
+	secret := *ls.secret
+	secret.IssueTime = ls.issueTime
+	secret.Increment = []time.Duration{0, 10 * time.Minute, time.Hour}[rng.IntN(3)]
+	secret.LeaseID = ""
+	resp, status, err := s.send(ctx, logical.RenewRequest(ls.path, &secret, ls.data))
+	switch {
+	case status == 0 && err == nil:
+		if resp == nil || resp.Secret == nil || resp.Secret.TTL <= 0 {
+			s.unexpectedf("renew %s: no secret or no TTL in the answer", ls.path)
+			return
+		}
+		s.count("renew", func(c *opCount) { c.ok++ })
+	case status == http.StatusBadRequest && strings.Contains(err.Error(), "no longer exists"):
+		s.count("renew", func(c *opCount) { c.refused++ })
+	default:
+		s.unexpectedf("renew %s: status %d: %v", ls.path, status, err)
+	}
+}
+
+func (s *soak) revoke(ctx context.Context, rng *rand.Rand) {
+	ls := s.ledger.claim(rng)
+	if ls == nil {
+		s.count("revoke", func(c *opCount) { c.refused++ })
+		return
+	}
+	if ok := s.revokeLease(ctx, ls); ok {
+		s.ledger.revokedOK(ls)
+	} else {
+		s.ledger.release(ls)
+	}
+}
+
+// revokeLease checks the key is still there if the lease was never revoked, then revokes.
+func (s *soak) revokeLease(ctx context.Context, ls *lease) bool {
+	if !ls.revokeSent {
+		alive, err := s.sim.liveKeyIDs(ctx)
+		if err != nil {
+			s.unexpectedf("inventory before revoke: %v", err)
+			return false
+		}
+		s.ledger.beforeRevoke(ls, alive)
+	}
+	secret := *ls.secret
+	secret.IssueTime = ls.issueTime
+	_, status, err := s.send(ctx, logical.RevokeRequest(ls.path, &secret, ls.data))
+	switch {
+	case status == 0 && err == nil:
+		s.count("revoke", func(c *opCount) { c.ok++ })
+		return true
+	case status == http.StatusInternalServerError && atlasFailure(err):
+		s.count("revoke", func(c *opCount) { c.failed++ })
+	default:
+		s.unexpectedf("revoke %s (key %s): status %d: %v", ls.path, ls.keyID, status, err)
+	}
+	return false
+}
+
+func (s *soak) editRole(ctx context.Context, rng *rand.Rand) {
+	name := s.roleNames[rng.IntN(len(s.roleNames))]
+	s.simpleOp(ctx, "role_write", logical.UpdateOperation, "roles/"+name, s.randomRole(rng))
+}
+
+func (s *soak) deleteRole(ctx context.Context, rng *rand.Rand) {
+	// r0 stays, so the self-test lease and most renewals keep a role.
+	name := s.roleNames[1+rng.IntN(len(s.roleNames)-1)]
+	s.simpleOp(ctx, "role_delete", logical.DeleteOperation, "roles/"+name, nil)
+}
+
+func (s *soak) editConfig(ctx context.Context, rng *rand.Rand) {
+	k := s.configKeys[rng.IntN(2)]
+	s.simpleOp(ctx, "config_write", logical.UpdateOperation, "config", map[string]any{
+		"public_key":  k.PublicKey,
+		"private_key": k.PrivateKey,
+		"base_url":    s.sim.BaseURL,
+	})
+}
+
+// readConfig also checks that the private key never comes back.
+func (s *soak) readConfig(ctx context.Context) {
+	resp, status, err := s.doResp(ctx, logical.ReadOperation, "config", nil)
+	if status != 0 || err != nil {
+		s.unexpectedf("read config: status %d: %v", status, err)
+		return
+	}
+	if resp == nil || resp.Data == nil {
+		s.unexpectedf("read config: no data")
+		return
+	}
+	if _, ok := resp.Data["private_key"]; ok {
+		s.unexpectedf("read config returned private_key")
+		return
+	}
+	s.count("config_read", func(c *opCount) { c.ok++ })
+}
+
+// simpleOp is a request that involves no Atlas call: anything but success is unexpected.
+func (s *soak) simpleOp(ctx context.Context, kind string, op logical.Operation, path string, data map[string]any) {
+	status, err := s.do(ctx, op, path, data)
+	if status != 0 || err != nil {
+		s.unexpectedf("%s %s: status %d: %v", op, path, status, err)
+		return
+	}
+	s.count(kind, func(c *opCount) { c.ok++ })
+}
+
+// rollback is Vault's periodic rollback, or (half of the time) an immediate one, which
+// waits until no issuance is in flight.
+func (s *soak) rollback(ctx context.Context, rng *rand.Rand) {
+	kind := "rollback"
+	req := logical.RollbackRequest("")
+	if rng.IntN(2) == 0 {
+		kind = "rollback_immediate"
+		req.Data["immediate"] = true
+		if !s.cfg.unsafeRollback {
+			s.issuing.Lock()
+			defer s.issuing.Unlock()
+		}
+	}
+	_, status, err := s.send(ctx, req)
+	switch {
+	case status == 0 && err == nil:
+		s.count(kind, func(c *opCount) { c.ok++ })
+	case status == http.StatusInternalServerError && atlasFailure(err):
+		s.count(kind, func(c *opCount) { c.failed++ })
+	default:
+		s.unexpectedf("%s: status %d: %v", kind, status, err)
+	}
+}
+
+// faultEndpoints are the Atlas calls of issuance, revocation and rollback.
+var faultEndpoints = []struct{ method, path string }{
+	{"POST", `^/api/atlas/v2/orgs/[^/]+/apiKeys$`},                  // create org key
+	{"POST", `^/api/atlas/v2/groups/[^/]+/apiKeys$`},                // create project key
+	{"POST", `^/api/atlas/v2/orgs/[^/]+/apiKeys/[^/]+/accessList$`}, // access list
+	{"POST", `^/api/atlas/v2/groups/[^/]+/apiKeys/[^/]+$`},          // assign to project
+	{"DELETE", `^/api/atlas/v2/orgs/[^/]+/apiKeys/[^/]+$`},          // delete (revoke, cleanup)
+	{"GET", `^/api/atlas/v2/(orgs|groups)/[^/]+/apiKeys$`},          // listings (recovery, rollback)
+	{"", `^/api/atlas/`}, // anything
+}
+
+func (s *soak) injectFault(ctx context.Context, rng *rand.Rand) {
+	ep := faultEndpoints[rng.IntN(len(faultEndpoints))]
+	rule := map[string]any{"path": ep.path}
+	if ep.method != "" {
+		rule["method"] = ep.method
+	}
+	switch rng.IntN(6) {
+	case 0:
+		rule["action"], rule["status"], rule["retry_after"] = "status", 429, 1
+	case 1:
+		rule["action"], rule["status"] = "status", 500
+	case 2:
+		rule["action"], rule["status"] = "status", 503
+	case 3:
+		rule["action"] = "reset"
+	case 4:
+		rule["action"] = "reset_after"
+	default:
+		// Some beyond the attempt timeout, some within.
+		rule["action"], rule["latency_ms"] = "latency", 100+rng.IntN(2400)
+	}
+	// Mostly a few failures the client's retries absorb; sometimes more than its six attempts.
+	switch rng.IntN(4) {
+	case 0, 1:
+		rule["nth"] = 1 + rng.IntN(6)
+	case 2:
+		rule["times"] = 1 + rng.IntN(3)
+	default:
+		rule["times"] = 4 + rng.IntN(6)
+	}
+	if _, err := s.sim.addFault(ctx, rule); err != nil {
+		s.unexpectedf("add fault %v: %v", rule, err)
+		return
+	}
+	s.count("fault", func(c *opCount) { c.ok++ })
+	s.pruneFaults(ctx)
+}
+
+// pruneFaults removes rules that can no longer fire, so the simulator's rule list stays short.
+func (s *soak) pruneFaults(ctx context.Context) {
+	list, err := s.sim.faults(ctx)
+	if err != nil || len(list) < 16 {
+		return
+	}
+	for _, f := range list {
+		if f.exhausted() {
+			_ = s.sim.removeFault(ctx, f.ID)
+		}
+	}
+}
+
+// settle ends the run as an operator would: no more faults, every lease revoked (retried a
+// bounded number of times), an immediate rollback pass; then counts what is left.
+func (s *soak) settle(ctx context.Context) (*result, error) {
+	if err := s.sim.clearFaults(ctx); err != nil {
+		return nil, err
+	}
+	for _, ls := range s.ledger.claimAll() {
+		ok := false
+		for try := 0; try < finalRevokeTries && !ok; try++ {
+			if try > 0 {
+				wait(ctx, time.Duration(try)*200*time.Millisecond)
+			}
+			ok = s.revokeLease(ctx, ls)
+		}
+		if ok {
+			s.ledger.revokedOK(ls)
+		} else {
+			s.ledger.release(ls)
+		}
+	}
+	irrevocable := s.ledger.live()
+	rolledBack := false
+	for try := 0; try < 3 && !rolledBack; try++ {
+		req := logical.RollbackRequest("")
+		req.Data["immediate"] = true
+		_, status, err := s.send(ctx, req)
+		rolledBack = status == 0 && err == nil
+		if !rolledBack {
+			s.unexpectedf("final rollback (try %d, no faults active): status %d: %v", try+1, status, err)
+		}
+	}
+	alive, err := s.sim.liveKeyIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	excluded := map[string]bool{s.configKeys[0].ID: true, s.configKeys[1].ID: true}
+	stats, err := s.sim.stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p := s.mount.Process(); p == nil || p.Exited() {
+		s.unexpectedf("the plugin process exited during the soak")
+	}
+	if !s.sim.alive() {
+		s.unexpectedf("atlas-sim exited during the soak")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &result{
+		operations:  int(s.ops.Load()),
+		faults:      stats.FaultsFired,
+		leaked:      leakedKeys(alive, s.ledger.all(), excluded),
+		premature:   s.ledger.prematureDeletes(),
+		unexpected:  s.unexpected,
+		unexpectedN: s.unexpectedN,
+		irrevocable: irrevocable,
+		counts:      s.counts,
+		issued:      s.ledger.issued,
+		revoked:     s.ledger.revoked,
+		maxIssue:    s.maxIssue,
+	}, nil
+}
+
+func wait(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// reportProgress prints a line every 10 s until the returned stop is called.
+func (s *soak) reportProgress() (stop func()) {
+	if s.cfg.progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				fmt.Fprintf(s.cfg.progress, "soak: %3.0fs operations=%d live_leases=%d\n", time.Since(start).Seconds(), s.ops.Load(), s.ledger.live())
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// summary describes the run in a few lines (before the final line).
+func (r *result) summary(w io.Writer) {
+	kinds := make([]string, 0, len(r.counts))
+	for k := range r.counts {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		c := r.counts[k]
+		fmt.Fprintf(w, "soak: %-18s ok=%d failed=%d refused=%d\n", k, c.ok, c.failed, c.refused)
+	}
+	fmt.Fprintf(w, "soak: leases issued=%d revoked=%d irrevocable=%d; slowest issuance %v\n", r.issued, r.revoked, r.irrevocable, r.maxIssue.Round(time.Millisecond))
+	for _, k := range r.leaked {
+		fmt.Fprintf(w, "soak: LEAKED key id=%s public_key=%s desc=%q\n", k.ID, k.PublicKey, k.Desc)
+	}
+	for _, p := range r.premature {
+		fmt.Fprintf(w, "soak: PREMATURE delete of key %s (lease of %s still live)\n", p.KeyID, p.Path)
+	}
+	for _, u := range r.unexpected {
+		fmt.Fprintf(w, "soak: UNEXPECTED %s\n", u)
+	}
+	if r.unexpectedN > len(r.unexpected) {
+		fmt.Fprintf(w, "soak: ... %d unexpected errors in all\n", r.unexpectedN)
+	}
+}
