@@ -33,6 +33,7 @@ export root
 export -f openapi_check
 step "OpenAPI conformance of our client's requests and the simulator's answers" timeout 900 bash -c openapi_check
 step "conformance harness (Go, Vault SDK client)" timeout 1200 scripts/conformance.sh
+step "randomized soak, quick mode (issue/renew/revoke/roles/config/rollback under random Atlas faults)" timeout 900 scripts/soak.sh --quick
 # A cold build of Vault takes several minutes on 2 cores; after that the
 # servers come from the cache and the suites below are bounded on their own.
 step "real servers: Vault and OpenBao (built or cached)" timeout 3600 \
