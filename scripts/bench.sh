@@ -37,8 +37,10 @@ mkdir -p "$out"
 command -v go >/dev/null 2>&1 || die "the Go toolchain (go) is required"
 
 log "building our plugin and atlas-sim (release)"
-cargo build --release --locked --bin vault-plugin-secrets-mongodbatlas --bin atlas-sim >&2
-ours="$target_dir/release/vault-plugin-secrets-mongodbatlas"
+source "$root/scripts/lib/release.sh"
+build_release_plugin "$root"
+cargo build --release --locked --bin atlas-sim >&2
+ours="$(release_plugin_path "$root")"
 sim="$target_dir/release/atlas-sim"
 [[ -x "$ours" && -x "$sim" ]] || die "release binaries not found under $target_dir/release"
 

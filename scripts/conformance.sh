@@ -14,9 +14,11 @@ case "$target_dir" in
   *) target_dir="$root/$target_dir" ;;
 esac
 
-cargo build --release --example example_plugin --bins
+source "$root/scripts/lib/release.sh"
+build_release_plugin "$root"
+cargo build --release --locked --example example_plugin --bin atlas-sim
 binary="$target_dir/release/examples/example_plugin"
-engine="$target_dir/release/vault-plugin-secrets-mongodbatlas"
+engine="$(release_plugin_path "$root")"
 sim="$target_dir/release/atlas-sim"
 for built in "$binary" "$engine" "$sim"; do
   if [[ ! -x "$built" ]]; then

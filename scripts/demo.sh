@@ -25,9 +25,11 @@ cleanup() {
 trap cleanup EXIT
 
 say "Building the plugin and the Atlas simulator"
-cargo build --release --locked --bins
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
-plugin_bin="$target_dir/release/vault-plugin-secrets-mongodbatlas"
+source scripts/lib/release.sh
+build_release_plugin "$root"
+cargo build --release --locked --bin atlas-sim
+target_dir="$(release_target_dir "$root")"
+plugin_bin="$(release_plugin_path "$root")"
 version="v$(awk -F'"' '/^\[package\]/ {p=1; next} /^\[/ {p=0} p && /^version/ {print $2; exit}' Cargo.toml)"
 vault_bin="$(scripts/servers.sh vault)"
 vault() { "$vault_bin" "$@"; }

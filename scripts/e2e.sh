@@ -586,11 +586,7 @@ run_suite() { # <server> <suite>
     e2e_log "ok"
 }
 
-build() {
-    [[ "${E2E_SKIP_BUILD:-}" == 1 ]] && return 0
-    e2e_log "building the plugin and the simulator (release)"
-    (cd "$repo_root" && cargo build --release --locked --bin vault-plugin-secrets-mongodbatlas --bin atlas-sim)
-}
+build() { e2e_build "$repo_root"; }
 
 main() {
     if [[ "${1:-}" == --suite ]]; then

@@ -55,9 +55,17 @@ case "$out" in /*) ;; *) out="$root/$out" ;; esac
 mkdir -p "$out"
 
 log "building the plugin and atlas-sim ($profile)"
-cargo build --locked "${cargo_profile[@]}" --bin vault-plugin-secrets-mongodbatlas --bin atlas-sim >&2
-engine="$target_dir/$profile/vault-plugin-secrets-mongodbatlas"
+cargo build --locked "${cargo_profile[@]}" --bin atlas-sim >&2
 sim="$target_dir/$profile/atlas-sim"
+if [[ "$profile" == release ]]; then
+    # The binary as shipped (static PIE): see scripts/lib/release.sh.
+    source "$root/scripts/lib/release.sh"
+    build_release_plugin "$root"
+    engine="$(release_plugin_path "$root")"
+else
+    cargo build --locked --bin vault-plugin-secrets-mongodbatlas >&2
+    engine="$target_dir/debug/vault-plugin-secrets-mongodbatlas"
+fi
 for built in "$engine" "$sim"; do
     [[ -x "$built" ]] || die "$built was not built"
 done

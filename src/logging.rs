@@ -10,29 +10,46 @@ use std::fmt;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Environment variable selecting the level: trace, debug, info (default), warn, error.
 pub const LOG_LEVEL_ENV: &str = "PLUGIN_LOG_LEVEL";
 
+/// Targets logged at the chosen level: this crate and its binaries.
+const OUR_TARGETS: [&str; 4] = [
+    "vault_mongodbatlas",
+    "vault_plugin_secrets_mongodbatlas",
+    "example_plugin",
+    "atlas_sim",
+];
+
 /// Installs the global subscriber. Safe to call more than once.
 pub fn init() {
-    let level = std::env::var(LOG_LEVEL_ENV)
+    // A static per-target filter, not EnvFilter: the level is one variable, and
+    // EnvFilter would link a regex engine into the plugin for nothing.
+    let ours = std::env::var(LOG_LEVEL_ENV)
         .ok()
-        .filter(|l| !l.trim().is_empty())
-        .unwrap_or_else(|| "info".to_string());
-    let level = level.trim().to_ascii_lowercase();
-    // Our own crate at the chosen level; transport libraries only when tracing.
-    let deps = if level == "trace" { "debug" } else { "warn" };
-    let filter = EnvFilter::try_new(format!("{deps},vault_mongodbatlas={level},vault_plugin_secrets_mongodbatlas={level},example_plugin={level},atlas_sim={level}"))
-        .unwrap_or_else(|_| EnvFilter::new("warn,vault_mongodbatlas=info"));
+        .and_then(|l| l.trim().parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    // Transport libraries only when tracing.
+    let deps = if ours == LevelFilter::TRACE {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::WARN
+    };
+    let filter = Targets::new()
+        .with_default(deps)
+        .with_targets(OUR_TARGETS.map(|target| (target, ours)));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .event_format(HclogJson)
+        .finish()
+        .with(filter)
         .try_init();
 }
 

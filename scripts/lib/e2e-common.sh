@@ -23,10 +23,18 @@ e2e_crate_version() { # <repo root>
 
 # Sets plugin_build and sim_binary: the release binaries under test.
 e2e_release_binaries() { # <repo root>
-    local target_dir="${CARGO_TARGET_DIR:-$1/target}"
-    [[ "$target_dir" == /* ]] || target_dir="$1/$target_dir"
-    plugin_build="$target_dir/release/vault-plugin-secrets-mongodbatlas"
-    sim_binary="$target_dir/release/atlas-sim"
+    # shellcheck source=release.sh
+    source "$1/scripts/lib/release.sh"
+    plugin_build="$(release_plugin_path "$1")"
+    sim_binary="$(release_target_dir "$1")/release/atlas-sim"
+}
+
+# Builds both (skipped with E2E_SKIP_BUILD=1).
+e2e_build() { # <repo root>
+    [[ "${E2E_SKIP_BUILD:-}" == 1 ]] && return 0
+    e2e_log "building the plugin and the simulator (release)"
+    build_release_plugin "$1"
+    (cd "$1" && cargo build --release --locked --bin atlas-sim)
 }
 
 _e2e_indent() { sed 's/^/    | /' >&2; }
