@@ -20,8 +20,26 @@ pub fn json_map(s: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str::<Value>(s) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(other) => Err(format!("expected a JSON object, got {other}")),
-        Err(e) => Err(format!("invalid JSON: {e}")),
+        Err(e) => field_by_field(s).ok_or_else(|| format!("invalid JSON: {e}")),
     }
+}
+
+/// Vault forwards numbers as the caller wrote them (Go's `json.Number`), so
+/// `{"ttl": 1e400}` reaches us though no f64 holds it. Rather than failing the
+/// whole request without naming a field, such a value is kept as its text, and
+/// the field's parser rejects it by name.
+fn field_by_field(s: &str) -> Option<Map<String, Value>> {
+    let raw: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_str(s).ok()?;
+    Some(
+        raw.into_iter()
+            .map(|(k, v)| {
+                let value = serde_json::from_str(v.get())
+                    .unwrap_or_else(|_| Value::String(v.get().to_string()));
+                (k, value)
+            })
+            .collect(),
+    )
 }
 
 /// Always valid JSON: Vault decodes it before looking at any error.
@@ -166,6 +184,15 @@ mod tests {
         assert!(json_map("null").expect("ok").is_empty());
         assert!(json_map("[1]").is_err());
         assert_eq!(json_string(None), "null");
+    }
+
+    #[test]
+    fn numbers_beyond_f64_stay_with_their_field() {
+        let m = json_map(r#"{"ttl": 1e400, "roles": [1, -1e999], "ok": "x"}"#).expect("ok");
+        assert_eq!(m["ttl"], Value::String("1e400".into()));
+        assert_eq!(m["roles"], Value::String("[1, -1e999]".into()));
+        assert_eq!(m["ok"], Value::String("x".into()));
+        assert!(json_map(r#"{"ttl": 1e400"#).is_err());
     }
 
     #[test]
