@@ -15,7 +15,7 @@ use tonic::metadata::MetadataMap;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
-use super::framework::{Backend, BackendConfig, BackendError, BackendFactory, Operation};
+use super::framework::{Backend, BackendConfig, BackendError, BackendFactory};
 use super::storage::{GrpcStorage, Storage};
 use super::system_view::{GrpcSystemView, SystemView};
 use super::translate;
@@ -138,26 +138,7 @@ impl<F: BackendFactory> BackendService<F> {
         req: Option<pb::Request>,
     ) -> Result<super::framework::Request, BackendError> {
         let req = req.ok_or_else(|| BackendError::internal("request missing"))?;
-        let operation =
-            Operation::parse(&req.operation).ok_or(BackendError::UnsupportedOperation)?;
-        let data = translate::json_map(&req.data)
-            .map_err(|e| BackendError::user(format!("request data: {e}")))?;
-        let secret = req
-            .secret
-            .as_ref()
-            .map(translate::secret_from_pb)
-            .transpose()
-            .map_err(BackendError::internal)?;
-        Ok(super::framework::Request {
-            operation,
-            path: req.path,
-            data,
-            secret,
-            mount_point: req.mount_point,
-            id: req.id,
-            storage: mount.storage.clone(),
-            system: mount.system.clone(),
-        })
+        translate::request_from_pb(req, mount.storage.clone(), mount.system.clone())
     }
 
     async fn setup(&self, id: String, args: pb::SetupArgs) -> Result<(), String> {

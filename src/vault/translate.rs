@@ -1,11 +1,14 @@
 //! Framework types to and from Vault's wire messages (sdk/plugin/pb rules:
 //! JSON strings for maps, nanoseconds for durations, always a timestamp).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::framework::{BackendError, LeaseOptions, Response, Secret};
+use super::framework::{BackendError, LeaseOptions, Operation, Request, Response, Secret};
+use super::storage::Storage;
+use super::system_view::SystemView;
 use crate::proto::pb;
 
 /// Go's zero `time.Time` as a protobuf timestamp, what Go plugins send for "unset".
@@ -125,6 +128,33 @@ pub fn secret_to_pb(s: &Secret) -> pb::Secret {
         internal_data: json_string(Some(&s.internal_data)),
         lease_id: s.lease_id.clone(),
     }
+}
+
+/// A wire request as the framework sees it, for the mount with `storage` and
+/// `system`. Undecodable request data is the caller's error (a 400).
+pub fn request_from_pb(
+    req: pb::Request,
+    storage: Arc<dyn Storage>,
+    system: Arc<dyn SystemView>,
+) -> Result<Request, BackendError> {
+    let operation = Operation::parse(&req.operation).ok_or(BackendError::UnsupportedOperation)?;
+    let data = json_map(&req.data).map_err(|e| BackendError::user(format!("request data: {e}")))?;
+    let secret = req
+        .secret
+        .as_ref()
+        .map(secret_from_pb)
+        .transpose()
+        .map_err(BackendError::internal)?;
+    Ok(Request {
+        operation,
+        path: req.path,
+        data,
+        secret,
+        mount_point: req.mount_point,
+        id: req.id,
+        storage,
+        system,
+    })
 }
 
 pub fn response_to_pb(r: &Response) -> pb::Response {
