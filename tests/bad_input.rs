@@ -427,7 +427,8 @@ fn not_an_atlas_id() -> impl Strategy<Value = Value> {
         "\\PC{1,30}"
             .prop_filter("not blank, not an id", |s| {
                 let t = s.trim();
-                !t.is_empty() && !(t.len() == 24 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+                let is_id = t.len() == 24 && t.bytes().all(|b| b.is_ascii_hexdigit());
+                !t.is_empty() && !is_id
             })
             .prop_map(Value::String),
         "[0-9a-f]{23}".prop_map(Value::String),
