@@ -12,7 +12,14 @@ const OPERATIONS: [&str; 8] = [
     "create", "read", "update", "delete", "list", "patch", "help", "rollback",
 ];
 const PATHS: [&str; 8] = [
-    "config", "roles/r", "roles/new", "roles/", "creds/r", "creds/missing", "", "roles/R.x-1",
+    "config",
+    "roles/r",
+    "roles/new",
+    "roles/",
+    "creds/r",
+    "creds/missing",
+    "",
+    "roles/R.x-1",
 ];
 
 fuzz_target!(|bytes: &[u8]| {
