@@ -354,6 +354,21 @@ fn cidrs() -> impl Strategy<Value = Vec<String>> {
     )
 }
 
+/// The access list without repeats (an IP counts as its /32 or /128 block):
+/// Atlas refuses an address twice.
+fn distinct_addresses(ips: Vec<String>, cidrs: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    let cidrs = cidrs
+        .into_iter()
+        .filter(|c| seen.insert(c.parse::<IpNet>().expect("generated CIDR")))
+        .collect();
+    let ips = ips
+        .into_iter()
+        .filter(|ip| seen.insert(IpNet::from(ip.parse::<IpAddr>().expect("generated IP"))))
+        .collect();
+    (ips, cidrs)
+}
+
 /// A duration in one of the forms Vault accepts, with its length in seconds.
 fn duration_text(secs: u64) -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -395,6 +410,7 @@ fn good_role(mode: Mode) -> impl Strategy<Value = GoodRole> {
         (0u64..100_000, 0u64..100_000),
     )
         .prop_flat_map(move |(roles, project_roles, ips, cidrs, comma, (a, b))| {
+            let (ips, cidrs) = distinct_addresses(ips, cidrs);
             let (ttl, max_ttl) = if b == 0 || a <= b { (a, b) } else { (b, a) };
             let mut body = Map::new();
             if mode != Mode::Project {
@@ -555,6 +571,19 @@ fn corruption(mode: Mode) -> impl Strategy<Value = Corruption> {
             .prop_map(|v| Corruption {
                 field: "ip_addresses",
                 value: Some(v),
+            })
+            .boxed(),
+        (any::<IpAddr>(), any::<bool>())
+            .prop_map(|(ip, comma)| Corruption {
+                field: "ip_addresses",
+                value: Some(as_list(vec![ip.to_string(), ip.to_string()], comma)),
+            })
+            .boxed(),
+        cidrs()
+            .prop_filter("one at least", |c| !c.is_empty())
+            .prop_map(|c| Corruption {
+                field: "cidr_blocks",
+                value: Some(json!([c[0], c[0]])),
             })
             .boxed(),
         not_cidrs()
@@ -755,6 +784,10 @@ fn stored_roles_that_cannot_issue_name_the_field() {
         ),
         (
             json!({"organization_id": org, "roles": ["ORG_MEMBER"], "ip_addresses": ["nope"]}),
+            "ip_addresses",
+        ),
+        (
+            json!({"organization_id": org, "roles": ["ORG_MEMBER"], "cidr_blocks": ["192.0.2.7/32"], "ip_addresses": ["192.0.2.7"]}),
             "ip_addresses",
         ),
         (json!({"organization_id": org, "roles": []}), "roles"),
