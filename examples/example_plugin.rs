@@ -172,6 +172,30 @@ impl BackendFactory for Example {
                     }),
                 )
                 .help("Always fails with an internal error.", ""),
+            // Test aid of this example plugin only (the production engine has
+            // no such path): proves a panicking handler fails its own request
+            // and nothing else. Read panics at once; update panics after
+            // `after` (a duration), so other requests are in flight meanwhile.
+            Path::new("panic")
+                .field(FieldSchema::new(
+                    "after",
+                    FieldType::DurationSecond,
+                    "How long to wait before panicking.",
+                ))
+                .operation(
+                    Operation::Read,
+                    handler(
+                        |_, _| async move { panic!("deliberate panic (example plugin test aid)") },
+                    ),
+                )
+                .operation(
+                    Operation::Update,
+                    handler(|_, fields| async move {
+                        tokio::time::sleep(fields.duration("after")?.unwrap_or_default()).await;
+                        panic!("deliberate panic after a wait (example plugin test aid)")
+                    }),
+                )
+                .help("Panics (a test aid of the example plugin).", ""),
             Path::new("secret")
                 .operation(
                     Operation::Read,

@@ -97,8 +97,30 @@ impl Role {
         self.cidr_blocks.as_deref().unwrap_or_default()
     }
 
-    /// The key's access list: CIDR blocks, then IP addresses (the official plugin's order).
+    /// The key's access list: CIDR blocks, then IP addresses (the official
+    /// plugin's order). Atlas refuses an access list naming one address twice
+    /// (an IP counts as its /32 or /128 block), so that is refused here too.
     pub fn access_list(&self) -> Result<Vec<AccessListEntry>, BackendError> {
+        let entries = self.parse_access_list()?;
+        let mut seen = std::collections::HashSet::new();
+        for (entry, raw) in entries
+            .iter()
+            .zip(self.cidr_blocks().iter().chain(self.ip_addresses()))
+        {
+            let (field, net) = match entry {
+                AccessListEntry::CidrBlock(net) => ("cidr_blocks", *net),
+                AccessListEntry::IpAddress(ip) => ("ip_addresses", IpNet::from(*ip)),
+            };
+            if !seen.insert(net) {
+                return Err(BackendError::user(format!(
+                    "{field}: {raw:?} repeats an address already in ip_addresses or cidr_blocks ({net}); Atlas refuses duplicate addresses"
+                )));
+            }
+        }
+        Ok(entries)
+    }
+
+    fn parse_access_list(&self) -> Result<Vec<AccessListEntry>, BackendError> {
         let cidrs = self.cidr_blocks().iter().map(|c| {
             c.parse::<IpNet>()
                 .map(AccessListEntry::CidrBlock)
@@ -354,6 +376,21 @@ mod tests {
                     ..base.clone()
                 },
                 "cidr_blocks",
+            ),
+            (
+                Role {
+                    cidr_blocks: Some(vec!["192.0.2.1/32".into()]),
+                    ip_addresses: Some(vec!["192.0.2.1".into()]),
+                    ..base.clone()
+                },
+                "ip_addresses: \"192.0.2.1\" repeats an address",
+            ),
+            (
+                Role {
+                    cidr_blocks: Some(vec!["10.0.0.0/8".into(), "10.0.0.0/8".into()]),
+                    ..base.clone()
+                },
+                "cidr_blocks: \"10.0.0.0/8\" repeats",
             ),
             (
                 Role {

@@ -3,14 +3,19 @@
 //! attaches to every call), `logical.PluginVersion` and
 //! `pluginutil.multiplexing.PluginMultiplexing`.
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock};
+
+use futures::FutureExt;
 
 use tonic::metadata::MetadataMap;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
-use super::framework::{Backend, BackendConfig, BackendError, BackendFactory, Operation};
+use super::framework::{Backend, BackendConfig, BackendError, BackendFactory};
 use super::storage::{GrpcStorage, Storage};
 use super::system_view::{GrpcSystemView, SystemView};
 use super::translate;
@@ -25,6 +30,11 @@ use crate::proto::multiplexing::plugin_multiplexing_server::{
 use crate::proto::multiplexing::{MultiplexingSupportRequest, MultiplexingSupportResponse};
 use crate::proto::pb;
 use crate::proto::pb::backend_server::BackendServer;
+
+/// What Vault (and its user) sees when a handler panicked; the details go to
+/// the plugin's log only.
+const PANIC_MESSAGE: &str =
+    "internal error: the plugin failed while handling this request; see the plugin's log";
 
 /// gRPC metadata key Vault uses to say which mount a call is for.
 pub const MULTIPLEX_ID_KEY: &str = "multiplex_id";
@@ -85,6 +95,27 @@ fn multiplex_id(metadata: &MetadataMap) -> Result<String, Status> {
     }
 }
 
+/// Runs one call's handling so that a panic in it (a bug) fails that call
+/// alone: the process, the connection and the other calls on it carry on.
+/// Unwinding cannot leave shared state half-changed in a way later calls
+/// trust: the mount table is only ever swapped whole, and every lock is taken
+/// through poison recovery.
+async fn catch_panic<T>(what: &str, call: impl Future<Output = T>) -> Result<T, ()> {
+    AssertUnwindSafe(call).catch_unwind().await.map_err(|payload| {
+        tracing::error!(call = what, panic = %panic_text(payload.as_ref()), "a request handler panicked; that request failed, the plugin keeps serving");
+    })
+}
+
+/// The panic's message (`panic!`, `expect`, overflow...), bounded in length.
+fn panic_text(payload: &(dyn Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".to_string());
+    text.chars().take(500).collect()
+}
+
 impl<F: BackendFactory> BackendService<F> {
     fn mounts_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Mount>>> {
         self.mounts.read().unwrap_or_else(|e| e.into_inner())
@@ -107,26 +138,7 @@ impl<F: BackendFactory> BackendService<F> {
         req: Option<pb::Request>,
     ) -> Result<super::framework::Request, BackendError> {
         let req = req.ok_or_else(|| BackendError::internal("request missing"))?;
-        let operation =
-            Operation::parse(&req.operation).ok_or(BackendError::UnsupportedOperation)?;
-        let data = translate::json_map(&req.data)
-            .map_err(|e| BackendError::user(format!("request data: {e}")))?;
-        let secret = req
-            .secret
-            .as_ref()
-            .map(translate::secret_from_pb)
-            .transpose()
-            .map_err(BackendError::internal)?;
-        Ok(super::framework::Request {
-            operation,
-            path: req.path,
-            data,
-            secret,
-            mount_point: req.mount_point,
-            id: req.id,
-            storage: mount.storage.clone(),
-            system: mount.system.clone(),
-        })
+        translate::request_from_pb(req, mount.storage.clone(), mount.system.clone())
     }
 
     async fn setup(&self, id: String, args: pb::SetupArgs) -> Result<(), String> {
@@ -168,7 +180,10 @@ impl<F: BackendFactory> pb::backend_server::Backend for BackendService<F> {
         let outcome = match Self::request(&mount, args.request) {
             Ok(req) => {
                 let (op, path) = (req.operation, req.path.clone());
-                let result = mount.backend.handle_request(req).await;
+                let what = format!("HandleRequest {} {path}", op.as_str());
+                let result = catch_panic(&what, mount.backend.handle_request(req))
+                    .await
+                    .unwrap_or_else(|()| Err(BackendError::internal(PANIC_MESSAGE)));
                 if let Err(e) = &result {
                     if !matches!(
                         e,
@@ -214,7 +229,12 @@ impl<F: BackendFactory> pb::backend_server::Backend for BackendService<F> {
         let mount = self.mount(request.metadata())?;
         let args = request.into_inner();
         let result = match Self::request(&mount, args.request) {
-            Ok(req) => mount.backend.handle_existence_check(req).await,
+            Ok(req) => {
+                let what = format!("HandleExistenceCheck {}", req.path);
+                catch_panic(&what, mount.backend.handle_existence_check(req))
+                    .await
+                    .unwrap_or_else(|()| Err(BackendError::internal(PANIC_MESSAGE)))
+            }
             Err(e) => Err(e),
         };
         let reply = match result {
@@ -237,7 +257,9 @@ impl<F: BackendFactory> pb::backend_server::Backend for BackendService<F> {
         let removed = self.mounts_write().remove(&id);
         if let Some(mount) = removed {
             if let Some(clean) = &mount.backend.clean {
-                clean();
+                catch_panic("Cleanup", async { clean() })
+                    .await
+                    .map_err(|()| Status::internal(PANIC_MESSAGE))?;
             }
             tracing::debug!(multiplex_id = %id, "backend cleaned up");
         }
@@ -251,7 +273,9 @@ impl<F: BackendFactory> pb::backend_server::Backend for BackendService<F> {
         let mount = self.mount(request.metadata())?;
         let key = request.into_inner().key;
         if let Some(invalidate) = &mount.backend.invalidate {
-            invalidate(&key);
+            catch_panic("InvalidateKey", async { invalidate(&key) })
+                .await
+                .map_err(|()| Status::internal(PANIC_MESSAGE))?;
         }
         Ok(Response::new(pb::Empty {}))
     }
@@ -261,7 +285,11 @@ impl<F: BackendFactory> pb::backend_server::Backend for BackendService<F> {
         request: Request<pb::SetupArgs>,
     ) -> Result<Response<pb::SetupReply>, Status> {
         let id = multiplex_id(request.metadata())?;
-        let err = match self.setup(id, request.into_inner()).await {
+        let setup = catch_panic("Setup", self.setup(id, request.into_inner()));
+        let err = match setup
+            .await
+            .unwrap_or_else(|()| Err(PANIC_MESSAGE.to_string()))
+        {
             Ok(()) => String::new(),
             Err(e) => {
                 tracing::error!(error = %e, "backend setup failed");
@@ -314,4 +342,25 @@ impl PluginMultiplexing for Multiplexing {
 /// The version string Vault expects for this crate: `v` + the crate version.
 pub fn crate_version() -> String {
     format!("v{}", env!("CARGO_PKG_VERSION"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_call_is_an_error_for_that_call_only() {
+        let index = 7;
+        let panicked = catch_panic("test", async move { [1, 2, 3][index] }).await;
+        assert_eq!(panicked, Err(()));
+        assert_eq!(catch_panic("test", async { 5 }).await, Ok(5));
+    }
+
+    #[test]
+    fn panic_text_reads_str_and_string_payloads() {
+        assert_eq!(panic_text(&"static"), "static");
+        assert_eq!(panic_text(&format!("formatted {}", 1)), "formatted 1");
+        assert_eq!(panic_text(&42u8), "non-text panic payload");
+        assert_eq!(panic_text(&"x".repeat(2000)).len(), 500);
+    }
 }

@@ -1,11 +1,14 @@
 //! Framework types to and from Vault's wire messages (sdk/plugin/pb rules:
 //! JSON strings for maps, nanoseconds for durations, always a timestamp).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::framework::{BackendError, LeaseOptions, Response, Secret};
+use super::framework::{BackendError, LeaseOptions, Operation, Request, Response, Secret};
+use super::storage::Storage;
+use super::system_view::SystemView;
 use crate::proto::pb;
 
 /// Go's zero `time.Time` as a protobuf timestamp, what Go plugins send for "unset".
@@ -20,8 +23,26 @@ pub fn json_map(s: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str::<Value>(s) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(other) => Err(format!("expected a JSON object, got {other}")),
-        Err(e) => Err(format!("invalid JSON: {e}")),
+        Err(e) => field_by_field(s).ok_or_else(|| format!("invalid JSON: {e}")),
     }
+}
+
+/// Vault forwards numbers as the caller wrote them (Go's `json.Number`), so
+/// `{"ttl": 1e400}` reaches us though no f64 holds it. Rather than failing the
+/// whole request without naming a field, such a value is kept as its text, and
+/// the field's parser rejects it by name.
+fn field_by_field(s: &str) -> Option<Map<String, Value>> {
+    let raw: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_str(s).ok()?;
+    Some(
+        raw.into_iter()
+            .map(|(k, v)| {
+                let value = serde_json::from_str(v.get())
+                    .unwrap_or_else(|_| Value::String(v.get().to_string()));
+                (k, value)
+            })
+            .collect(),
+    )
 }
 
 /// Always valid JSON: Vault decodes it before looking at any error.
@@ -109,6 +130,33 @@ pub fn secret_to_pb(s: &Secret) -> pb::Secret {
     }
 }
 
+/// A wire request as the framework sees it, for the mount with `storage` and
+/// `system`. Undecodable request data is the caller's error (a 400).
+pub fn request_from_pb(
+    req: pb::Request,
+    storage: Arc<dyn Storage>,
+    system: Arc<dyn SystemView>,
+) -> Result<Request, BackendError> {
+    let operation = Operation::parse(&req.operation).ok_or(BackendError::UnsupportedOperation)?;
+    let data = json_map(&req.data).map_err(|e| BackendError::user(format!("request data: {e}")))?;
+    let secret = req
+        .secret
+        .as_ref()
+        .map(secret_from_pb)
+        .transpose()
+        .map_err(BackendError::internal)?;
+    Ok(Request {
+        operation,
+        path: req.path,
+        data,
+        secret,
+        mount_point: req.mount_point,
+        id: req.id,
+        storage,
+        system,
+    })
+}
+
 pub fn response_to_pb(r: &Response) -> pb::Response {
     pb::Response {
         secret: r.secret.as_ref().map(secret_to_pb),
@@ -166,6 +214,15 @@ mod tests {
         assert!(json_map("null").expect("ok").is_empty());
         assert!(json_map("[1]").is_err());
         assert_eq!(json_string(None), "null");
+    }
+
+    #[test]
+    fn numbers_beyond_f64_stay_with_their_field() {
+        let m = json_map(r#"{"ttl": 1e400, "roles": [1, -1e999], "ok": "x"}"#).expect("ok");
+        assert_eq!(m["ttl"], Value::String("1e400".into()));
+        assert_eq!(m["roles"], Value::String("[1, -1e999]".into()));
+        assert_eq!(m["ok"], Value::String("x".into()));
+        assert!(json_map(r#"{"ttl": 1e400"#).is_err());
     }
 
     #[test]

@@ -42,6 +42,9 @@ fn parse_duration_str(s: &str) -> Result<Duration, String> {
     parse_go_duration(s)
 }
 
+/// Fraction digits that matter: 10^19 * 3.6e12 ns (an hour) still fits a u128.
+const MAX_FRACTION_DIGITS: usize = 19;
+
 /// Go's `time.ParseDuration` grammar: `[+]( <decimal><unit> )+`, units ns us µs ms s m h.
 fn parse_go_duration(input: &str) -> Result<Duration, String> {
     let bad =
@@ -80,11 +83,17 @@ fn parse_go_duration(input: &str) -> Result<Duration, String> {
         };
         let mut nanos = int.checked_mul(unit_nanos).ok_or_else(bad)?;
         if !frac_part.is_empty() {
-            let frac: u128 = frac_part.parse().map_err(|_| bad())?;
-            let scale = 10u128
-                .checked_pow(u32::try_from(frac_part.len()).map_err(|_| bad())?)
+            if !frac_part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            // Digits past the 19th are below a nanosecond even in hours (Go
+            // drops them too); keeping them would overflow `frac * unit_nanos`.
+            let digits = &frac_part[..frac_part.len().min(MAX_FRACTION_DIGITS)];
+            let frac: u128 = digits.parse().map_err(|_| bad())?;
+            let scale = 10u128.pow(digits.len() as u32);
+            nanos = nanos
+                .checked_add(frac * unit_nanos / scale)
                 .ok_or_else(bad)?;
-            nanos += frac * unit_nanos / scale;
         }
         total_nanos = total_nanos.checked_add(nanos).ok_or_else(bad)?;
         rest = next;
@@ -124,6 +133,20 @@ mod tests {
         );
     }
 
+    /// Found by the property test below: a long fraction overflowed
+    /// `frac * unit_nanos` (a panic with overflow checks).
+    #[test]
+    fn long_fractions_do_not_overflow() {
+        assert_eq!(
+            parse_duration(&json!(".6000000000000000000000000000m")),
+            Ok(Duration::from_secs(36))
+        );
+        assert_eq!(
+            parse_duration(&json!("0.99999999999999999999999999999999999999h")),
+            Ok(Duration::from_nanos(3_599_999_999_999))
+        );
+    }
+
     #[test]
     fn rejects_garbage_and_negatives() {
         for bad in [
@@ -134,12 +157,68 @@ mod tests {
             json!("h"),
             json!(true),
             json!("1.d"),
+            json!("1.2.3h"),
+            json!("9999999999999999999999999999999999999999h"),
         ] {
             assert!(parse_duration(&bad).is_err(), "{bad}");
         }
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Whatever the text, a duration or an error; never a panic (overflow included).
+        #[test]
+        fn any_text_parses_or_errs(s in ".{0,40}") {
+            let _ = parse_duration(&Value::String(s));
+        }
+
+        /// Text built from the grammar's own pieces, where overflows hide.
+        #[test]
+        fn grammar_shaped_text_parses_or_errs(
+            parts in proptest::collection::vec(("[0-9]{0,40}", proptest::option::of("\\.[0-9]{0,45}"), "(ns|us|µs|ms|s|m|h|d|x|)"), 1..4),
+            sign in "[+-]?",
+        ) {
+            let text: String = std::iter::once(sign)
+                .chain(parts.into_iter().map(|(i, f, u)| format!("{i}{}{u}", f.unwrap_or_default())))
+                .collect();
+            if let Ok(d) = parse_duration(&Value::String(text.clone())) {
+                proptest::prop_assert!(!text.starts_with('-') || d.is_zero(), "{text} -> {d:?}");
+            }
+        }
+
+        #[test]
+        fn any_number_is_seconds_or_rejected(f in proptest::num::f64::ANY) {
+            let value = serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null);
+            match parse_duration(&value) {
+                Ok(d) => proptest::prop_assert!(value.is_null() || f >= 0.0, "{f} -> {d:?}"),
+                Err(_) => proptest::prop_assert!(f < 0.0, "{f} rejected"),
+            }
+        }
+
+        #[test]
+        fn seconds_and_days_round_trip(secs in proptest::prelude::any::<u64>(), days in 0u64..100_000) {
+            proptest::prop_assert_eq!(parse_duration(&Value::from(secs)), Ok(Duration::from_secs(secs)));
+            proptest::prop_assert_eq!(parse_duration(&Value::String(secs.to_string())), Ok(Duration::from_secs(secs)));
+            proptest::prop_assert_eq!(parse_duration(&Value::String(format!("{days}d"))), Ok(Duration::from_secs(days * 86_400)));
+        }
+
+        #[test]
+        fn negatives_are_rejected(n in 1i64..=i64::MAX, unit in "(ns|ms|s|m|h)") {
+            proptest::prop_assert!(parse_duration(&Value::from(-n)).is_err());
+            let negative_text = format!("-{n}{unit}");
+            proptest::prop_assert!(parse_duration(&Value::String(negative_text)).is_err());
+        }
+
+        #[test]
+        fn fractions_are_exact_to_the_nanosecond(whole in 0u64..1_000, millis in 0u64..1_000) {
+            let text = format!("{whole}.{millis:03}s");
+            proptest::prop_assert_eq!(
+                parse_duration(&Value::String(text)),
+                Ok(Duration::from_secs(whole) + Duration::from_millis(millis))
+            );
+        }
+
         #[test]
         fn go_strings_round_trip(h in 0u64..10_000, m in 0u64..60, s in 0u64..60) {
             let text = format!("{h}h{m}m{s}s");

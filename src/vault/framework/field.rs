@@ -281,4 +281,103 @@ mod tests {
         assert!(!d.is_set("ttl"));
         assert_eq!(d.duration("ttl").expect("ok"), None);
     }
+
+    /// Any JSON value, nested a few levels, with strings that look like
+    /// numbers, booleans, lists and durations as often as random text.
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".*".prop_map(Value::String),
+            "[ 0-9a-zA-Z,.+-]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(".{0,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const TYPES: [FieldType; 6] = [
+        FieldType::String,
+        FieldType::LowerCaseString,
+        FieldType::Int,
+        FieldType::Bool,
+        FieldType::CommaStringSlice,
+        FieldType::DurationSecond,
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Any value for any field type parses or is a user error naming the
+        /// field; never a panic, never an internal error.
+        #[test]
+        fn any_value_parses_or_names_the_field(ty in 0..TYPES.len(), raw in arb_json()) {
+            let schema = [FieldSchema::new("the_field", TYPES[ty], "")];
+            let mut map = Map::new();
+            map.insert("the_field".into(), raw.clone());
+            let data = FieldData::new(map, &schema);
+            match data.validate() {
+                Ok(()) => {
+                    let parsed = data.get("the_field");
+                    proptest::prop_assert!(matches!(parsed, Ok(Some(_)) | Ok(None)), "{parsed:?}");
+                }
+                Err(BackendError::User(msg)) => {
+                    proptest::prop_assert!(msg.contains("\"the_field\""), "{msg}");
+                }
+                Err(other) => proptest::prop_assert!(false, "{raw} as {:?}: {other:?}", TYPES[ty]),
+            }
+        }
+
+        #[test]
+        fn ints_in_every_form(n in any_i64()) {
+            for raw in [Value::from(n), Value::String(n.to_string()), Value::String(format!(" {n} "))] {
+                proptest::prop_assert_eq!(parse(FieldType::Int, &raw), Ok(FieldValue::Int(n)));
+            }
+        }
+
+        #[test]
+        fn ints_beyond_i64_are_rejected(n in (i64::MAX as u64 + 1)..=u64::MAX) {
+            proptest::prop_assert!(parse(FieldType::Int, &Value::from(n)).is_err());
+            proptest::prop_assert!(parse(FieldType::Int, &Value::String(n.to_string())).is_err());
+        }
+
+        #[test]
+        fn comma_lists_and_arrays_agree(items in proptest::collection::vec("[^,]{0,10}", 0..6)) {
+            let expected: Vec<String> = items.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            let joined = Value::String(items.join(","));
+            let array = Value::from(items.clone());
+            proptest::prop_assert_eq!(parse(FieldType::CommaStringSlice, &joined), Ok(FieldValue::Strings(expected.clone())));
+            proptest::prop_assert_eq!(parse(FieldType::CommaStringSlice, &array), Ok(FieldValue::Strings(expected)));
+        }
+
+        #[test]
+        fn strings_are_kept_and_lower_cased(s in ".*") {
+            let raw = Value::String(s.clone());
+            proptest::prop_assert_eq!(parse(FieldType::String, &raw), Ok(FieldValue::String(s.clone())));
+            proptest::prop_assert_eq!(parse(FieldType::LowerCaseString, &raw), Ok(FieldValue::String(s.to_lowercase())));
+        }
+
+        #[test]
+        fn bools_only_from_their_spellings(s in ".{0,6}") {
+            let got = parse(FieldType::Bool, &Value::String(s.clone()));
+            let expected = match s.trim() {
+                "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(FieldValue::Bool(true)),
+                "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(FieldValue::Bool(false)),
+                _ => Err(()),
+            };
+            proptest::prop_assert_eq!(got.map_err(|_| ()), expected);
+        }
+    }
+
+    fn any_i64() -> impl proptest::strategy::Strategy<Value = i64> {
+        proptest::prelude::any::<i64>()
+    }
 }
