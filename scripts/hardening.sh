@@ -16,13 +16,10 @@ fi
 if [[ $# -ge 1 ]]; then
   binary="$1"
 else
-  target_dir="${CARGO_TARGET_DIR:-$root/target}"
-  case "$target_dir" in
-    /*) ;;
-    *) target_dir="$root/$target_dir" ;;
-  esac
-  (cd "$root" && cargo build --release --bin vault-plugin-secrets-mongodbatlas >&2)
-  binary="$target_dir/release/vault-plugin-secrets-mongodbatlas"
+  # The binary as shipped (a static PIE on Linux with glibc).
+  source "$root/scripts/lib/release.sh"
+  build_release_plugin "$root"
+  binary="$(release_plugin_path "$root")"
 fi
 if [[ ! -f "$binary" ]]; then
   echo "hardening: FAILED: $binary does not exist" >&2

@@ -33,6 +33,7 @@ export root
 export -f openapi_check
 step "OpenAPI conformance of our client's requests and the simulator's answers" timeout 900 bash -c openapi_check
 step "conformance harness (Go, Vault SDK client)" timeout 1200 scripts/conformance.sh
+step "release binary hardening: PIE, full RELRO, non-executable stack (scripts/hardening.sh)" timeout 900 scripts/hardening.sh
 step "randomized soak, quick mode (issue/renew/revoke/roles/config/rollback under random Atlas faults)" timeout 900 scripts/soak.sh --quick
 # A cold build of Vault takes several minutes on 2 cores; after that the
 # servers come from the cache and the suites below are bounded on their own.
@@ -42,5 +43,7 @@ step "demo (README's main command)" timeout 1800 scripts/demo.sh
 step "end-to-end suites in Vault and OpenBao (scripts/e2e.sh)" timeout 1200 scripts/e2e.sh
 step "faults with a real Vault (SIGKILL mid-issuance, Atlas outage) and secret hygiene of all logs (scripts/faults-vault.sh)" timeout 900 scripts/faults-vault.sh
 step "drop-in migration from Vault's builtin engine (scripts/migration.sh)" timeout 600 scripts/migration.sh
+step "fuzzing request decoding, 30 s per target (scripts/fuzz.sh; skipped without a nightly toolchain)" \
+  timeout 1500 env FUZZ_SECONDS=30 scripts/fuzz.sh
 step "benchmark against the official plugin, quick mode (kept working, not a timed test)" timeout 1500 scripts/bench.sh --quick
 echo "all tests passed" >&2
