@@ -30,27 +30,39 @@ const OUR_TARGETS: [&str; 4] = [
 
 /// Installs the global subscriber. Safe to call more than once.
 pub fn init() {
+    let level = std::env::var(LOG_LEVEL_ENV).ok();
+    let _ = subscriber(level.as_deref(), std::io::stderr).try_init();
+}
+
+/// hclog lines for `level` (`PLUGIN_LOG_LEVEL`; unset or unknown: info) on `writer`.
+fn subscriber<W>(level: Option<&str>, writer: W) -> impl Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     // A static per-target filter, not EnvFilter: the level is one variable, and
     // EnvFilter would link a regex engine into the plugin for nothing.
-    let ours = std::env::var(LOG_LEVEL_ENV)
-        .ok()
+    let ours = level
         .and_then(|l| l.trim().parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::INFO);
-    // Transport libraries only when tracing.
+    // Transport libraries: their debug output only when tracing, and never
+    // more than our own level otherwise.
     let deps = if ours == LevelFilter::TRACE {
         LevelFilter::DEBUG
     } else {
-        LevelFilter::WARN
+        ours.min(LevelFilter::WARN)
     };
     let filter = Targets::new()
         .with_default(deps)
         .with_targets(OUR_TARGETS.map(|target| (target, ours)));
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .event_format(HclogJson)
-        .finish()
+    // A registry with layers: `fmt()`'s own subscriber would add its default
+    // INFO ceiling and drop debug lines whatever the filter says.
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .event_format(HclogJson),
+        )
         .with(filter)
-        .try_init();
 }
 
 /// One JSON object per event, in hclog's shape.
@@ -172,7 +184,65 @@ impl Visit for FieldsVisitor {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines_at(level: Option<&str>) -> Vec<Value> {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = subscriber(level, move || writer.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "vault_mongodbatlas::engine::creds", "ours debug");
+            tracing::info!(target: "vault_mongodbatlas::engine", "ours info");
+            tracing::debug!(target: "h2::codec", "dep debug");
+            tracing::warn!(target: "h2::codec", "dep warn");
+        });
+        let bytes = captured.0.lock().expect("lock").clone();
+        String::from_utf8(bytes)
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("hclog json"))
+            .collect()
+    }
+
+    fn messages(lines: &[Value]) -> Vec<&str> {
+        lines
+            .iter()
+            .filter_map(|l| l["@message"].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn level_applies_to_our_targets_and_dependencies_stay_quiet() {
+        assert_eq!(messages(&lines_at(None)), ["ours info", "dep warn"]);
+        assert_eq!(
+            messages(&lines_at(Some("bogus"))),
+            ["ours info", "dep warn"]
+        );
+        assert_eq!(
+            messages(&lines_at(Some(" DEBUG "))),
+            ["ours debug", "ours info", "dep warn"]
+        );
+        assert_eq!(
+            messages(&lines_at(Some("trace"))),
+            ["ours debug", "ours info", "dep debug", "dep warn"]
+        );
+        assert_eq!(messages(&lines_at(Some("error"))), Vec::<&str>::new());
+    }
 
     #[test]
     fn timestamp_has_exactly_six_fraction_digits() {
