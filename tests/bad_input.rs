@@ -8,7 +8,6 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use ipnet::IpNet;
 use proptest::prelude::*;
@@ -17,9 +16,9 @@ use serde_json::{json, Map, Value};
 use vault_mongodbatlas::engine::MongoDbAtlas;
 use vault_mongodbatlas::sim::{SimConfig, SimHandle, Simulator};
 use vault_mongodbatlas::vault::framework::{
-    parse_duration, Backend, BackendConfig, BackendError, BackendFactory, Operation, Request,
-    Response, Secret,
+    parse_duration, Backend, BackendError, Operation, Request, Response, Secret,
 };
+use vault_mongodbatlas::vault::in_memory::InMemoryMount;
 use vault_mongodbatlas::vault::storage::{InMemStorage, Storage, StorageEntry};
 use vault_mongodbatlas::vault::system_view::StaticSystemView;
 
@@ -63,20 +62,11 @@ type Outcome = Result<Option<Response>, BackendError>;
 impl Mount {
     /// A fresh mount configured with the simulator's credentials.
     async fn new() -> Self {
-        let storage = Arc::new(InMemStorage::default());
-        let system = Arc::new(StaticSystemView {
-            default_lease_ttl: Duration::from_secs(3600),
-            max_lease_ttl: Duration::from_secs(24 * 3600),
-            vault_version: "1.21.4".into(),
-        });
-        let backend = MongoDbAtlas::default()
-            .create(&BackendConfig {
-                storage: storage.clone(),
-                system: system.clone(),
-                config: Default::default(),
-                backend_uuid: "bad-input".into(),
-            })
-            .expect("backend");
+        let InMemoryMount {
+            backend,
+            storage,
+            system,
+        } = InMemoryMount::new(&MongoDbAtlas::default()).expect("backend");
         let mount = Self {
             backend,
             storage,

@@ -10,8 +10,9 @@ use serde_json::{json, Map, Value};
 use vault_mongodbatlas::engine::MongoDbAtlas;
 use vault_mongodbatlas::sim::{FaultRule, NewKeyRequest, SimConfig, SimHandle, Simulator};
 use vault_mongodbatlas::vault::framework::{
-    wal, Backend, BackendConfig, BackendError, BackendFactory, Operation, Request, Response, Secret,
+    wal, Backend, BackendError, Operation, Request, Response, Secret,
 };
+use vault_mongodbatlas::vault::in_memory::InMemoryMount;
 use vault_mongodbatlas::vault::storage::{InMemStorage, Storage, StorageEntry};
 use vault_mongodbatlas::vault::system_view::StaticSystemView;
 
@@ -34,20 +35,11 @@ impl Mount {
     async fn with_sim(mut cfg: SimConfig) -> Self {
         cfg.listen = "127.0.0.1:0".parse().expect("addr");
         let sim = Simulator::start(cfg).await.expect("simulator starts");
-        let storage = Arc::new(InMemStorage::default());
-        let system = Arc::new(StaticSystemView {
-            default_lease_ttl: Duration::from_secs(3600),
-            max_lease_ttl: Duration::from_secs(24 * 3600),
-            vault_version: "1.21.4".into(),
-        });
-        let backend = MongoDbAtlas::default()
-            .create(&BackendConfig {
-                storage: storage.clone(),
-                system: system.clone(),
-                config: Default::default(),
-                backend_uuid: "test".into(),
-            })
-            .expect("backend");
+        let InMemoryMount {
+            backend,
+            storage,
+            system,
+        } = InMemoryMount::new(&MongoDbAtlas::default()).expect("backend");
         let mount = Self {
             backend,
             storage,

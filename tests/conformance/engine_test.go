@@ -59,8 +59,9 @@ func loadEngineEnv(t *testing.T) *engineEnv {
 }
 
 // newHost registers the engine with a fresh host; the host and plugin log is printed only
-// when the test fails.
-func (e *engineEnv) newHost(t *testing.T) *Host {
+// when the test fails. env (NAME=value) is extra plugin environment, as
+// `vault plugin register -env=...` gives it.
+func (e *engineEnv) newHost(t *testing.T, env ...string) *Host {
 	t.Helper()
 	logs := &lockedBuffer{}
 	t.Cleanup(func() {
@@ -72,6 +73,7 @@ func (e *engineEnv) newHost(t *testing.T) *Host {
 		Name:    "mongodbatlas",
 		Command: e.binary,
 		Version: e.version,
+		Env:     env,
 		System:  staticSystem(),
 		Logs:    logs,
 	})

@@ -16,31 +16,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// newHostWithEnv is newHost for a plugin launched with extra environment (NAME=value), as
-// `vault plugin register -env=...` would give it.
-func (e *engineEnv) newHostWithEnv(t *testing.T, env []string) *Host {
-	t.Helper()
-	logs := &lockedBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("host and plugin log:\n%s", logs.String())
-		}
-	})
-	h, err := NewHost(HostConfig{
-		Name:    "mongodbatlas",
-		Command: e.binary,
-		Version: e.version,
-		Env:     env,
-		System:  staticSystem(),
-		Logs:    logs,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
 // fault is one rule's counters (zero when the rule is gone).
 func (s *atlasSim) fault(t *testing.T, ctx context.Context, id int) simFault {
 	t.Helper()

@@ -2,14 +2,13 @@
 //! holding a valid role and no Atlas config, so no input reaches the network)
 //! and the dispatch every decoded request goes through in the plugin.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
 use vault_mongodbatlas::engine::MongoDbAtlas;
 use vault_mongodbatlas::proto::pb;
-use vault_mongodbatlas::vault::framework::{BackendConfig, BackendError, BackendFactory};
-use vault_mongodbatlas::vault::storage::{InMemStorage, Storage, StorageEntry};
-use vault_mongodbatlas::vault::system_view::StaticSystemView;
+use vault_mongodbatlas::vault::framework::BackendError;
+use vault_mongodbatlas::vault::in_memory::InMemoryMount;
+use vault_mongodbatlas::vault::storage::{Storage, StorageEntry};
 use vault_mongodbatlas::vault::translate;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -28,7 +27,11 @@ const ROLE: &str = r#"{"organization_id":"5f0c4f2b8c1e4a3d2b1a0f9e","roles":["OR
 /// the engine's dispatch (request, then existence check), as pb.Backend does.
 pub fn dispatch(req: pb::Request) {
     runtime().block_on(async move {
-        let storage = Arc::new(InMemStorage::default());
+        let InMemoryMount {
+            backend,
+            storage,
+            system,
+        } = InMemoryMount::new(&MongoDbAtlas::default()).expect("backend");
         storage
             .put(StorageEntry {
                 key: "roles/r".into(),
@@ -37,19 +40,6 @@ pub fn dispatch(req: pb::Request) {
             })
             .await
             .expect("seed role");
-        let system = Arc::new(StaticSystemView {
-            default_lease_ttl: Duration::from_secs(3600),
-            max_lease_ttl: Duration::from_secs(86400),
-            vault_version: "1.21.4".into(),
-        });
-        let backend = MongoDbAtlas::default()
-            .create(&BackendConfig {
-                storage: storage.clone(),
-                system: system.clone(),
-                config: Default::default(),
-                backend_uuid: "fuzz".into(),
-            })
-            .expect("backend");
         let Ok(request) = translate::request_from_pb(req, storage, system) else {
             return;
         };
