@@ -51,6 +51,7 @@ fn secret_type() -> SecretType {
             .await?;
             Ok(None)
         })),
+        rollback: None,
     }
 }
 

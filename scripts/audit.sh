@@ -6,11 +6,11 @@
 #   scripts/audit.sh
 #
 # cargo-deny is installed from crates.io (pinned) on first use. The advisory database is
-# a git repository on GitHub: the script fetches it when it can; otherwise it uses the
-# copy cached by an earlier run; RUSTSEC_ADVISORY_DB names a local clone to use instead. With no
-# database at all (a machine that reaches crates.io but not GitHub) the advisory check
-# is reported as NOT RUN and the other checks still gate; AUDIT_REQUIRE_ADVISORIES=1
-# makes that a failure.
+# a git repository on GitHub: the script fetches it when it can; otherwise it clones the
+# offline snapshot beside the project (../shared/rustsec/advisory-db.bundle), else uses
+# the copy cached by an earlier run; RUSTSEC_ADVISORY_DB names a local clone (or bundle)
+# to use instead. The advisory check always runs: with no database at all the audit
+# fails. The database's date is printed, with a warning when it is over 30 days old.
 set -euo pipefail
 
 readonly CARGO_DENY_VERSION="0.20.2"
@@ -31,31 +31,34 @@ if [[ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" 
         die "could not install cargo-deny"
 fi
 
-# The advisory database: a given clone, else fresh from GitHub, else the cached copy.
-if [[ -n "${RUSTSEC_ADVISORY_DB:-}" ]]; then
-    [[ -d "$RUSTSEC_ADVISORY_DB/crates" ]] || die "RUSTSEC_ADVISORY_DB=$RUSTSEC_ADVISORY_DB is not an advisory-db clone"
+# The advisory database: a given clone, else fresh from GitHub, else the offline
+# snapshot, else the cached copy.
+seed_db() { # <git source: a clone or a bundle>
     rm -rf "$db_dir"
     mkdir -p "$(dirname "$db_dir")"
-    git clone --quiet "$RUSTSEC_ADVISORY_DB" "$db_dir" || die "could not copy $RUSTSEC_ADVISORY_DB"
+    git clone --quiet "$1" "$db_dir"
+}
+snapshot="$root/../shared/rustsec/advisory-db.bundle"
+if [[ -n "${RUSTSEC_ADVISORY_DB:-}" ]]; then
+    seed_db "$RUSTSEC_ADVISORY_DB" || die "could not copy the advisory database from $RUSTSEC_ADVISORY_DB"
     log "advisory database copied from $RUSTSEC_ADVISORY_DB"
-else
-    # cargo-deny also succeeds, quietly, when it only has its cached copy.
-    timeout 120 cargo deny --config "$config" fetch db >/dev/null 2>&1 || true
+elif timeout 120 cargo deny --config "$config" fetch db >/dev/null 2>&1 && [[ -d "$db_dir/crates" ]]; then
+    log "advisory database fetched from $ADVISORY_DB_URL"
+elif [[ -f "$snapshot" ]]; then
+    # cargo-deny "succeeds" quietly with a stale cache; the snapshot may be newer.
+    seed_db "$snapshot" || die "could not clone the advisory database snapshot $snapshot"
+    log "advisory database: $ADVISORY_DB_URL unreachable, using the offline snapshot $snapshot"
 fi
+[[ -d "$db_dir/crates" ]] ||
+    die "no advisory database: $ADVISORY_DB_URL is unreachable, $snapshot is missing and RUSTSEC_ADVISORY_DB is not set"
+dated="$(git -C "$db_dir" log -1 --format=%ct 2>/dev/null || echo 0)"
+age_days=$(( ($(date +%s) - dated) / 86400 ))
+log "advisory database: commit $(git -C "$db_dir" log -1 --format=%h 2>/dev/null) of $(date -u -d "@$dated" +%F), $age_days days old"
+((age_days <= 30)) || log "warning: the advisory database is over 30 days old ($ADVISORY_DB_URL unreachable?)"
+checks=(advisories bans licenses sources)
 
-checks=(bans licenses sources)
-if [[ -d "$db_dir/crates" ]]; then
-    checks=(advisories "${checks[@]}")
-    dated="$(git -C "$db_dir" log -1 --format=%ct 2>/dev/null || echo 0)"
-    age_days=$(( ($(date +%s) - dated) / 86400 ))
-    log "advisory database: commit $(git -C "$db_dir" log -1 --format=%h 2>/dev/null) of $(date -u -d "@$dated" +%F), $age_days days old"
-    ((age_days <= 30)) || log "warning: the advisory database is over 30 days old ($ADVISORY_DB_URL unreachable?)"
-elif [[ "${AUDIT_REQUIRE_ADVISORIES:-0}" == 1 ]]; then
-    die "no advisory database: $ADVISORY_DB_URL is unreachable and RUSTSEC_ADVISORY_DB is not set"
-else
-    log "advisories: NOT RUN ($ADVISORY_DB_URL is unreachable from this machine and no copy is cached;"
-    log "  set RUSTSEC_ADVISORY_DB to a clone of it). Bans, licenses and sources are still checked."
-fi
-
+# cargo-deny reads the metadata of every crate in Cargo.lock, for every target, offline:
+# a fresh machine has downloaded only the host's, so fetch them all first.
+cargo fetch --locked --quiet || die "could not fetch the crates of Cargo.lock"
 cargo deny --offline --locked --config "$config" check "${checks[@]}"
 log "passed: ${checks[*]}"

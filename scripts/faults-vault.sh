@@ -6,7 +6,7 @@
 #   sigkill  the plugin process is SIGKILLed while an issuance is in flight
 #            (the key exists in Atlas, its access-list call is held by the
 #            simulator): Vault relaunches the plugin on the next request, and
-#            the WAL rollback (MONGODBATLAS_WAL_ROLLBACK_MIN_AGE=5s) deletes
+#            the WAL rollback (MONGODBATLAS_WAL_ROLLBACK_MIN_AGE=8s) deletes
 #            the orphan key on its next pass (Vault runs one a minute).
 #   outage   Atlas resets every connection while leases expire and are
 #            revoked (`lease revoke`, `lease revoke -prefix`: both queued):
@@ -149,7 +149,7 @@ wait_rolled_back() { # <what> <public key> <key id> <killed at (SECONDS)>
 
 suite_sigkill() {
     STATE="$1"
-    start_vault_stack "$STATE" "-env=MONGODBATLAS_WAL_ROLLBACK_MIN_AGE=5s"
+    start_vault_stack "$STATE" "-env=MONGODBATLAS_ISSUE_TIMEOUT=6s" "-env=MONGODBATLAS_WAL_ROLLBACK_MIN_AGE=8s"
     cli write "$MOUNT/roles/org-role" organization_id="$SIM_ORG_ID" roles=ORG_MEMBER \
         ip_addresses=192.0.2.10 ttl=1h >&2
     local kept

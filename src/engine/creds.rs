@@ -3,22 +3,39 @@
 //! Every key that exists in Atlas is either handed to Vault as a lease, or
 //! deleted before the request returns, or recorded in the WAL so the next
 //! rollback deletes it. Nothing else can leak a live key.
+//!
+//! Vault drops a request whose client hangs up, at whatever await it is on, so
+//! the issuance runs as a detached task ([`Tasks::hand_over`]) that always runs
+//! to the end. The WAL entry is written before the create and deleted only when
+//! the key is handed to a request that is still waiting, or once the key is
+//! gone; a key nobody is waiting for is deleted by the task itself. The task
+//! gives up at the issue timeout and answers at most [`CLEANUP_GRACE`] later,
+//! before Vault gives up on the request; a cleanup that takes longer goes on
+//! after the answer.
+
+use std::time::Duration;
 
 use rand::Rng;
 use serde_json::{json, Map, Value};
+use tokio::time::{timeout_at, Instant};
 
 use super::lease::{self, WalKey};
 use super::role::{self, KeyMode, Role};
-use super::{atlas_error, Engine, SECRET_TYPE};
+use super::{atlas_error, Engine, ISSUE_TIMEOUT_ENV, SECRET_TYPE};
 use crate::atlas::{AccessListEntry, ApiKey, AtlasClient, AtlasError};
 use crate::vault::framework::{
-    handler, wal, BackendError, FieldSchema, FieldType, Operation, Path, Request, Response,
+    handler, wal, BackendError, FieldSchema, FieldType, Handover, Operation, Path, Request,
+    Response, SecretType,
 };
 
 const CREDS_PATTERN: &str = r"creds/(?P<name>\w(([\w.-]+)?\w)?)";
 /// Atlas' limit on an API key description.
 const MAX_DESCRIPTION: usize = 250;
 const RANDOM_SUFFIX: usize = 20;
+/// After a failure or the issue timeout, time to delete what the issuance
+/// created before answering. The default issue timeout plus this stays under
+/// Vault's default request limit (90 s).
+const CLEANUP_GRACE: Duration = Duration::from_secs(10);
 
 pub fn path(engine: &Engine) -> Path {
     let engine = engine.clone();
@@ -84,124 +101,311 @@ async fn issue(engine: &Engine, req: Request, name: &str) -> Result<Response, Ba
     let client = engine.client(&req).await?.ok_or_else(|| {
         BackendError::user("no Atlas credentials configured: write them first with `vault write <mount>/config public_key=... private_key=...`")
     })?;
-
-    let desc = description(name);
-    let mut wal_key = WalKey {
-        description: desc.clone(),
-        organization_id: role.organization_id.clone(),
-        project_id: role.project_id.clone(),
-        ..WalKey::default()
+    // Nothing above changed anything; from here on, the task owns the issuance.
+    let issuance = Issuance {
+        secret_type: lease::secret_type(engine),
+        limit: engine.settings().issue_timeout,
+        req,
+        name: name.to_string(),
+        role,
+        mode,
+        entries,
+        client,
     };
-    let storage = req.storage.as_ref();
-    let wal_id = wal::put(storage, SECRET_TYPE, wal_key.to_json()).await?;
-
-    let create = async {
-        match mode {
-            KeyMode::Org | KeyMode::OrgAssignedToProject => {
-                client
-                    .create_org_key(&role.organization_id, &desc, role.roles())
-                    .await
-            }
-            KeyMode::Project => {
-                client
-                    .create_project_key(&role.project_id, &desc, role.roles())
-                    .await
-            }
-        }
-    };
-    // The mount's TTLs come from Vault while Atlas creates the key.
-    let (created, ttls) = tokio::join!(create, lease::ttls(&req, &role));
-    let key = match created {
-        Ok(key) => key,
-        Err(e) => {
-            // A create Atlas may have executed stays in the WAL for rollback to find by description.
-            if !matches!(e, AtlasError::CreateUncertain { .. }) {
-                wal::delete(storage, &wal_id).await?;
-            }
-            return Err(atlas_error("creating the Atlas API key", e));
-        }
-    };
-    let key_org = key
-        .org_id()
-        .map(str::to_string)
-        .unwrap_or_else(|| role.organization_id.clone());
-    wal_key.programmatic_api_key_id = key.id.clone();
-    wal_key.key_org_id = key_org.clone();
-
-    // Recording the id (so a rollback deletes the key directly instead of
-    // searching by description) overlaps with the key's remaining setup.
-    let (recorded, configured) = tokio::join!(
-        wal::put_at(storage, &wal_id, SECRET_TYPE, wal_key.to_json()),
-        finish_key(&client, &role, mode, &key, &key_org, &entries),
-    );
-    let failure = match (configured, recorded, &ttls, &key.private_key) {
-        (Err(e), _, _, _) => Some(atlas_error(
-            "configuring the new Atlas API key (the key was deleted)",
-            e,
-        )),
-        (_, Err(e), _, _) => Some(BackendError::from(e)),
-        (_, _, Err(e), _) => Some(BackendError::internal(format!(
-            "reading the mount's lease TTLs: {e}"
-        ))),
-        (_, _, _, None) => Some(BackendError::internal(
-            "Atlas created the key but returned no private key; the key was deleted",
-        )),
-        _ => None,
-    };
-    if let Some(err) = failure {
-        match lease::delete_key(&client, &key_org, &key.id).await {
-            Ok(()) => wal::delete(storage, &wal_id).await?,
-            Err(e) => {
-                tracing::warn!(key_id = %key.id, error = %e, "could not delete a half-configured key; the WAL rollback will retry")
-            }
-        }
-        return Err(err);
-    }
-    let (ttl, max_ttl) = ttls?;
-    let private_key = key
-        .private_key
-        .as_ref()
-        .map(|k| k.expose().to_string())
-        .unwrap_or_default();
-    // Only now may the key outlive this request: Vault takes over its lifetime.
-    wal::delete(storage, &wal_id).await?;
-    tracing::debug!(role = %name, key_id = %key.id, "issued Atlas API key");
-
-    let mut data = Map::new();
-    data.insert("public_key".into(), Value::String(key.public_key.clone()));
-    data.insert("private_key".into(), Value::String(private_key));
-    data.insert("description".into(), Value::String(desc));
-    let internal = match json!({
-        "programmatic_api_key_id": key.id,
-        "project_id": role.project_id,
-        "organization_id": role.organization_id,
-        "role": name,
-        "key_org_id": key_org,
-    }) {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    Ok(lease::secret_type(engine).response(data, internal, ttl, max_ttl))
+    engine
+        .tasks()
+        .hand_over(move |handover| issuance.run(handover))
+        .await
 }
 
-/// Access list and project assignment of a freshly created key.
-async fn finish_key(
-    client: &AtlasClient,
-    role: &Role,
+/// One issuance, owned by its detached task.
+struct Issuance {
+    secret_type: SecretType,
+    limit: Duration,
+    req: Request,
+    name: String,
+    role: Role,
     mode: KeyMode,
-    key: &ApiKey,
-    key_org: &str,
-    entries: &[AccessListEntry],
-) -> Result<(), AtlasError> {
-    if !entries.is_empty() {
-        client.add_access_list(key_org, &key.id, entries).await?;
+    entries: Vec<AccessListEntry>,
+    client: AtlasClient,
+}
+
+/// What exists in Atlas, as far as the issuance knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Created {
+    /// No create was sent, or Atlas refused it in a way that proves nothing exists.
+    Nothing,
+    /// A create was sent and its outcome is unknown (in flight, or its answer lost).
+    Unknown,
+    /// The key exists; its id is in `Progress::wal_key`.
+    Key,
+}
+
+struct Progress {
+    wal_id: Option<String>,
+    wal_key: WalKey,
+    created: Created,
+}
+
+/// What became of the key of an issuance that failed or was abandoned.
+enum Cleanup {
+    NothingCreated,
+    Deleted,
+    /// Still recorded in the WAL: the periodic rollback deletes it.
+    LeftForRollback(String),
+}
+
+impl Cleanup {
+    fn note(&self) -> Option<String> {
+        match self {
+            Self::NothingCreated => None,
+            Self::Deleted => Some("the key was deleted".into()),
+            Self::LeftForRollback(why) => Some(format!(
+                "the key it may have created could not be deleted yet ({why}); it is recorded, and Vault's periodic WAL rollback deletes it"
+            )),
+        }
     }
-    if mode == KeyMode::OrgAssignedToProject {
-        client
-            .assign_key_to_project(&role.project_id, &key.id, role.project_roles())
-            .await?;
+}
+
+type Answer = Handover<Result<Response, BackendError>>;
+
+impl Issuance {
+    async fn run(self, answer: Answer) {
+        let deadline = Instant::now() + self.limit;
+        let mut progress = Progress {
+            wal_id: None,
+            wal_key: WalKey {
+                description: description(&self.name),
+                organization_id: self.role.organization_id.clone(),
+                project_id: self.role.project_id.clone(),
+                ..WalKey::default()
+            },
+            created: Created::Nothing,
+        };
+        let failure = match timeout_at(deadline, self.create_key(&mut progress, &answer)).await {
+            Ok(Ok(response)) => return self.hand_over(progress, response, answer).await,
+            Ok(Err(e)) => e,
+            Err(_) => BackendError::internal(format!(
+                "Atlas did not finish issuing the key within {}s ({ISSUE_TIMEOUT_ENV}); the issuance was abandoned",
+                self.limit.as_secs()
+            )),
+        };
+        if answer.abandoned() {
+            return self.clean_up_abandoned(progress).await;
+        }
+        // Clean up before answering if time allows; otherwise answer, then finish.
+        let cleanup = self.clean_up(&mut progress);
+        tokio::pin!(cleanup);
+        match timeout_at(deadline + CLEANUP_GRACE, &mut cleanup).await {
+            Ok(outcome) => {
+                let failure = match outcome.note() {
+                    Some(note) => failure.with_note(&note),
+                    None => failure,
+                };
+                let _ = answer.deliver(Err(failure));
+            }
+            Err(_) => {
+                let _ = answer.deliver(Err(failure.with_note(
+                    "the plugin is still deleting any key it created, and records it for the WAL rollback until it is gone",
+                )));
+                if let Some(note) = cleanup.await.note() {
+                    tracing::warn!(role = %self.name, outcome = %note, "finished cleaning up an issuance that ran out of time");
+                }
+            }
+        }
     }
-    Ok(())
+
+    /// WAL entry, create, access list and project assignment: the response to hand over.
+    async fn create_key(
+        &self,
+        progress: &mut Progress,
+        answer: &Answer,
+    ) -> Result<Response, BackendError> {
+        let storage = self.req.storage.as_ref();
+        let wal_id = wal::put(storage, SECRET_TYPE, progress.wal_key.to_json()).await?;
+        progress.wal_id = Some(wal_id.clone());
+        if answer.abandoned() {
+            return Err(abandoned());
+        }
+        let desc = progress.wal_key.description.clone();
+        let create = async {
+            match self.mode {
+                KeyMode::Org | KeyMode::OrgAssignedToProject => {
+                    self.client
+                        .create_org_key(&self.role.organization_id, &desc, self.role.roles())
+                        .await
+                }
+                KeyMode::Project => {
+                    self.client
+                        .create_project_key(&self.role.project_id, &desc, self.role.roles())
+                        .await
+                }
+            }
+        };
+        progress.created = Created::Unknown;
+        // The mount's TTLs come from Vault while Atlas creates the key.
+        let (created, ttls) = tokio::join!(create, lease::ttls(&self.req, &self.role));
+        let key = match created {
+            Ok(key) => key,
+            Err(e) => {
+                // Only an answer that proves nothing was created clears the record.
+                if !matches!(e, AtlasError::CreateUncertain { .. }) {
+                    progress.created = Created::Nothing;
+                }
+                return Err(atlas_error("creating the Atlas API key", e));
+            }
+        };
+        let key_org = key
+            .org_id()
+            .map(str::to_string)
+            .unwrap_or_else(|| self.role.organization_id.clone());
+        progress.wal_key.programmatic_api_key_id = key.id.clone();
+        progress.wal_key.key_org_id = key_org.clone();
+        progress.created = Created::Key;
+        if answer.abandoned() {
+            return Err(abandoned());
+        }
+
+        // Recording the id (so a rollback deletes the key directly instead of
+        // searching by description) overlaps with the key's remaining setup.
+        let (recorded, configured) = tokio::join!(
+            wal::put_at(storage, &wal_id, SECRET_TYPE, progress.wal_key.to_json()),
+            self.configure(&key, &key_org),
+        );
+        configured.map_err(|e| atlas_error("configuring the new Atlas API key", e))?;
+        recorded?;
+        let (ttl, max_ttl) = ttls
+            .map_err(|e| BackendError::internal(format!("reading the mount's lease TTLs: {e}")))?;
+        let private_key = key.private_key.as_ref().ok_or_else(|| {
+            BackendError::internal("Atlas created the key but returned no private key")
+        })?;
+
+        let mut data = Map::new();
+        data.insert("public_key".into(), Value::String(key.public_key.clone()));
+        data.insert(
+            "private_key".into(),
+            Value::String(private_key.expose().to_string()),
+        );
+        data.insert("description".into(), Value::String(desc));
+        let internal = match json!({
+            "programmatic_api_key_id": key.id,
+            "project_id": self.role.project_id,
+            "organization_id": self.role.organization_id,
+            "role": self.name,
+            "key_org_id": key_org,
+        }) {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        Ok(self.secret_type.response(data, internal, ttl, max_ttl))
+    }
+
+    /// Access list and project assignment of a freshly created key.
+    async fn configure(&self, key: &ApiKey, key_org: &str) -> Result<(), AtlasError> {
+        if !self.entries.is_empty() {
+            self.client
+                .add_access_list(key_org, &key.id, &self.entries)
+                .await?;
+        }
+        if self.mode == KeyMode::OrgAssignedToProject {
+            self.client
+                .assign_key_to_project(&self.role.project_id, &key.id, self.role.project_roles())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Gives the key to the request if it still waits; else deletes it.
+    async fn hand_over(self, mut progress: Progress, response: Response, answer: Answer) {
+        let storage = self.req.storage.as_ref();
+        let failure = match progress.wal_id.clone() {
+            _ if answer.abandoned() => abandoned(),
+            // The entry goes first: once Vault may hold a lease on the key, no
+            // rollback may delete it.
+            Some(wal_id) => match wal::delete(storage, &wal_id).await {
+                Ok(()) => match answer.deliver(Ok(response)) {
+                    Ok(()) => {
+                        tracing::debug!(role = %self.name, key_id = %progress.wal_key.programmatic_api_key_id, "issued Atlas API key");
+                        return;
+                    }
+                    Err(_) => {
+                        // The request went while the entry was being deleted: record the key again.
+                        if let Err(e) =
+                            wal::put_at(storage, &wal_id, SECRET_TYPE, progress.wal_key.to_json())
+                                .await
+                        {
+                            tracing::warn!(key_id = %progress.wal_key.programmatic_api_key_id, error = %e, "could not record an abandoned key again; deleting it now");
+                        }
+                        return self.clean_up_abandoned(progress).await;
+                    }
+                },
+                Err(e) => BackendError::from(e),
+            },
+            None => BackendError::internal("an issued key without a WAL entry"),
+        };
+        if answer.abandoned() {
+            return self.clean_up_abandoned(progress).await;
+        }
+        let outcome = self.clean_up(&mut progress).await;
+        let failure = match outcome.note() {
+            Some(note) => failure.with_note(&note),
+            None => failure,
+        };
+        let _ = answer.deliver(Err(failure));
+    }
+
+    async fn clean_up_abandoned(self, mut progress: Progress) {
+        let outcome = self.clean_up(&mut progress).await;
+        tracing::warn!(
+            role = %self.name,
+            key_id = %progress.wal_key.programmatic_api_key_id,
+            outcome = outcome.note().as_deref().unwrap_or("nothing was created"),
+            "the request for this key was abandoned (the client went away or Vault's deadline passed)"
+        );
+    }
+
+    /// Deletes whatever the issuance created; the WAL entry goes only with proof
+    /// that nothing is left.
+    async fn clean_up(&self, progress: &mut Progress) -> Cleanup {
+        let storage = self.req.storage.as_ref();
+        let Some(wal_id) = progress.wal_id.clone() else {
+            return Cleanup::NothingCreated;
+        };
+        let outcome = match progress.created {
+            Created::Nothing => Cleanup::NothingCreated,
+            Created::Key | Created::Unknown => {
+                match lease::delete_wal_key(&self.client, &self.req, &progress.wal_key).await {
+                    Ok(true) => Cleanup::Deleted,
+                    // A create still in flight at Atlas may land later: keep the record.
+                    Ok(false) => {
+                        return Cleanup::LeftForRollback(
+                            "Atlas shows no key with its description yet".into(),
+                        )
+                    }
+                    Err(e) => {
+                        // The entry may lack the id (its write failed or raced): write it again.
+                        if let Err(e) =
+                            wal::put_at(storage, &wal_id, SECRET_TYPE, progress.wal_key.to_json())
+                                .await
+                        {
+                            tracing::warn!(wal_id = %wal_id, error = %e, "could not update the WAL entry of a key awaiting deletion");
+                        }
+                        return Cleanup::LeftForRollback(e.to_string());
+                    }
+                }
+            }
+        };
+        if let Err(e) = wal::delete(storage, &wal_id).await {
+            // Harmless: the rollback finds the key gone and drops the entry.
+            tracing::debug!(wal_id = %wal_id, error = %e, "could not delete a settled WAL entry");
+        }
+        progress.wal_id = None;
+        outcome
+    }
+}
+
+fn abandoned() -> BackendError {
+    BackendError::internal("the request was abandoned before the key was handed over")
 }
 
 #[cfg(test)]

@@ -70,6 +70,7 @@ pub fn secret_type(engine: &Engine) -> SecretType {
             let engine = revoking.clone();
             async move { revoke(&engine, req).await.map(|()| None) }
         })),
+        rollback: Some(wal_rollback(engine)),
     }
 }
 
@@ -183,34 +184,36 @@ async fn delete_recorded_key(client: &AtlasClient, key: &WalKey) -> Result<(), A
     }
 }
 
-pub fn wal_rollback(engine: &Engine) -> crate::vault::framework::WalRollback {
+fn wal_rollback(engine: &Engine) -> crate::vault::framework::WalRollback {
     let engine = engine.clone();
-    crate::vault::framework::rollback_handler(move |req, kind, data| {
+    crate::vault::framework::rollback_handler(move |req, data| {
         let engine = engine.clone();
-        async move { rollback(&engine, req, &kind, data).await }
+        async move { rollback(&engine, req, data).await }
     })
 }
 
-async fn rollback(
-    engine: &Engine,
-    req: Request,
-    kind: &str,
-    data: Value,
-) -> Result<(), BackendError> {
-    if kind != SECRET_TYPE {
-        tracing::warn!(kind, "dropping a WAL entry of an unknown kind");
-        return Ok(());
-    }
+async fn rollback(engine: &Engine, req: Request, data: Value) -> Result<(), BackendError> {
     let key: WalKey = serde_json::from_value(data)
         .map_err(|e| BackendError::internal(format!("unreadable WAL entry: {e}")))?;
     let client = revoking_client(engine, &req).await?;
+    delete_wal_key(&client, &req, &key).await.map(|_| ())
+}
+
+/// Deletes the key a WAL entry records. `Ok(true)`: the key is gone (deleted now
+/// or before); `Ok(false)`: no key with the entry's description exists (yet).
+pub async fn delete_wal_key(
+    client: &AtlasClient,
+    req: &Request,
+    key: &WalKey,
+) -> Result<bool, BackendError> {
     if !key.programmatic_api_key_id.is_empty() {
-        return delete_recorded_key(&client, &key)
+        return delete_recorded_key(client, key)
             .await
+            .map(|()| true)
             .map_err(|e| atlas_error("rolling back an Atlas API key", e));
     }
     if key.description.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     // The create may or may not have happened: look for the key by its unique description.
     let mut orgs: Vec<String> = [key.organization_id.clone(), key.key_org_id.clone()]
@@ -242,8 +245,9 @@ async fn rollback(
             .await
             .map_err(|e| atlas_error("rollback lookup", e))?;
         if let Some(found) = found {
-            return delete_key(&client, org, &found.id)
+            return delete_key(client, org, &found.id)
                 .await
+                .map(|()| true)
                 .map_err(|e| atlas_error("rolling back an Atlas API key", e));
         }
     }
@@ -254,10 +258,11 @@ async fn rollback(
         };
         if let Some(found) = keys.iter().find(|k| k.desc == key.description) {
             let org = found.org_id().unwrap_or_default().to_string();
-            return delete_key(&client, &org, &found.id)
+            return delete_key(client, &org, &found.id)
                 .await
+                .map(|()| true)
                 .map_err(|e| atlas_error("rolling back an Atlas API key", e));
         }
     }
-    Ok(())
+    Ok(false)
 }

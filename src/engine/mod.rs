@@ -10,7 +10,7 @@ mod settings;
 
 use crate::atlas::{AtlasClient, AtlasError, ClientConfig};
 use crate::vault::framework::{
-    Backend, BackendConfig, BackendError, BackendFactory, Request, SpecialPaths,
+    Backend, BackendConfig, BackendError, BackendFactory, Request, SpecialPaths, Tasks,
 };
 use crate::vault::plugin_server::crate_version;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +19,8 @@ use std::sync::{Arc, RwLock};
 pub use config::{Config, DEFAULT_BASE_URL};
 pub use role::{KeyMode, Role};
 pub use settings::{
-    Settings, SettingsError, ATTEMPT_TIMEOUT_ENV, CALL_TIMEOUT_ENV, WAL_ROLLBACK_MIN_AGE_ENV,
+    Settings, SettingsError, ATTEMPT_TIMEOUT_ENV, CALL_TIMEOUT_ENV, ISSUE_TIMEOUT_ENV,
+    WAL_ROLLBACK_MIN_AGE_ENV,
 };
 
 /// Secret type name, as the official plugin registers it: leases issued by
@@ -73,6 +74,8 @@ pub struct Engine {
 #[derive(Default)]
 struct Inner {
     settings: Settings,
+    // Issuances and revocations, which outlive a request Vault abandons.
+    tasks: Tasks,
     // Only ever held to clone or swap the client, never across an await.
     client: RwLock<Option<AtlasClient>>,
     // Bumped on every config change, so a client built from a config read
@@ -99,7 +102,6 @@ impl Engine {
             help: BACKEND_HELP,
             paths,
             secrets: vec![lease::secret_type(self)],
-            wal_rollback: Some(lease::wal_rollback(self)),
             wal_rollback_min_age: self.inner.settings.wal_rollback_min_age,
             invalidate: Some(Arc::new(move |key: &str| {
                 if key == config::CONFIG_KEY {
@@ -107,7 +109,16 @@ impl Engine {
                 }
             })),
             clean: None,
+            tasks: self.inner.tasks.clone(),
         }
+    }
+
+    fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    fn tasks(&self) -> &Tasks {
+        &self.inner.tasks
     }
 
     /// Drops the cached client (config written here or on another node).

@@ -13,12 +13,19 @@ use crate::vault::framework::parse_duration;
 pub const ATTEMPT_TIMEOUT_ENV: &str = "MONGODBATLAS_ATTEMPT_TIMEOUT";
 /// Time limit of one Atlas call including its retries (default 90s).
 pub const CALL_TIMEOUT_ENV: &str = "MONGODBATLAS_CALL_TIMEOUT";
+/// Time limit of a whole issuance, from its WAL entry to the answer (default 75s).
+pub const ISSUE_TIMEOUT_ENV: &str = "MONGODBATLAS_ISSUE_TIMEOUT";
 /// Age a write-ahead-log entry must reach before the rollback deletes its key (default 10m).
 pub const WAL_ROLLBACK_MIN_AGE_ENV: &str = "MONGODBATLAS_WAL_ROLLBACK_MIN_AGE";
 
-/// A WAL entry younger than this may belong to an issuance still running: it must
-/// exceed the longest issuance (three Atlas calls, each bounded by the call timeout).
+/// Vault gives up on a request after `max_request_duration` (90 s by default) and
+/// answers `context canceled`; the plugin answers first, with what happened.
+const DEFAULT_ISSUE_TIMEOUT: Duration = Duration::from_secs(75);
+/// A WAL entry younger than the issue timeout may belong to an issuance still
+/// running; the rollback must never race one.
 const DEFAULT_WAL_ROLLBACK_MIN_AGE: Duration = Duration::from_secs(10 * 60);
+/// WAL entries carry whole seconds, so an entry can look up to 1 s older than it is.
+const WAL_AGE_SLACK: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{name}={value:?}: {reason}")]
@@ -31,6 +38,8 @@ pub struct SettingsError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub timeouts: Timeouts,
+    /// An issuance answers within this; what it created is cleaned up after.
+    pub issue_timeout: Duration,
     pub wal_rollback_min_age: Duration,
 }
 
@@ -38,6 +47,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             timeouts: Timeouts::default(),
+            issue_timeout: DEFAULT_ISSUE_TIMEOUT,
             wal_rollback_min_age: DEFAULT_WAL_ROLLBACK_MIN_AGE,
         }
     }
@@ -72,7 +82,24 @@ impl Settings {
         };
         knob(ATTEMPT_TIMEOUT_ENV, &mut settings.timeouts.attempt)?;
         knob(CALL_TIMEOUT_ENV, &mut settings.timeouts.overall)?;
+        knob(ISSUE_TIMEOUT_ENV, &mut settings.issue_timeout)?;
         knob(WAL_ROLLBACK_MIN_AGE_ENV, &mut settings.wal_rollback_min_age)?;
+        // A rollback that can see an issuance's entry while the issuance runs
+        // would delete a key that is about to be leased.
+        let shortest = settings.issue_timeout + WAL_AGE_SLACK;
+        if settings.wal_rollback_min_age < shortest {
+            return Err(SettingsError {
+                name: WAL_ROLLBACK_MIN_AGE_ENV,
+                value: lookup(WAL_ROLLBACK_MIN_AGE_ENV).unwrap_or_default(),
+                reason: format!(
+                    "must be at least {}s: {ISSUE_TIMEOUT_ENV} ({}s, the longest an issuance runs) plus {}s, \
+                     or the rollback could delete the key of an issuance still running",
+                    shortest.as_secs(),
+                    settings.issue_timeout.as_secs(),
+                    WAL_AGE_SLACK.as_secs()
+                ),
+            });
+        }
         Ok(settings)
     }
 }
@@ -108,6 +135,7 @@ mod tests {
         let s = Settings::from_lookup(lookup(&[
             (ATTEMPT_TIMEOUT_ENV, "2s"),
             (CALL_TIMEOUT_ENV, "1m30s"),
+            (ISSUE_TIMEOUT_ENV, "3"),
             (WAL_ROLLBACK_MIN_AGE_ENV, "5"),
             ("UNRELATED", "x"),
         ]))
@@ -115,7 +143,41 @@ mod tests {
         assert_eq!(s.timeouts.attempt, Duration::from_secs(2));
         assert_eq!(s.timeouts.overall, Duration::from_secs(90));
         assert_eq!(s.timeouts.connect, Timeouts::default().connect);
+        assert_eq!(s.issue_timeout, Duration::from_secs(3));
         assert_eq!(s.wal_rollback_min_age, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_rollback_age_within_the_issue_timeout_is_refused() {
+        // The default issue timeout (75 s) with a 10 s minimum age: the rollback
+        // would race running issuances.
+        let err = Settings::from_lookup(lookup(&[(WAL_ROLLBACK_MIN_AGE_ENV, "10s")]))
+            .expect_err("refused")
+            .to_string();
+        assert!(err.starts_with(WAL_ROLLBACK_MIN_AGE_ENV), "{err}");
+        assert!(
+            err.contains(ISSUE_TIMEOUT_ENV) && err.contains("77s"),
+            "{err}"
+        );
+        let err = Settings::from_lookup(lookup(&[
+            (ISSUE_TIMEOUT_ENV, "20s"),
+            (WAL_ROLLBACK_MIN_AGE_ENV, "21s"),
+        ]))
+        .expect_err("refused")
+        .to_string();
+        assert!(err.contains("22s"), "{err}");
+        let ok = Settings::from_lookup(lookup(&[
+            (ISSUE_TIMEOUT_ENV, "20s"),
+            (WAL_ROLLBACK_MIN_AGE_ENV, "22s"),
+        ]))
+        .expect("accepted");
+        assert_eq!(ok.wal_rollback_min_age, Duration::from_secs(22));
+    }
+
+    #[test]
+    fn the_issuance_answers_before_vault_gives_up() {
+        // Vault's default max_request_duration is 90 s.
+        assert!(Settings::default().issue_timeout < Duration::from_secs(90));
     }
 
     #[test]

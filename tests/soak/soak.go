@@ -43,6 +43,7 @@ type config struct {
 const (
 	attemptTimeout   = "1s"
 	callTimeout      = "4s"
+	issueTimeout     = "20s"
 	walRollbackAge   = "30s"
 	maxIssuance      = 4*4*time.Second + 5*time.Second
 	requestBound     = 90 * time.Second // a request slower than this is a hang
@@ -145,6 +146,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 		Env: []string{
 			"MONGODBATLAS_ATTEMPT_TIMEOUT=" + attemptTimeout,
 			"MONGODBATLAS_CALL_TIMEOUT=" + callTimeout,
+			"MONGODBATLAS_ISSUE_TIMEOUT=" + issueTimeout,
 			"MONGODBATLAS_WAL_ROLLBACK_MIN_AGE=" + walRollbackAge,
 		},
 		System: logical.StaticSystemView{

@@ -1,6 +1,7 @@
 //! A backend: routing, field validation, secrets, WAL rollback, help.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,29 +11,28 @@ use super::error::BackendError;
 use super::field::FieldData;
 use super::path::Path;
 use super::request::{Operation, Request, Response, SecretType};
-use super::{openapi, wal};
+use super::{openapi, wal, Tasks};
 use crate::vault::storage::Storage;
 use crate::vault::system_view::SystemView;
 
-/// Undoes the side effect a WAL entry describes; `Ok` deletes the entry.
+/// Undoes the side effect a WAL entry describes, given the entry's data;
+/// `Ok` deletes the entry.
 pub type WalRollback = Arc<
     dyn Fn(
             Request,
-            String,
             Value,
-        )
-            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BackendError>> + Send>>
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BackendError>> + Send>>
         + Send
         + Sync,
 >;
 
-/// Wraps an async closure `(request, kind, data)` as a [`WalRollback`].
+/// Wraps an async closure `(request, data)` as a [`WalRollback`].
 pub fn rollback_handler<F, Fut>(f: F) -> WalRollback
 where
-    F: Fn(Request, String, Value) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), BackendError>> + Send + 'static,
+    F: Fn(Request, Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), BackendError>> + Send + 'static,
 {
-    Arc::new(move |req, kind, data| Box::pin(f(req, kind, data)))
+    Arc::new(move |req, data| Box::pin(f(req, data)))
 }
 
 /// Reacts to a storage key changed elsewhere in the cluster.
@@ -70,14 +70,16 @@ pub trait BackendFactory: Send + Sync + 'static {
 pub struct Backend {
     pub help: &'static str,
     pub paths: Vec<Path>,
+    /// Secret types; each rolls back the WAL entries of its own kind.
     pub secrets: Vec<SecretType>,
-    pub wal_rollback: Option<WalRollback>,
     /// WAL entries younger than this are left alone (their request may still be running).
     pub wal_rollback_min_age: Duration,
     /// Called when another node changed a storage key (e.g. `config`).
     pub invalidate: Option<Invalidate>,
     /// Called when the mount goes away.
     pub clean: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Work that outlives the request that started it (see [`Tasks`]).
+    pub tasks: Tasks,
 }
 
 const UNRECOGNIZED: &str = "Endpoint ignored these unrecognized parameters";
@@ -172,53 +174,35 @@ impl Backend {
         }
         .ok_or(BackendError::UnsupportedOperation)?;
         let fields = FieldData::new(req.data.clone(), &[]);
-        handler(req, fields).await
+        match req.operation {
+            // A revocation Vault stops waiting for still deletes the credential
+            // (Vault retries it anyway, and deleting twice is harmless).
+            Operation::Revoke => self.tasks.run(handler(req, fields)).await,
+            _ => handler(req, fields).await,
+        }
     }
 
-    /// Rolls back WAL entries old enough that their request cannot still be running.
+    /// Rolls back WAL entries old enough that their request cannot still be
+    /// running. The pass runs detached: a rollback Vault stops waiting for still
+    /// finishes what it started in Atlas and records it.
     async fn handle_rollback(&self, req: Request) -> Result<Option<Response>, BackendError> {
-        let Some(rollback) = self.wal_rollback.clone() else {
+        let rollbacks: Vec<(&'static str, WalRollback)> = self
+            .secrets
+            .iter()
+            .filter_map(|s| s.rollback.clone().map(|r| (s.name, r)))
+            .collect();
+        if rollbacks.is_empty() {
             return Err(BackendError::UnsupportedOperation);
-        };
-        let storage = req.storage.clone();
+        }
         let min_age = if req.data.contains_key("immediate") {
             Duration::ZERO
         } else {
             self.wal_rollback_min_age
         };
-        let now = SystemTime::now();
-        let mut failures = Vec::new();
-        for id in wal::list(storage.as_ref()).await? {
-            let entry = match wal::get(storage.as_ref(), &id).await {
-                Ok(Some(entry)) => entry,
-                Ok(None) => continue,
-                Err(e) => {
-                    failures.push(format!("{id}: {e}"));
-                    continue;
-                }
-            };
-            let created = SystemTime::UNIX_EPOCH
-                + Duration::from_secs(u64::try_from(entry.created_at).unwrap_or(0));
-            if now.duration_since(created).unwrap_or_default() < min_age {
-                continue;
-            }
-            match rollback(req.clone(), entry.kind.clone(), entry.data.clone()).await {
-                Ok(()) => wal::delete(storage.as_ref(), &id).await?,
-                Err(e) => {
-                    tracing::warn!(wal_id = %id, kind = %entry.kind, error = %e, "WAL rollback failed; will retry");
-                    failures.push(format!("{id}: {e}"));
-                }
-            }
-        }
-        if failures.is_empty() {
-            Ok(None)
-        } else {
-            Err(BackendError::internal(format!(
-                "WAL rollback failed for {} entries: {}",
-                failures.len(),
-                failures.join("; ")
-            )))
-        }
+        self.tasks
+            .run(rollback_pass(rollbacks, req, min_age))
+            .await
+            .map(|()| None)
     }
 
     fn root_help(&self) -> Response {
@@ -244,5 +228,54 @@ impl Backend {
             openapi::document(std::iter::once(path), self.help),
         );
         Response::with_data(data)
+    }
+}
+
+/// One pass over the WAL: each entry old enough goes to the secret type of its
+/// kind. An entry of a kind nobody owns may stand for a live credential (a newer
+/// plugin version wrote it, say), so it is kept and reported, never deleted.
+async fn rollback_pass(
+    rollbacks: Vec<(&'static str, WalRollback)>,
+    req: Request,
+    min_age: Duration,
+) -> Result<(), BackendError> {
+    let storage = req.storage.clone();
+    let now = SystemTime::now();
+    let mut failures = Vec::new();
+    for id in wal::list(storage.as_ref()).await? {
+        let entry = match wal::get(storage.as_ref(), &id).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => continue,
+            Err(e) => {
+                failures.push(format!("{id}: {e}"));
+                continue;
+            }
+        };
+        let created = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(entry.created_at).unwrap_or(0));
+        let age = now.duration_since(created).unwrap_or_default();
+        if age < min_age {
+            continue;
+        }
+        let Some((_, rollback)) = rollbacks.iter().find(|(kind, _)| *kind == entry.kind) else {
+            tracing::warn!(wal_id = %id, kind = %entry.kind, age_seconds = age.as_secs(), "keeping a WAL entry of a kind this plugin does not know; it may stand for a live credential");
+            continue;
+        };
+        match rollback(req.clone(), entry.data.clone()).await {
+            Ok(()) => wal::delete(storage.as_ref(), &id).await?,
+            Err(e) => {
+                tracing::warn!(wal_id = %id, kind = %entry.kind, error = %e, "WAL rollback failed; will retry");
+                failures.push(format!("{id}: {e}"));
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(BackendError::internal(format!(
+            "WAL rollback failed for {} entries: {}",
+            failures.len(),
+            failures.join("; ")
+        )))
     }
 }

@@ -34,4 +34,16 @@ impl BackendError {
     pub fn internal(msg: impl Into<String>) -> Self {
         Self::Internal(msg.into())
     }
+
+    /// The same error with `note` appended to its message (what happened next).
+    pub fn with_note(self, note: &str) -> Self {
+        match self {
+            Self::User(m) => Self::User(format!("{m}; {note}")),
+            Self::Coded { code, message } => Self::Coded {
+                code,
+                message: format!("{message}; {note}"),
+            },
+            other => Self::Internal(format!("{other}; {note}")),
+        }
+    }
 }

@@ -8,6 +8,7 @@
 //! user error is a 400 with the engine's message.
 
 mod backend;
+mod detached;
 mod duration;
 mod error;
 mod field;
@@ -19,6 +20,7 @@ pub mod wal;
 pub use backend::{
     rollback_handler, Backend, BackendConfig, BackendFactory, SpecialPaths, WalRollback,
 };
+pub use detached::{Handover, Tasks};
 pub use duration::parse_duration;
 pub use error::BackendError;
 pub use field::{FieldData, FieldSchema, FieldType};

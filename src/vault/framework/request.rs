@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
+use super::backend::WalRollback;
 use super::path::Handler;
 use crate::vault::storage::Storage;
 use crate::vault::system_view::SystemView;
@@ -93,12 +94,16 @@ impl Secret {
     }
 }
 
-/// A kind of leased secret, with what renewing and revoking it means.
+/// A kind of leased secret, with what renewing and revoking it means, and how
+/// to undo a WAL entry of an issuance that never became a lease.
 #[derive(Clone)]
 pub struct SecretType {
+    /// The lease's `secret_type`, and the kind of the WAL entries it writes.
     pub name: &'static str,
     pub renew: Option<Handler>,
     pub revoke: Option<Handler>,
+    /// Undoes a WAL entry of kind `name`; `Ok` deletes the entry.
+    pub rollback: Option<WalRollback>,
 }
 
 impl SecretType {
