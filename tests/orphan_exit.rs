@@ -51,7 +51,10 @@ fn plugin_exits_when_its_launcher_is_killed() {
     // A stand-in for Vault: a shell that launches the plugin and waits for it.
     let mut launcher = Command::new("sh")
         .args(["-c", r#""$1" & echo "$!"; wait"#, "sh", PLUGIN])
-        .env("VAULT_BACKEND_PLUGIN", "6669da05-b1c8-4f49-97d9-c8e5bed98e20")
+        .env(
+            "VAULT_BACKEND_PLUGIN",
+            "6669da05-b1c8-4f49-97d9-c8e5bed98e20",
+        )
         .env("PLUGIN_PROTOCOL_VERSIONS", "5")
         .env("PLUGIN_UNIX_SOCKET_DIR", dir.path())
         .env("PLUGIN_LOG_LEVEL", "info")

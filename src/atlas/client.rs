@@ -14,9 +14,7 @@ use super::models::{
     AccessListEntry, ApiKey, CreateKeyBody, Page, ProjectRolesBody, WireAccessListEntry,
     WireAccessListRequest, WireApiKey,
 };
-use super::transport::{
-    retry_delay, ApiRequest, ApiResponse, Failure, Idempotency, Transport,
-};
+use super::transport::{retry_delay, ApiRequest, ApiResponse, Failure, Idempotency, Transport};
 
 /// Largest page Atlas serves.
 const ITEMS_PER_PAGE: &str = "500";

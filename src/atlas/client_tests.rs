@@ -906,7 +906,8 @@ async fn create_reports_uncertainty_when_it_cannot_clean_up() {
 /// status, a success we cannot read) must leave the caller's record of the key in place.
 #[tokio::test]
 async fn create_answers_that_prove_nothing_are_reported_as_uncertain() {
-    let cases: [(&str, fn() -> Reply); 7] = [
+    type Script = fn() -> Reply;
+    let cases: [(&str, Script); 7] = [
         ("302", || Reply::empty(302).header("location", "/moved")),
         ("307", || Reply::empty(307).header("location", "/moved")),
         ("418 without a body", || Reply::empty(418)),
@@ -917,7 +918,9 @@ async fn create_answers_that_prove_nothing_are_reported_as_uncertain() {
             Reply::json(404, r#"{"error":"Not Found","status":404}"#)
         }),
         ("429 without an Atlas body", || Reply::empty(429)),
-        ("2xx that is no key", || Reply::json(200, "<html>Welcome</html>")),
+        ("2xx that is no key", || {
+            Reply::json(200, "<html>Welcome</html>")
+        }),
     ];
     for (case, reply) in cases {
         let gate = DigestGate::new(PUBLIC, PRIVATE);
@@ -971,7 +974,13 @@ async fn unreadable_create_answer_is_cleaned_up_and_still_uncertain() {
         .await
         .expect_err("no private key");
     assert!(
-        matches!(&err, AtlasError::CreateUncertain { orphan_key_id: None, .. }),
+        matches!(
+            &err,
+            AtlasError::CreateUncertain {
+                orphan_key_id: None,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("no private key"), "{err}");

@@ -320,17 +320,30 @@ mod tests {
 
     #[test]
     fn only_atlas_error_documents_count_as_refusals() {
-        let atlas = br#"{"detail":"d","error":400,"errorCode":"INVALID_ATTRIBUTE","reason":"Bad Request"}"#;
+        let atlas =
+            br#"{"detail":"d","error":400,"errorCode":"INVALID_ATTRIBUTE","reason":"Bad Request"}"#;
         assert!(is_atlas_refusal(StatusCode::BAD_REQUEST, atlas));
         for (status, body) in [
-            (StatusCode::BAD_REQUEST, &b"<html>400 Bad Request</html>"[..]),
+            (
+                StatusCode::BAD_REQUEST,
+                &b"<html>400 Bad Request</html>"[..],
+            ),
             (StatusCode::BAD_REQUEST, b""),
-            (StatusCode::BAD_REQUEST, br#"{"error":"Bad Request","status":400}"#),
-            (StatusCode::BAD_REQUEST, br#"{"detail":"problem+json from a gateway"}"#),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"error":"Bad Request","status":400}"#,
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"detail":"problem+json from a gateway"}"#,
+            ),
             (StatusCode::NOT_FOUND, atlas),
             (StatusCode::IM_A_TEAPOT, b""),
             (StatusCode::FOUND, br#"{"error":302,"errorCode":"X"}"#),
-            (StatusCode::INTERNAL_SERVER_ERROR, br#"{"error":500,"errorCode":"X"}"#),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                br#"{"error":500,"errorCode":"X"}"#,
+            ),
         ] {
             assert!(!is_atlas_refusal(status, body), "{status} {body:?}");
         }
