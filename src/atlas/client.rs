@@ -14,7 +14,7 @@ use super::models::{
     AccessListEntry, ApiKey, CreateKeyBody, Page, ProjectRolesBody, WireAccessListEntry,
     WireAccessListRequest, WireApiKey,
 };
-use super::transport::{retry_delay, ApiRequest, ApiResponse, Idempotency, Transport};
+use super::transport::{retry_delay, ApiRequest, ApiResponse, Failure, Idempotency, Transport};
 
 /// Largest page Atlas serves.
 const ITEMS_PER_PAGE: &str = "500";
@@ -369,7 +369,7 @@ impl AtlasClient {
                         return Err(*failure.error);
                     }
                 }
-                Err(failure) => return Err(*failure.error),
+                Err(failure) => return Err(create_failure(failure, desc)),
             }
         }
     }
@@ -393,12 +393,20 @@ impl AtlasClient {
         let key = match key {
             Ok(key) => key,
             Err(error) => {
-                // A key exists that nobody can use: remove it before reporting.
+                // A key exists that nobody can use: remove it now, and still report the create
+                // as uncertain (a success we cannot read is no proof of what Atlas holds), so
+                // the caller keeps its record for the rollback to search by description.
                 let deadline = self.grace_deadline(Instant::now());
-                self.remove_keys_with_desc(scope, desc, None, deadline)
+                let orphan_key_id = self
+                    .remove_keys_with_desc(scope, desc, None, deadline)
                     .await
-                    .map_err(|e| e.into_uncertain(desc))?;
-                return Err(error);
+                    .err()
+                    .and_then(|e| e.orphan_key_id);
+                return Err(AtlasError::CreateUncertain {
+                    desc: desc.to_owned(),
+                    orphan_key_id,
+                    source: Box::new(error),
+                });
             }
         };
         if recovering {
@@ -504,6 +512,21 @@ impl CleanupError {
             desc: desc.to_owned(),
             orphan_key_id: self.orphan_key_id,
             source: Box::new(self.error),
+        }
+    }
+}
+
+/// A failed create is definite only when the failure proves Atlas did nothing (never sent, or
+/// Atlas' own 4xx). Anything else (a proxy's 3xx or 4xx, an unexpected status) may have
+/// followed a create Atlas carried out, so the caller must keep its record of `desc`.
+fn create_failure(failure: Failure, desc: &str) -> AtlasError {
+    if failure.not_acted_on {
+        *failure.error
+    } else {
+        AtlasError::CreateUncertain {
+            desc: desc.to_owned(),
+            orphan_key_id: None,
+            source: failure.error,
         }
     }
 }

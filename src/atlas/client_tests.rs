@@ -902,6 +902,159 @@ async fn create_reports_uncertainty_when_it_cannot_clean_up() {
     );
 }
 
+/// Answers that do not prove Atlas refused the create (a proxy's redirect or 4xx, an odd
+/// status, a success we cannot read) must leave the caller's record of the key in place.
+#[tokio::test]
+async fn create_answers_that_prove_nothing_are_reported_as_uncertain() {
+    type Script = fn() -> Reply;
+    let cases: [(&str, Script); 7] = [
+        ("302", || Reply::empty(302).header("location", "/moved")),
+        ("307", || Reply::empty(307).header("location", "/moved")),
+        ("418 without a body", || Reply::empty(418)),
+        ("400 from a proxy", || {
+            Reply::json(400, "<html>400 Bad Request</html>").header("content-type", "text/html")
+        }),
+        ("404 with another JSON shape", || {
+            Reply::json(404, r#"{"error":"Not Found","status":404}"#)
+        }),
+        ("429 without an Atlas body", || Reply::empty(429)),
+        ("2xx that is no key", || {
+            Reply::json(200, "<html>Welcome</html>")
+        }),
+    ];
+    for (case, reply) in cases {
+        let gate = DigestGate::new(PUBLIC, PRIVATE);
+        let inventory = Arc::new(Inventory::default());
+        // Atlas stored the key each time; something else answered.
+        let server = TestServer::start(inventory_server(
+            &gate,
+            inventory.clone(),
+            move |_, _| reply(),
+            // Look-ups fail too (the proxy is in the way), so nothing can be verified.
+            Some(|| Reply::empty(302).header("location", "/moved")),
+        ))
+        .await;
+        let err = client(&server)
+            .create_org_key(ORG, "vault-proxied", &["ORG_READ_ONLY".to_owned()])
+            .await
+            .expect_err(case);
+        match &err {
+            AtlasError::CreateUncertain { desc, .. } => assert_eq!(desc, "vault-proxied", "{case}"),
+            other => panic!("{case}: expected CreateUncertain, got {other:?}"),
+        }
+        assert!(err.to_string().contains("vault-proxied"), "{case}: {err}");
+        assert_eq!(
+            inventory.created.load(Ordering::SeqCst),
+            1,
+            "{case}: no second create while unsure"
+        );
+        assert!(
+            server.requests().iter().all(|r| r.path() != "/moved"),
+            "{case}: redirects are not followed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreadable_create_answer_is_cleaned_up_and_still_uncertain() {
+    let gate = DigestGate::new(PUBLIC, PRIVATE);
+    let inventory = Arc::new(Inventory::default());
+    let server = TestServer::start(inventory_server(
+        &gate,
+        inventory.clone(),
+        |_, mut key| {
+            key.as_object_mut().map(|k| k.remove("privateKey"));
+            Reply::json(201, key.to_string())
+        },
+        None,
+    ))
+    .await;
+    let err = client(&server)
+        .create_org_key(ORG, "vault-nopk", &["ORG_READ_ONLY".to_owned()])
+        .await
+        .expect_err("no private key");
+    assert!(
+        matches!(
+            &err,
+            AtlasError::CreateUncertain {
+                orphan_key_id: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no private key"), "{err}");
+    assert!(inventory.ids().is_empty(), "the unusable key was deleted");
+}
+
+#[tokio::test]
+async fn atlas_refusals_and_unsent_creates_stay_definite() {
+    let gate = DigestGate::new(PUBLIC, PRIVATE);
+    let inventory = Arc::new(Inventory::default());
+    let undo = inventory.clone();
+    let server = TestServer::start(inventory_server(
+        &gate,
+        inventory.clone(),
+        move |n, key| {
+            let _ = undo.delete(key["id"].as_str().unwrap_or_default());
+            match n {
+                0 => Reply::error(
+                    400,
+                    "INVALID_ATTRIBUTE",
+                    "Invalid attribute desc specified.",
+                ),
+                _ => Reply::error(403, "USER_UNAUTHORIZED", "Current user is not authorized."),
+            }
+        },
+        None,
+    ))
+    .await;
+    let client = client(&server);
+    let err = client
+        .create_org_key(ORG, "vault-bad", &["ORG_READ_ONLY".to_owned()])
+        .await
+        .expect_err("400");
+    assert!(matches!(err, AtlasError::InvalidInput(_)), "{err:?}");
+    assert_eq!(err.error_code(), Some("INVALID_ATTRIBUTE"));
+    let err = client
+        .create_org_key(ORG, "vault-bad", &["ORG_READ_ONLY".to_owned()])
+        .await
+        .expect_err("403");
+    assert!(matches!(err, AtlasError::Forbidden(_)), "{err:?}");
+
+    // Nothing listens there: the create was never sent.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let err = AtlasClient::new(config(&format!("http://127.0.0.1:{port}")))
+        .expect("client")
+        .create_org_key(ORG, "vault-unsent", &["ORG_READ_ONLY".to_owned()])
+        .await
+        .expect_err("refused connection");
+    assert!(matches!(err, AtlasError::Transient { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn redirects_are_never_followed() {
+    let gate = DigestGate::new(PUBLIC, PRIVATE);
+    let server = TestServer::start(gated(&gate, |r| {
+        if r.path() == "/moved" {
+            Reply::empty(204)
+        } else {
+            Reply::empty(301).header("location", "/moved")
+        }
+    }))
+    .await;
+    let err = client(&server)
+        .delete_org_key(ORG, KEY)
+        .await
+        .expect_err("a redirect is an error");
+    assert!(matches!(err, AtlasError::Unexpected { .. }), "{err:?}");
+    assert_eq!(err.status(), Some(301));
+    assert!(server.requests().iter().all(|r| r.path() != "/moved"));
+}
+
 #[tokio::test]
 async fn project_create_recovery_deletes_through_the_organization() {
     let gate = DigestGate::new(PUBLIC, PRIVATE);

@@ -65,6 +65,21 @@ impl ApiProblem {
     }
 }
 
+/// True when the answer is a 4xx that Atlas itself sent: its error document, with `error`
+/// equal to the status and a string `errorCode`. Atlas refuses such requests before acting on
+/// them; a proxy's 4xx (HTML, plain text, its own JSON) proves nothing about what reached Atlas.
+pub(crate) fn is_atlas_refusal(status: StatusCode, body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shape {
+        error: Option<u16>,
+        error_code: Option<String>,
+    }
+    status.is_client_error()
+        && serde_json::from_slice::<Shape>(body)
+            .is_ok_and(|b| b.error == Some(status.as_u16()) && b.error_code.is_some())
+}
+
 fn text_excerpt(body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(body);
     let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -121,11 +136,12 @@ pub enum AtlasError {
         message: String,
         problem: Option<ApiProblem>,
     },
-    /// A create may have reached Atlas, and the client could not confirm (within the deadline)
-    /// that no key with this description is left behind. Whoever holds `desc` must look it up
-    /// later (`find_org_key_by_desc`) and delete it.
+    /// A create may have reached Atlas, and no answer proved otherwise: a lost or unreadable
+    /// answer that could not be checked or cleaned up within the deadline, or an answer Atlas
+    /// did not send (a proxy's 3xx or 4xx, an unexpected status). Whoever holds `desc` must
+    /// look it up later (`find_org_key_by_desc`) and delete it.
     #[error(
-        "Atlas may have created API key {desc:?}{} but this could not be confirmed or cleaned up: {source}",
+        "Atlas may have created API key {desc:?}{}, and that could not be ruled out: {source}",
         OrphanId(orphan_key_id.as_deref())
     )]
     CreateUncertain {
@@ -299,6 +315,37 @@ mod tests {
             };
             assert_eq!(actual, kind, "status {status}");
             assert_eq!(err.status(), Some(status.as_u16()));
+        }
+    }
+
+    #[test]
+    fn only_atlas_error_documents_count_as_refusals() {
+        let atlas =
+            br#"{"detail":"d","error":400,"errorCode":"INVALID_ATTRIBUTE","reason":"Bad Request"}"#;
+        assert!(is_atlas_refusal(StatusCode::BAD_REQUEST, atlas));
+        for (status, body) in [
+            (
+                StatusCode::BAD_REQUEST,
+                &b"<html>400 Bad Request</html>"[..],
+            ),
+            (StatusCode::BAD_REQUEST, b""),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"error":"Bad Request","status":400}"#,
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"detail":"problem+json from a gateway"}"#,
+            ),
+            (StatusCode::NOT_FOUND, atlas),
+            (StatusCode::IM_A_TEAPOT, b""),
+            (StatusCode::FOUND, br#"{"error":302,"errorCode":"X"}"#),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                br#"{"error":500,"errorCode":"X"}"#,
+            ),
+        ] {
+            assert!(!is_atlas_refusal(status, body), "{status} {body:?}");
         }
     }
 

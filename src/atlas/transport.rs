@@ -14,7 +14,7 @@ use url::{Position, Url};
 
 use super::config::{ClientConfig, RetryPolicy, Timeouts};
 use super::digest::{select_challenge, DigestAuth};
-use super::error::{ApiProblem, AtlasError};
+use super::error::{is_atlas_refusal, ApiProblem, AtlasError};
 use super::tls;
 
 /// Version 2023-01-01: every `/apiKeys` operation, access lists included.
@@ -84,6 +84,9 @@ pub(crate) struct Failure {
     pub(crate) error: Box<AtlasError>,
     pub(crate) resend: Resend,
     pub(crate) retry_after: Option<Duration>,
+    /// The request provably had no effect: it was never sent, or Atlas itself refused it (a
+    /// 4xx with its error document). Only then may a create be reported as "nothing created".
+    pub(crate) not_acted_on: bool,
 }
 
 impl Failure {
@@ -92,11 +95,16 @@ impl Failure {
             error: Box::new(error),
             resend,
             retry_after,
+            not_acted_on: false,
         }
     }
 
-    fn final_error(error: AtlasError) -> Self {
-        Self::new(error, Resend::Never, None)
+    /// Failed before anything was sent.
+    fn unsent(error: AtlasError) -> Self {
+        Self {
+            not_acted_on: true,
+            ..Self::new(error, Resend::Never, None)
+        }
     }
 
     /// True when a non-idempotent request may have taken effect although it failed.
@@ -253,7 +261,7 @@ impl Transport {
         let mut authorization = self
             .digest
             .sign_with_cached(&request.method, uri, body)
-            .map_err(Failure::final_error)?;
+            .map_err(Failure::unsent)?;
         loop {
             let answered_fresh_challenge = authorization.as_ref().is_some_and(|a| !a.from_cache);
             let header = authorization.as_ref().map(|a| a.header.clone());
@@ -265,20 +273,24 @@ impl Transport {
                         authorization = Some(
                             self.digest
                                 .sign_with_fresh(challenge, &request.method, uri, body)
-                                .map_err(Failure::final_error)?,
+                                .map_err(Failure::unsent)?,
                         );
                         continue;
                     }
                     if challenge.stale() {
                         // Our credentials were right; the nonce expired in between. Not processed.
-                        return Err(Failure::new(
-                            AtlasError::Transient {
-                                message: "Atlas expired the Digest nonce twice in a row".to_owned(),
-                                problem: None,
-                            },
-                            Resend::Always,
-                            None,
-                        ));
+                        return Err(Failure {
+                            not_acted_on: is_atlas_refusal(status, &bytes),
+                            ..Failure::new(
+                                AtlasError::Transient {
+                                    message: "Atlas expired the Digest nonce twice in a row"
+                                        .to_owned(),
+                                    problem: None,
+                                },
+                                Resend::Always,
+                                None,
+                            )
+                        });
                     }
                 }
             }
@@ -295,7 +307,7 @@ impl Transport {
     ) -> Result<(StatusCode, HeaderMap, Bytes), Failure> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(Failure::final_error(AtlasError::Transient {
+            return Err(Failure::unsent(AtlasError::Transient {
                 message: "the overall deadline for this Atlas call passed".to_owned(),
                 problem: None,
             }));
@@ -378,6 +390,7 @@ impl Transport {
             // Timeout, reset, truncated body: the request may have reached Atlas.
             Resend::IfIdempotent
         };
+        let not_sent = error.is_connect() || error.is_builder();
         let error = if rejected_by_tls(error) {
             AtlasError::Config(format!(
                 "TLS with {} failed ({message}); if a proxy or private CA is in use, trust its CA via the system store or SSL_CERT_FILE",
@@ -394,7 +407,11 @@ impl Transport {
                 problem: None,
             }
         };
-        Failure::new(error, resend, None)
+        Failure {
+            // Connect errors (TLS handshake included) and unbuildable requests sent nothing.
+            not_acted_on: not_sent,
+            ..Failure::new(error, resend, None)
+        }
     }
 
     fn finish(
@@ -408,6 +425,7 @@ impl Transport {
         if status.is_success() {
             return Ok(ApiResponse { status, body });
         }
+        let refused = is_atlas_refusal(status, &body);
         let problem = ApiProblem::from_response(status, headers, &body);
         let retry_after = match status {
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => headers
@@ -417,18 +435,23 @@ impl Transport {
             _ => None,
         };
         let resend = match status {
-            // The rate limiter turns requests away before they do anything.
-            StatusCode::TOO_MANY_REQUESTS => Resend::Always,
+            // Atlas' rate limiter turns requests away before they do anything.
+            StatusCode::TOO_MANY_REQUESTS if refused => Resend::Always,
+            // Someone else's 429 (a proxy) proves nothing about what reached Atlas.
+            StatusCode::TOO_MANY_REQUESTS => Resend::IfIdempotent,
             // A gateway may have passed the request on before failing (502/503/504), and a
             // 500 may come after Atlas did part of the work: a create may have happened.
             s if s.is_server_error() => Resend::IfIdempotent,
             _ => Resend::Never,
         };
-        Err(Failure::new(
-            AtlasError::from_problem(problem, retry_after),
-            resend,
-            retry_after,
-        ))
+        Err(Failure {
+            not_acted_on: refused,
+            ..Failure::new(
+                AtlasError::from_problem(problem, retry_after),
+                resend,
+                retry_after,
+            )
+        })
     }
 
     fn warn_if_deprecated(&self, request: &ApiRequest, headers: &HeaderMap) {

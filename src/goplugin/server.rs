@@ -24,6 +24,9 @@ use crate::proto::plugin::grpc_stdio_server::GrpcStdioServer;
 /// waited in full; the host kills the process 2 s after asking.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(150);
 
+/// How often we check that the process that launched us is still our parent.
+const PARENT_POLL: Duration = Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
@@ -47,6 +50,8 @@ pub struct PluginContext {
 /// Entry point for a plugin binary: returns the process exit code.
 /// `services` builds the application's gRPC services (e.g. `pb.Backend`).
 pub fn run(services: impl FnOnce(PluginContext) -> Routes) -> ExitCode {
+    // First thing: a host that dies later must not be mistaken for the one we record.
+    let host_pid = std::os::unix::process::parent_id();
     let env = |k: &str| std::env::var(k).ok();
     if let Err(e) = handshake::negotiate(env) {
         match e {
@@ -65,7 +70,7 @@ pub fn run(services: impl FnOnce(PluginContext) -> Routes) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(serve(env, services)) {
+    match runtime.block_on(serve(env, host_pid, services)) {
         Ok(()) => {
             // Do not wait for lingering tasks (the host's open broker stream).
             runtime.shutdown_background();
@@ -80,6 +85,7 @@ pub fn run(services: impl FnOnce(PluginContext) -> Routes) -> ExitCode {
 
 async fn serve(
     env: impl Fn(&str) -> Option<String>,
+    host_pid: u32,
     services: impl FnOnce(PluginContext) -> Routes,
 ) -> Result<(), ServeError> {
     let host_cert = env("PLUGIN_CLIENT_CERT")
@@ -115,6 +121,7 @@ async fn serve(
 
     let shutdown = ShutdownSignal::default();
     spawn_signal_handlers(shutdown.clone());
+    spawn_host_watch(host_pid, shutdown.clone());
     let broker = Broker::new(client_tls);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -149,6 +156,26 @@ async fn serve(
     }
     tracing::debug!("plugin stopped");
     result
+}
+
+/// A host killed without asking us to stop (SIGKILL, OOM) leaves us reparented to init or a
+/// subreaper, with nobody left to call us: stop then. Not PR_SET_PDEATHSIG, which fires when
+/// the launching *thread* exits, and Go's runtime may end that thread in a healthy Vault.
+fn spawn_host_watch(host_pid: u32, shutdown: ShutdownSignal) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PARENT_POLL);
+        loop {
+            tick.tick().await;
+            if std::os::unix::process::parent_id() != host_pid {
+                tracing::warn!(
+                    host_pid,
+                    "the Vault process that started this plugin is gone; exiting"
+                );
+                shutdown.trigger();
+                return;
+            }
+        }
+    });
 }
 
 /// go-plugin servers ignore SIGINT (the host handles Ctrl-C for its process
