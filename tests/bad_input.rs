@@ -714,8 +714,9 @@ proptest! {
     /// Any role name: routed when it is a Vault name (`\w(([\w.-]+)?\w)?`, with
     /// Go RE2's ASCII `\w`),
     /// stored lower-cased; anything else is an unsupported path (404 at
-    /// Vault), as in Vault's Go framework. A creds read for a role that does
-    /// not exist is a 400 that says so.
+    /// Vault), as in Vault's Go framework. A routed name with `..` (which
+    /// Vault's storage refuses) is a 400 naming the rule. A creds read for a
+    /// role that does not exist is a 400 that says so.
     #[test]
     fn any_role_name(raw in prop_oneof!["\\PC{0,12}", "[A-Za-z0-9_.-]{0,12}", "[a-z]{1,4}/[a-z]{1,4}"]) {
         let valid = regex::Regex::new(r"^(?-u:\w)(((?-u:\w)|[.-])*(?-u:\w))?$").expect("regex").is_match(&raw);
@@ -731,6 +732,11 @@ proptest! {
                 let creds = m.call(Operation::Read, &format!("creds/{raw}"), json!({})).await;
                 prop_assert!(unsupported(&creds), "creds/{raw:?}: {creds:?}");
                 return Ok(());
+            }
+            if raw.contains("..") {
+                user_error_naming(&outcome, &["role name"])?;
+                let creds = m.call(Operation::Read, &format!("creds/{raw}"), json!({})).await;
+                return user_error_naming(&creds, &["role name"]);
             }
             prop_assert!(matches!(outcome, Ok(None)), "{raw:?}: {outcome:?}");
             let listed = m.call(Operation::List, "roles/", json!({})).await;
