@@ -216,7 +216,21 @@ enum Input {
     Bad(Option<Value>),
 }
 
-fn key_input() -> impl Strategy<Value = Input> {
+/// Atlas public keys are 8 lowercase letters; the engine takes 1 to 64 of `[A-Za-z0-9_-]`.
+fn public_key_input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        4 => "[ \t]{0,2}[A-Za-z0-9_-]{1,20}[ \t]{0,2}"
+            .prop_map(|s| Input::Good(Some(Value::String(s)))),
+        1 => any::<u32>().prop_map(|n| Input::Good(Some(Value::from(n)))),
+        1 => prop_oneof![Just(None), Just(Some(Value::Null)), "[ \t]{0,3}".prop_map(|s| Some(Value::String(s)))]
+            .prop_map(Input::Bad),
+        1 => "[a-z]{1,4}[\"' /\n\r.:@][a-z]{1,4}".prop_map(|s| Input::Bad(Some(Value::String(s)))),
+        1 => "[a-z]{65,70}".prop_map(|s| Input::Bad(Some(Value::String(s)))),
+        1 => not_a_scalar().prop_map(|v| Input::Bad(Some(v))),
+    ]
+}
+
+fn private_key_input() -> impl Strategy<Value = Input> {
     prop_oneof![
         4 => "\\PC{0,20}"
             .prop_filter("not blank", |s| !s.trim().is_empty())
@@ -224,6 +238,8 @@ fn key_input() -> impl Strategy<Value = Input> {
         1 => any::<u32>().prop_map(|n| Input::Good(Some(Value::from(n)))),
         1 => prop_oneof![Just(None), Just(Some(Value::Null)), "[ \t]{0,3}".prop_map(|s| Some(Value::String(s)))]
             .prop_map(Input::Bad),
+        // A line break or other control character inside: a bad paste.
+        1 => "[a-z0-9-]{1,8}[\n\r\x00\x07][a-z0-9-]{1,8}".prop_map(|s| Input::Bad(Some(Value::String(s)))),
         1 => not_a_scalar().prop_map(|v| Input::Bad(Some(v))),
     ]
 }
@@ -248,6 +264,11 @@ fn base_url_input() -> impl Strategy<Value = Input> {
             Just(json!("http://[::1")),
             Just(json!("https://h:99999")),
             Just(json!("file:///etc/passwd")),
+            Just(json!("https://user:pw@cloud.mongodb.com")),
+            Just(json!("https://cloud.mongodb.com/?a=b")),
+            Just(json!("https://cloud.mongodb.com/#f")),
+            // Plain HTTP to a host that is not a loopback address, without the opt-in.
+            Just(json!("http://192.0.2.10:8080")),
             not_a_scalar(),
         ].prop_map(|v| Input::Bad(Some(v))),
     ]
@@ -264,8 +285,8 @@ proptest! {
 
     #[test]
     fn config_writes(
-        public_key in key_input(),
-        private_key in key_input(),
+        public_key in public_key_input(),
+        private_key in private_key_input(),
         base_url in base_url_input(),
         extra in extra_fields(),
     ) {
@@ -693,8 +714,9 @@ proptest! {
     /// Any role name: routed when it is a Vault name (`\w(([\w.-]+)?\w)?`, with
     /// Go RE2's ASCII `\w`),
     /// stored lower-cased; anything else is an unsupported path (404 at
-    /// Vault), as in Vault's Go framework. A creds read for a role that does
-    /// not exist is a 400 that says so.
+    /// Vault), as in Vault's Go framework. A routed name with `..` (which
+    /// Vault's storage refuses) is a 400 naming the rule. A creds read for a
+    /// role that does not exist is a 400 that says so.
     #[test]
     fn any_role_name(raw in prop_oneof!["\\PC{0,12}", "[A-Za-z0-9_.-]{0,12}", "[a-z]{1,4}/[a-z]{1,4}"]) {
         let valid = regex::Regex::new(r"^(?-u:\w)(((?-u:\w)|[.-])*(?-u:\w))?$").expect("regex").is_match(&raw);
@@ -710,6 +732,11 @@ proptest! {
                 let creds = m.call(Operation::Read, &format!("creds/{raw}"), json!({})).await;
                 prop_assert!(unsupported(&creds), "creds/{raw:?}: {creds:?}");
                 return Ok(());
+            }
+            if raw.contains("..") {
+                user_error_naming(&outcome, &["role name"])?;
+                let creds = m.call(Operation::Read, &format!("creds/{raw}"), json!({})).await;
+                return user_error_naming(&creds, &["role name"]);
             }
             prop_assert!(matches!(outcome, Ok(None)), "{raw:?}: {outcome:?}");
             let listed = m.call(Operation::List, "roles/", json!({})).await;

@@ -21,7 +21,10 @@ mod tls;
 mod transport;
 
 pub use client::AtlasClient;
-pub use config::{ClientConfig, RetryPolicy, Timeouts, DEFAULT_BASE_URL};
+pub use config::{
+    is_insecure_http, parse_base_url, redact_base_url, BaseUrlError, ClientConfig, RetryPolicy,
+    Timeouts, DEFAULT_BASE_URL,
+};
 pub use error::{ApiProblem, AtlasError};
 pub use models::{AccessListEntry, ApiKey, RoleAssignment};
 pub use secret::PrivateKey;

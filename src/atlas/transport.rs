@@ -12,7 +12,9 @@ use rand::Rng;
 use tokio::time::Instant;
 use url::{Position, Url};
 
-use super::config::{ClientConfig, RetryPolicy, Timeouts};
+use super::config::{
+    is_insecure_http, parse_base_url, redact_base_url, ClientConfig, RetryPolicy, Timeouts,
+};
 use super::digest::{select_challenge, DigestAuth};
 use super::error::{is_atlas_refusal, ApiProblem, AtlasError};
 use super::tls;
@@ -144,15 +146,16 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     pub(crate) fn new(config: &ClientConfig) -> Result<Self, AtlasError> {
-        let api_root = api_root(&config.base_url)?;
+        let api_root = api_root(&config.base_url, config.allow_insecure_http)?;
         if config.public_key.trim().is_empty() || config.private_key.expose().is_empty() {
             return Err(AtlasError::Config(
                 "the API key's public and private halves are required".to_owned(),
             ));
         }
-        if api_root.scheme() == "http" && !is_loopback(&api_root) {
+        if is_insecure_http(&api_root) {
+            // Only reached with allow_insecure_http; the URL has no userinfo by now.
             tracing::warn!(
-                base_url = %config.base_url,
+                base_url = %redact_base_url(&config.base_url),
                 "Atlas base URL is plain HTTP: requests and responses (including new private keys) travel unencrypted"
             );
         }
@@ -508,35 +511,15 @@ fn digest_uri(url: &Url) -> &str {
     &url[Position::BeforePath..Position::AfterQuery]
 }
 
-fn api_root(base_url: &str) -> Result<Url, AtlasError> {
-    let invalid = |why: &str| AtlasError::Config(format!("base URL {base_url:?} {why}"));
-    let mut url = Url::parse(base_url.trim()).map_err(|_| invalid("is not a valid URL"))?;
-    if !matches!(url.scheme(), "https" | "http") {
-        return Err(invalid("must use https"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid("must not contain credentials"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid("must not contain a query or fragment"));
-    }
+fn api_root(base_url: &str, allow_insecure_http: bool) -> Result<Url, AtlasError> {
+    let mut url = parse_base_url(base_url, allow_insecure_http)
+        .map_err(|e| AtlasError::Config(e.to_string()))?;
+    let shown = redact_base_url(base_url);
     url.path_segments_mut()
-        .map_err(|_| invalid("cannot have a path"))?
+        .map_err(|_| AtlasError::Config(format!("base_url {shown} cannot have a path")))?
         .pop_if_empty()
         .extend(API_ROOT);
     Ok(url)
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
 }
 
 /// Whether the TLS handshake failed on our side's checks (certificate, protocol).
@@ -606,18 +589,42 @@ mod tests {
 
     #[test]
     fn base_url_validation_and_api_root() {
-        let root = api_root("https://cloud.mongodb.com").expect("default");
+        let root = api_root("https://cloud.mongodb.com", false).expect("default");
         assert_eq!(root.as_str(), "https://cloud.mongodb.com/api/atlas/v2");
-        let root = api_root("https://proxy.example/atlas/").expect("prefix");
+        let root = api_root("https://proxy.example/atlas/", false).expect("prefix");
         assert_eq!(root.as_str(), "https://proxy.example/atlas/api/atlas/v2");
         for bad in [
             "cloud.mongodb.com",
             "ftp://cloud.mongodb.com",
             "https://user:pw@cloud.mongodb.com",
             "https://cloud.mongodb.com/?x=1",
+            "http://10.1.2.3:8080",
             "",
         ] {
-            assert!(matches!(api_root(bad), Err(AtlasError::Config(_))), "{bad}");
+            assert!(
+                matches!(api_root(bad, false), Err(AtlasError::Config(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_http_to_a_remote_host_needs_the_opt_in() {
+        let config = ClientConfig::new("abcdefgh", "secret").with_base_url("http://10.1.2.3:8080");
+        match Transport::new(&config) {
+            Err(AtlasError::Config(msg)) => assert!(msg.contains("allow_insecure_http"), "{msg}"),
+            other => panic!("want a config error, got {other:?}"),
+        }
+        assert!(Transport::new(&config.with_allow_insecure_http(true)).is_ok());
+    }
+
+    #[test]
+    fn a_bad_base_url_error_hides_the_password() {
+        let config = ClientConfig::new("abcdefgh", "secret")
+            .with_base_url("https://user:s3cretpw@cloud.mongodb.com");
+        match Transport::new(&config) {
+            Err(e) => assert!(!e.to_string().contains("s3cret"), "{e}"),
+            Ok(_) => panic!("userinfo accepted"),
         }
     }
 

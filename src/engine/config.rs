@@ -1,20 +1,26 @@
 //! `config`: the Atlas credentials the engine manages keys with.
 //!
 //! Stored at `config` (seal-wrapped) as `{"public_key","private_key"}`, the
-//! official plugin's format, plus `base_url` only when it is not the default,
-//! so a mount can move between the two implementations in either direction.
+//! official plugin's format, plus `base_url` only when it is not the default
+//! and `allow_insecure_http` only when true, so a mount can move between the
+//! two implementations in either direction.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Engine;
+use crate::atlas::{is_insecure_http, parse_base_url, redact_base_url};
 use crate::vault::framework::{
     handler, BackendError, FieldSchema, FieldType, Operation, Path, Response,
 };
 use crate::vault::storage::{get_json, Storage, StorageEntry};
 
 pub const CONFIG_KEY: &str = "config";
-pub const DEFAULT_BASE_URL: &str = "https://cloud.mongodb.com";
+pub const DEFAULT_BASE_URL: &str = crate::atlas::DEFAULT_BASE_URL;
+/// Generous for Atlas' 8-letter public keys and service-account client ids.
+const MAX_PUBLIC_KEY_LEN: usize = 64;
+
+const INSECURE_HTTP_WARNING: &str = "allow_insecure_http is in effect: base_url is plain HTTP to a host that is not a loopback address, so Atlas API keys (including every newly issued private key) and Digest exchanges travel unencrypted. Use https outside a lab.";
 
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Config {
@@ -22,6 +28,9 @@ pub struct Config {
     pub private_key: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub base_url: String,
+    /// Not in the official plugin's format: optional, and absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -29,7 +38,8 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("public_key", &self.public_key)
             .field("private_key", &"<redacted>")
-            .field("base_url", &self.base_url())
+            .field("base_url", &redact_base_url(self.base_url()))
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -42,36 +52,120 @@ impl Config {
             &self.base_url
         }
     }
+
+    /// Whether the opt-in is actually used: a valid plain-HTTP, non-loopback base_url.
+    fn insecure_http_in_effect(&self) -> bool {
+        self.allow_insecure_http
+            && parse_base_url(self.base_url(), true).is_ok_and(|url| is_insecure_http(&url))
+    }
+
+    /// What a read shows: never the private key, and base_url redacted (a
+    /// config written by an older version may hold a password in it).
+    fn to_response(&self) -> Response {
+        let mut resp = Response::json(json!({
+            "public_key": self.public_key,
+            "base_url": self.shown_base_url(),
+            "allow_insecure_http": self.allow_insecure_http,
+        }));
+        if let Err(e) = parse_base_url(self.base_url(), self.allow_insecure_http) {
+            resp.add_warning(format!(
+                "the stored config is unusable: {e}; write config again"
+            ));
+        }
+        if self.insecure_http_in_effect() {
+            resp.add_warning(INSECURE_HTTP_WARNING);
+        }
+        resp
+    }
+
+    /// base_url as stored when valid (so it round-trips), else redacted.
+    fn shown_base_url(&self) -> String {
+        match parse_base_url(self.base_url(), true) {
+            Ok(_) => self.base_url().to_owned(),
+            Err(_) => {
+                let quoted = redact_base_url(self.base_url());
+                quoted
+                    .strip_prefix('"')
+                    .and_then(|q| q.strip_suffix('"'))
+                    .map(str::to_owned)
+                    .unwrap_or(quoted)
+            }
+        }
+    }
 }
 
 pub async fn load(storage: &dyn Storage) -> Result<Option<Config>, BackendError> {
     Ok(get_json(storage, CONFIG_KEY).await?)
 }
 
-fn validate_base_url(raw: &str) -> Result<String, BackendError> {
-    let trimmed = raw.trim().trim_end_matches('/');
-    let url = url::Url::parse(trimmed).map_err(|e| {
-        BackendError::user(format!(
-            "base_url {raw:?} is not a URL ({e}); use e.g. {DEFAULT_BASE_URL}"
-        ))
-    })?;
-    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+/// The base URL to store: checked by the client's own rules, normalised, and
+/// empty for the default (the official format).
+fn validate_base_url(raw: &str, allow_insecure_http: bool) -> Result<String, BackendError> {
+    let url =
+        parse_base_url(raw, allow_insecure_http).map_err(|e| BackendError::user(e.to_string()))?;
+    let normalized = url.as_str().trim_end_matches('/');
+    Ok(if normalized == DEFAULT_BASE_URL {
+        String::new()
+    } else {
+        normalized.to_owned()
+    })
+}
+
+/// Atlas public keys are 8 lowercase letters; accept a wider, still header-safe shape.
+fn validate_public_key(key: &str) -> Result<(), BackendError> {
+    const RULE: &str = "public_key must be 1 to 64 letters, digits, '_' or '-' (an Atlas public key is 8 lowercase letters, e.g. abcdefgh)";
+    if key.is_empty() {
         return Err(BackendError::user(format!(
-            "base_url {raw:?} must be an http(s) URL with a host, e.g. {DEFAULT_BASE_URL}"
+            "public_key is required: {RULE}"
         )));
     }
-    Ok(trimmed.to_string())
+    if key.len() > MAX_PUBLIC_KEY_LEN {
+        return Err(BackendError::user(format!(
+            "{RULE}; this one has {} characters",
+            key.chars().count()
+        )));
+    }
+    // Name the offending character, not the value: a private key pasted here
+    // by mistake must not be echoed.
+    match key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        Some(c) => Err(BackendError::user(format!("{RULE}; found {c:?}"))),
+        None => Ok(()),
+    }
+}
+
+/// The private key goes into Digest hashes only; a line break or other control
+/// character means a bad paste. Never echoes the value.
+fn validate_private_key(key: &str) -> Result<(), BackendError> {
+    if key.is_empty() {
+        return Err(BackendError::user(
+            "private_key is required: the private key of that Atlas API key",
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(BackendError::user(
+            "private_key contains a line break or another control character: give the private key alone, on one line",
+        ));
+    }
+    Ok(())
 }
 
 pub fn path(engine: &Engine) -> Path {
     let write_engine = engine.clone();
     Path::new("config")
-        .field(FieldSchema::new("public_key", FieldType::String, "Public key of an Atlas programmatic API key that may manage API keys (Organization Owner).").required())
+        .field(FieldSchema::new("public_key", FieldType::String, "Public key of an Atlas programmatic API key that may manage API keys (Organization Owner): 1 to 64 letters, digits, '_' or '-'.").required())
         .field(FieldSchema::new("private_key", FieldType::String, "Private key of that API key. Stored seal-wrapped; never returned.").required())
         .field(FieldSchema::new(
             "base_url",
             FieldType::String,
-            "Atlas Administration API base URL. Default https://cloud.mongodb.com; https://cloud.mongodbgov.com for Atlas for Government, or a local simulator.",
+            "Atlas Administration API base URL: https://host[:port][/path], no user name, password, query or fragment. Default https://cloud.mongodb.com; https://cloud.mongodbgov.com for Atlas for Government, or a local simulator (http is accepted to a loopback address).",
+        ))
+        .field(FieldSchema::new(
+            "allow_insecure_http",
+            FieldType::Bool,
+            "Labs only: accept an http:// base_url to a host that is not a loopback address. API keys and Digest exchanges then travel unencrypted; every config write and read warns. Default false.",
         ))
         .operation(
             Operation::Update,
@@ -79,22 +173,25 @@ pub fn path(engine: &Engine) -> Path {
                 let engine = write_engine.clone();
                 async move {
                     let public_key = fields.string("public_key")?.unwrap_or_default();
-                    if public_key.trim().is_empty() {
-                        return Err(BackendError::user("public_key is required: the public key of an Atlas Organization Owner API key"));
-                    }
+                    let public_key = public_key.trim();
+                    validate_public_key(public_key)?;
                     let private_key = fields.string("private_key")?.unwrap_or_default();
-                    if private_key.trim().is_empty() {
-                        return Err(BackendError::user("private_key is required: the private key of that Atlas API key"));
-                    }
+                    let private_key = private_key.trim();
+                    validate_private_key(private_key)?;
+                    let allow_insecure_http = fields.bool("allow_insecure_http")?.unwrap_or(false);
                     let base_url = match fields.string("base_url")? {
-                        Some(url) if !url.trim().is_empty() => validate_base_url(&url)?,
+                        Some(url) if !url.trim().is_empty() => validate_base_url(&url, allow_insecure_http)?,
                         _ => String::new(),
                     };
-                    let base_url = if base_url == DEFAULT_BASE_URL { String::new() } else { base_url };
-                    let config = Config { public_key: public_key.trim().into(), private_key: private_key.trim().into(), base_url };
+                    let config = Config { public_key: public_key.into(), private_key: private_key.into(), base_url, allow_insecure_http };
                     let value = serde_json::to_vec(&config).map_err(|e| BackendError::internal(format!("encoding config: {e}")))?;
                     req.storage.put(StorageEntry { key: CONFIG_KEY.into(), value, seal_wrap: true }).await?;
                     engine.reset_client();
+                    if config.insecure_http_in_effect() {
+                        let mut resp = Response::default();
+                        resp.add_warning(INSECURE_HTTP_WARNING);
+                        return Ok(Some(resp));
+                    }
                     Ok(None)
                 }
             }),
@@ -102,13 +199,7 @@ pub fn path(engine: &Engine) -> Path {
         .operation(
             Operation::Read,
             handler(|req, _| async move {
-                let Some(config) = load(req.storage.as_ref()).await? else {
-                    return Ok(None);
-                };
-                Ok(Some(Response::json(json!({
-                    "public_key": config.public_key,
-                    "base_url": config.base_url(),
-                }))))
+                Ok(load(req.storage.as_ref()).await?.map(|config| config.to_response()))
             }),
         )
         .help(
@@ -116,7 +207,9 @@ pub fn path(engine: &Engine) -> Path {
             "The engine needs an Atlas programmatic API key with the Organization Owner role (or \
              Project Owner for project-only roles) to create and delete keys. Both public_key and \
              private_key are required on every write; private_key is never returned by a read. \
-             base_url points the engine at Atlas for Government or at a local simulator.",
+             base_url points the engine at Atlas for Government or at a local simulator; it must \
+             be https unless it names a loopback address or allow_insecure_http is true (labs \
+             only: keys then travel unencrypted, and every config write and read warns).",
         )
 }
 
@@ -124,13 +217,18 @@ pub fn path(engine: &Engine) -> Path {
 mod tests {
     use super::*;
 
-    #[test]
-    fn storage_format_matches_the_official_plugin() {
-        let c = Config {
+    fn config(base_url: &str, allow_insecure_http: bool) -> Config {
+        Config {
             public_key: "abcdefgh".into(),
             private_key: "p".into(),
-            base_url: String::new(),
-        };
+            base_url: base_url.into(),
+            allow_insecure_http,
+        }
+    }
+
+    #[test]
+    fn storage_format_matches_the_official_plugin() {
+        let c = config("", false);
         assert_eq!(
             serde_json::to_string(&c).expect("json"),
             r#"{"public_key":"abcdefgh","private_key":"p"}"#
@@ -138,16 +236,119 @@ mod tests {
         let official: Config =
             serde_json::from_str(r#"{"private_key":"p","public_key":"k"}"#).expect("read");
         assert_eq!(official.base_url(), DEFAULT_BASE_URL);
+        assert!(!official.allow_insecure_http);
         assert!(!format!("{c:?}").contains("\"p\""));
+        let lab = config("http://10.0.0.5:8080", true);
+        let stored = serde_json::to_string(&lab).expect("json");
+        assert_eq!(
+            stored,
+            r#"{"public_key":"abcdefgh","private_key":"p","base_url":"http://10.0.0.5:8080","allow_insecure_http":true}"#
+        );
+        assert_eq!(serde_json::from_str::<Config>(&stored).expect("read"), lab);
     }
 
     #[test]
-    fn base_url_must_be_http() {
+    fn base_url_uses_the_client_rules() {
         assert_eq!(
-            validate_base_url("https://cloud.mongodbgov.com/").expect("ok"),
+            validate_base_url("https://cloud.mongodbgov.com/", false).expect("ok"),
             "https://cloud.mongodbgov.com"
         );
-        assert!(validate_base_url("ftp://x").is_err());
-        assert!(validate_base_url("nonsense").is_err());
+        assert_eq!(
+            validate_base_url(" https://cloud.mongodb.com/ ", false).expect("ok"),
+            ""
+        );
+        assert_eq!(
+            validate_base_url("http://127.0.0.1:8080", false).expect("ok"),
+            "http://127.0.0.1:8080"
+        );
+        for bad in [
+            "ftp://x",
+            "nonsense",
+            "https://user:s3cretpw@cloud.mongodb.com",
+            "https://cloud.mongodb.com/?a=b",
+            "https://cloud.mongodb.com/#f",
+            "http://10.0.0.5:8080",
+        ] {
+            match validate_base_url(bad, false) {
+                Err(BackendError::User(msg)) => {
+                    assert!(msg.starts_with("base_url "), "{msg}");
+                    assert!(!msg.contains("s3cret"), "{msg}");
+                }
+                other => panic!("{bad}: want a user error, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            validate_base_url("http://10.0.0.5:8080", true).expect("opt-in"),
+            "http://10.0.0.5:8080"
+        );
+    }
+
+    #[test]
+    fn a_stored_password_in_base_url_is_never_shown() {
+        let old = config("https://user:s3cretpw@cloud.mongodb.com", false);
+        assert!(!format!("{old:?}").contains("s3cret"));
+        let resp = old.to_response();
+        let data = resp.data.expect("data");
+        assert_eq!(data["base_url"], "https://***@cloud.mongodb.com");
+        assert!(!format!("{:?}", resp.warnings).contains("s3cret"));
+        assert!(resp.warnings.iter().any(|w| w.contains("base_url")));
+    }
+
+    #[test]
+    fn insecure_http_warns_only_when_in_effect() {
+        let lab = config("http://10.0.0.5:8080", true).to_response();
+        assert_eq!(lab.warnings, vec![INSECURE_HTTP_WARNING.to_owned()]);
+        assert_eq!(lab.data.expect("data")["allow_insecure_http"], true);
+        for quiet in [
+            config("", true),
+            config("http://127.0.0.1:1", true),
+            config("", false),
+        ] {
+            assert!(quiet.to_response().warnings.is_empty(), "{quiet:?}");
+        }
+        // Written by an older version: plain HTTP without the opt-in.
+        let old = config("http://10.0.0.5:8080", false).to_response();
+        assert!(
+            old.warnings
+                .iter()
+                .any(|w| w.contains("allow_insecure_http")),
+            "{:?}",
+            old.warnings
+        );
+    }
+
+    #[test]
+    fn key_shapes() {
+        for good in [
+            "abcdefgh",
+            "ABC_def-123",
+            "mdb_sa_id_0123456789abcdef01234567",
+        ] {
+            assert!(validate_public_key(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(65);
+        for bad in [
+            "",
+            "abc\"def",
+            "abc\ndef",
+            "abc def",
+            "ab/cd",
+            long.as_str(),
+        ] {
+            match validate_public_key(bad) {
+                Err(BackendError::User(msg)) => assert!(msg.contains("public_key"), "{msg}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert!(validate_private_key("c8150efd-c7a0-4afd-8c4f-01bdd56c8977").is_ok());
+        for bad in ["", "s3cret\nline", "s3cret\u{0}", "s3cret\rx"] {
+            match validate_private_key(bad) {
+                Err(BackendError::User(msg)) => {
+                    assert!(msg.contains("private_key"), "{msg}");
+                    assert!(!msg.contains("s3cret"), "{msg}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 }

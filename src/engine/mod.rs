@@ -81,6 +81,10 @@ struct Inner {
     // Bumped on every config change, so a client built from a config read
     // before the change is not cached after it.
     generation: AtomicU64,
+    // Held across a role's read-merge-write. One lock for all roles: writes are
+    // rare admin calls, and Vault sends every write to the active node, so a
+    // per-process lock is enough.
+    role_writes: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -94,7 +98,7 @@ impl Engine {
     }
 
     pub fn backend(&self) -> Backend {
-        let mut paths = role::paths();
+        let mut paths = role::paths(self);
         paths.push(config::path(self));
         paths.push(creds::path(self));
         let invalidating = self.clone();
@@ -127,6 +131,11 @@ impl Engine {
         *self.inner.client.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
+    /// Serializes role writes and deletes (see `Inner::role_writes`).
+    async fn role_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.role_writes.lock().await
+    }
+
     /// The Atlas client for this mount; `None` when no config is written.
     async fn client(&self, req: &Request) -> Result<Option<AtlasClient>, BackendError> {
         if let Some(client) = self
@@ -146,6 +155,7 @@ impl Engine {
         let client = AtlasClient::new(
             ClientConfig::new(config.public_key.clone(), config.private_key.clone())
                 .with_base_url(config.base_url())
+                .with_allow_insecure_http(config.allow_insecure_http)
                 .with_vault_version(vault_version)
                 .with_timeouts(self.inner.settings.timeouts),
         )

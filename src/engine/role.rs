@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::Engine;
 use crate::atlas::AccessListEntry;
 use crate::vault::framework::{
     existence_check, handler, BackendError, FieldData, FieldSchema, FieldType, Operation, Path,
@@ -220,12 +221,32 @@ fn check_role_names(
     }
 }
 
+/// The role-name rule, as the paths' pattern states it plus what Vault's storage adds.
+pub const NAME_RULE: &str = "a role name is letters, digits, '_', '-' and '.', starts and ends with a letter, digit or '_', and does not contain \"..\"";
+
+/// Checks a role name beyond what the path pattern (Vault's `GenericNameRegex`)
+/// enforces: the pattern lets `a..b` through, and Vault's storage then refuses
+/// the key as a parent reference, which would surface as a 500.
+pub fn check_name(name: &str) -> Result<(), BackendError> {
+    if name.is_empty() || name.contains("..") {
+        return Err(BackendError::user(format!(
+            "role name {name:?} is not valid: {NAME_RULE}"
+        )));
+    }
+    Ok(())
+}
+
+/// The role stored under `name`; a name that breaks [`NAME_RULE`] is a user
+/// error here, so every path that looks a role up (creds too) answers 400.
 pub async fn load(storage: &dyn Storage, name: &str) -> Result<Option<Role>, BackendError> {
+    check_name(name)?;
     Ok(get_json(storage, &format!("{PREFIX}{name}")).await?)
 }
 
 fn role_name(fields: &FieldData) -> Result<String, BackendError> {
-    fields.required_string("name")
+    let name = fields.required_string("name")?;
+    check_name(&name)?;
+    Ok(name)
 }
 
 /// Applies the supplied fields on top of the stored role (writes merge).
@@ -264,7 +285,7 @@ fn name_field() -> FieldSchema {
     .required()
 }
 
-pub fn paths() -> Vec<Path> {
+pub fn paths(engine: &Engine) -> Vec<Path> {
     let list = Path::new("roles/?")
         .operation(
             Operation::List,
@@ -277,14 +298,22 @@ pub fn paths() -> Vec<Path> {
             "Lists the names of all roles of this mount.",
         );
 
-    let write = handler(|req, fields| async move {
-        let name = role_name(&fields)?;
-        let stored = load(req.storage.as_ref(), &name).await?.unwrap_or_default();
-        let role = merge(stored, &fields)?;
-        role.validate()?;
-        put_json(req.storage.as_ref(), &format!("{PREFIX}{name}"), &role).await?;
-        Ok(None)
+    let writing = engine.clone();
+    let write = handler(move |req, fields| {
+        let engine = writing.clone();
+        async move {
+            let name = role_name(&fields)?;
+            // Writes merge (read, modify, write): without this, two concurrent
+            // writes of different fields would each drop the other's.
+            let _serialized = engine.role_writes().await;
+            let stored = load(req.storage.as_ref(), &name).await?.unwrap_or_default();
+            let role = merge(stored, &fields)?;
+            role.validate()?;
+            put_json(req.storage.as_ref(), &format!("{PREFIX}{name}"), &role).await?;
+            Ok(None)
+        }
     });
+    let deleting = engine.clone();
     let role = Path::new(ROLE_PATTERN)
         .field(name_field())
         .field(FieldSchema::new("organization_id", FieldType::String, "Atlas organization id. With it alone, the role issues organization keys; with project_id too, organization keys assigned to that project."))
@@ -305,9 +334,15 @@ pub fn paths() -> Vec<Path> {
         )
         .operation(
             Operation::Delete,
-            handler(|req, fields| async move {
-                req.storage.delete(&format!("{PREFIX}{}", role_name(&fields)?)).await?;
-                Ok(None)
+            handler(move |req, fields| {
+                let engine = deleting.clone();
+                async move {
+                    let name = role_name(&fields)?;
+                    // So a delete cannot fall between a merge's read and its write.
+                    let _serialized = engine.role_writes().await;
+                    req.storage.delete(&format!("{PREFIX}{name}")).await?;
+                    Ok(None)
+                }
             }),
         )
         .existence(existence_check(|req, fields| async move {
@@ -431,6 +466,32 @@ mod tests {
                 other => panic!("expected a user error containing {expected:?}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn names_with_parent_references_are_user_errors() {
+        for good in ["a", "a.b", "my-role_1", "a.b.c"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["a..b", "..", "a...b", ""] {
+            match check_name(bad) {
+                Err(BackendError::User(msg)) => {
+                    assert!(msg.contains("role name"), "{msg}");
+                    assert!(msg.contains(NAME_RULE), "{msg}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn load_refuses_a_bad_name_before_storage() {
+        let storage = crate::vault::storage::InMemStorage::default();
+        assert!(matches!(
+            load(&storage, "a..b").await,
+            Err(BackendError::User(_))
+        ));
+        assert!(matches!(load(&storage, "a.b").await, Ok(None)));
     }
 
     #[test]

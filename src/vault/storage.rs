@@ -191,9 +191,19 @@ impl InMemStorage {
     }
 }
 
+/// Vault's storage view refuses any key containing `..` (`logical.ErrRelativePath`);
+/// the in-memory storage does too, so tests see what a real mount sees.
+fn sanity_check(op: &'static str, key: &str) -> Result<(), StorageError> {
+    if key.contains("..") {
+        return Err(failed(op, key, "relative paths not supported"));
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl Storage for InMemStorage {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        sanity_check("list", prefix)?;
         let mut keys: Vec<String> = Vec::new();
         for key in self.entries().keys().filter(|k| k.starts_with(prefix)) {
             let rest = &key[prefix.len()..];
@@ -209,15 +219,18 @@ impl Storage for InMemStorage {
     }
 
     async fn get(&self, key: &str) -> Result<Option<StorageEntry>, StorageError> {
+        sanity_check("get", key)?;
         Ok(self.entries().get(key).cloned())
     }
 
     async fn put(&self, entry: StorageEntry) -> Result<(), StorageError> {
+        sanity_check("put", &entry.key)?;
         self.entries().insert(entry.key.clone(), entry);
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        sanity_check("delete", key)?;
         self.entries().remove(key);
         Ok(())
     }
@@ -237,5 +250,14 @@ mod tests {
         assert_eq!(s.list("").await.expect("list"), vec!["config", "roles/"]);
         s.delete("roles/a").await.expect("delete");
         assert_eq!(get_json::<i32>(&s, "roles/a").await.expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn inmem_refuses_parent_references_like_vault() {
+        let s = InMemStorage::default();
+        assert!(put_json(&s, "roles/a..b", &1).await.is_err());
+        assert!(s.get("roles/a..b").await.is_err());
+        assert!(s.delete("roles/..").await.is_err());
+        assert!(s.list("roles/../").await.is_err());
     }
 }

@@ -5,15 +5,21 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// The longest duration Vault can hold: Go's `time.Duration` is i64 nanoseconds
+/// (about 292 years). Anything longer would be stored saturated or wrapped.
+pub const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+
 /// Parses a duration the way Vault's `parseutil.ParseDurationSecond` does.
-/// Negative durations are rejected: no TTL in this project can be negative.
+/// Negative durations are rejected: no TTL in this project can be negative;
+/// so are durations beyond [`MAX_DURATION`].
 pub fn parse_duration(value: &Value) -> Result<Duration, String> {
-    match value {
+    let duration = match value {
         Value::Null => Ok(Duration::ZERO),
         Value::Number(n) => {
             if let Some(secs) = n.as_u64() {
                 Ok(Duration::from_secs(secs))
             } else if let Some(f) = n.as_f64().filter(|f| *f >= 0.0 && f.is_finite()) {
+                // Saturates at u64::MAX seconds, which the check below refuses.
                 Ok(Duration::from_secs(f as u64))
             } else {
                 Err(format!("{n} is not a non-negative number of seconds"))
@@ -21,7 +27,14 @@ pub fn parse_duration(value: &Value) -> Result<Duration, String> {
         }
         Value::String(s) => parse_duration_str(s.trim()),
         other => Err(format!("{other} is not a duration")),
+    }?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{value} is longer than Vault can represent: at most {} seconds (about 292 years)",
+            MAX_DURATION.as_secs()
+        ));
     }
+    Ok(duration)
 }
 
 fn parse_duration_str(s: &str) -> Result<Duration, String> {
@@ -148,6 +161,29 @@ mod tests {
     }
 
     #[test]
+    fn refuses_what_a_go_duration_cannot_hold() {
+        let max = MAX_DURATION.as_secs();
+        assert_eq!(parse_duration(&json!(max)), Ok(Duration::from_secs(max)));
+        assert_eq!(
+            parse_duration(&json!("2562047h47m16.854775807s")),
+            Ok(MAX_DURATION)
+        );
+        for too_long in [
+            json!(9_999_999_999_999u64),
+            json!("9999999999999"),
+            json!(max + 1),
+            json!(u64::MAX),
+            json!(1e300),
+            json!("2562048h"),
+            json!("106752d"),
+            json!("2562047h47m16.854775808s"),
+        ] {
+            let e = parse_duration(&too_long).expect_err("too long");
+            assert!(e.contains("longer than Vault can represent"), "{e}");
+        }
+    }
+
+    #[test]
     fn rejects_garbage_and_negatives() {
         for bad in [
             json!("abc"),
@@ -192,15 +228,24 @@ mod tests {
             let value = serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null);
             match parse_duration(&value) {
                 Ok(d) => proptest::prop_assert!(value.is_null() || f >= 0.0, "{f} -> {d:?}"),
-                Err(_) => proptest::prop_assert!(f < 0.0, "{f} rejected"),
+                Err(_) => proptest::prop_assert!(
+                    f < 0.0 || f >= (MAX_DURATION.as_secs() + 1) as f64,
+                    "{f} rejected"
+                ),
             }
         }
 
         #[test]
-        fn seconds_and_days_round_trip(secs in proptest::prelude::any::<u64>(), days in 0u64..100_000) {
+        fn seconds_and_days_round_trip(secs in 0..=MAX_DURATION.as_secs(), days in 0u64..100_000) {
             proptest::prop_assert_eq!(parse_duration(&Value::from(secs)), Ok(Duration::from_secs(secs)));
             proptest::prop_assert_eq!(parse_duration(&Value::String(secs.to_string())), Ok(Duration::from_secs(secs)));
             proptest::prop_assert_eq!(parse_duration(&Value::String(format!("{days}d"))), Ok(Duration::from_secs(days * 86_400)));
+        }
+
+        #[test]
+        fn seconds_beyond_a_go_duration_are_rejected(secs in (MAX_DURATION.as_secs() + 1)..=u64::MAX) {
+            proptest::prop_assert!(parse_duration(&Value::from(secs)).is_err());
+            proptest::prop_assert!(parse_duration(&Value::String(secs.to_string())).is_err());
         }
 
         #[test]

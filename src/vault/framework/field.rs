@@ -276,6 +276,17 @@ mod tests {
     }
 
     #[test]
+    fn a_duration_beyond_go_time_is_a_user_error_naming_the_field() {
+        match data(json!({"ttl": 9_999_999_999_999u64})).duration("ttl") {
+            Err(BackendError::User(msg)) => {
+                assert!(msg.contains("\"ttl\""), "{msg}");
+                assert!(msg.contains("longer than Vault can represent"), "{msg}");
+            }
+            other => panic!("expected user error, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn absent_and_null_are_unset() {
         let d = data(json!({"ttl": null}));
         assert!(!d.is_set("ttl"));
