@@ -387,6 +387,26 @@ async fn wal_rollback_deletes_keys_a_crash_left_behind() {
 }
 
 #[tokio::test]
+async fn a_wal_entry_of_an_unknown_kind_is_kept_not_dropped() {
+    let m = Mount::new().await;
+    // Say a newer version's credential type recorded a live credential.
+    let id = wal::put(
+        m.storage.as_ref(),
+        "service_account",
+        json!({"client_id": "mdb_sa_id_0123456789abcdef01234567"}),
+    )
+    .await
+    .expect("wal");
+    m.rollback_now().await.expect("rollback");
+    m.rollback_now().await.expect("rollback");
+    assert_eq!(
+        m.wal_entries().await,
+        vec![id],
+        "an unknown kind must survive rollbacks"
+    );
+}
+
+#[tokio::test]
 async fn rollback_and_revoke_fail_without_config_so_vault_retries() {
     let m = Mount::new().await;
     m.ok(
