@@ -202,12 +202,14 @@ impl Issuance {
                     Some(note) => failure.with_note(&note),
                     None => failure,
                 };
-                let _ = answer.deliver(Err(failure));
+                let _ = answer.deliver(Err(failure)).await;
             }
             Err(_) => {
-                let _ = answer.deliver(Err(failure.with_note(
-                    "the plugin is still deleting any key it created, and records it for the WAL rollback until it is gone",
-                )));
+                let _ = answer
+                    .deliver(Err(failure.with_note(
+                        "the plugin is still deleting any key it created, and records it for the WAL rollback until it is gone",
+                    )))
+                    .await;
                 if let Some(note) = cleanup.await.note() {
                     tracing::warn!(role = %self.name, outcome = %note, "finished cleaning up an issuance that ran out of time");
                 }
@@ -323,22 +325,19 @@ impl Issuance {
             // The entry goes first: once Vault may hold a lease on the key, no
             // rollback may delete it.
             Some(wal_id) => match wal::delete(storage, &wal_id).await {
-                Ok(()) => match answer.deliver(Ok(response)) {
-                    Ok(()) => {
+                Ok(()) => {
+                    if answer.deliver(Ok(response)).await {
                         tracing::debug!(role = %self.name, key_id = %progress.wal_key.programmatic_api_key_id, "issued Atlas API key");
                         return;
                     }
-                    Err(_) => {
-                        // The request went while the entry was being deleted: record the key again.
-                        if let Err(e) =
-                            wal::put_at(storage, &wal_id, SECRET_TYPE, progress.wal_key.to_json())
-                                .await
-                        {
-                            tracing::warn!(key_id = %progress.wal_key.programmatic_api_key_id, error = %e, "could not record an abandoned key again; deleting it now");
-                        }
-                        return self.clean_up_abandoned(progress).await;
+                    // The request went before taking the key: record it again, then delete it.
+                    if let Err(e) =
+                        wal::put_at(storage, &wal_id, SECRET_TYPE, progress.wal_key.to_json()).await
+                    {
+                        tracing::warn!(key_id = %progress.wal_key.programmatic_api_key_id, error = %e, "could not record an abandoned key again; deleting it now");
                     }
-                },
+                    return self.clean_up_abandoned(progress).await;
+                }
                 Err(e) => BackendError::from(e),
             },
             None => BackendError::internal("an issued key without a WAL entry"),
@@ -351,7 +350,7 @@ impl Issuance {
             Some(note) => failure.with_note(&note),
             None => failure,
         };
-        let _ = answer.deliver(Err(failure));
+        let _ = answer.deliver(Err(failure)).await;
     }
 
     async fn clean_up_abandoned(self, mut progress: Progress) {

@@ -43,11 +43,17 @@ impl Tasks {
     {
         let (tx, rx) = oneshot::channel();
         self.0.spawn(work(Handover { tx }));
-        rx.await.unwrap_or_else(|_| {
-            Err(BackendError::internal(
+        match rx.await {
+            Ok((value, taken)) => {
+                // No await between receiving and acknowledging: once the task
+                // hears "taken", this request is returning the value.
+                let _ = taken.send(());
+                value
+            }
+            Err(_) => Err(BackendError::internal(
                 "the plugin's task for this request ended without an answer; see the plugin's log",
-            ))
-        })
+            )),
+        }
     }
 
     /// Waits until no detached task is running (tests; a mount going away).
@@ -77,7 +83,7 @@ fn task_failed(e: tokio::task::JoinError) -> BackendError {
 /// The way back from a detached task to the request that started it.
 #[derive(Debug)]
 pub struct Handover<T> {
-    tx: oneshot::Sender<T>,
+    tx: oneshot::Sender<(T, oneshot::Sender<()>)>,
 }
 
 impl<T> Handover<T> {
@@ -86,9 +92,15 @@ impl<T> Handover<T> {
         self.tx.is_closed()
     }
 
-    /// Gives `value` to the waiting request, or returns it if the request has gone.
-    pub fn deliver(self, value: T) -> Result<(), T> {
-        self.tx.send(value)
+    /// Gives `value` to the waiting request. True once the request has taken
+    /// it; false if the request went first, or was dropped with the value
+    /// unread (a sent value alone proves nothing).
+    pub async fn deliver(self, value: T) -> bool {
+        let (taken_tx, taken) = oneshot::channel();
+        if self.tx.send((value, taken_tx)).is_err() {
+            return false;
+        }
+        taken.await.is_ok()
     }
 }
 
@@ -140,8 +152,8 @@ mod tests {
                         let _ = started_tx.send(());
                         let _ = go_rx.await;
                         let abandoned = handover.abandoned();
-                        let returned = handover.deliver(Ok(7)).is_err();
-                        let _ = seen_tx.send((abandoned, returned));
+                        let taken = handover.deliver(Ok(7)).await;
+                        let _ = seen_tx.send((abandoned, taken));
                     })
                     .await
             }
@@ -150,7 +162,7 @@ mod tests {
         caller.abort();
         let _ = caller.await;
         go_tx.send(()).expect("work still waiting");
-        assert_eq!(seen_rx.await.expect("work ran"), (true, true));
+        assert_eq!(seen_rx.await.expect("work ran"), (true, false));
         tasks.idle().await;
     }
 
@@ -160,10 +172,35 @@ mod tests {
         let got = tasks
             .hand_over(|handover| async move {
                 assert!(!handover.abandoned());
-                assert!(handover.deliver(Ok(5)).is_ok());
+                assert!(handover.deliver(Ok(5)).await);
             })
             .await;
         assert_eq!(got.expect("delivered"), 5);
+    }
+
+    #[tokio::test]
+    async fn a_value_dropped_unread_is_not_taken() {
+        let tasks = Tasks::default();
+        let (sent_tx, sent_rx) = oneshot::channel();
+        let (taken_tx, taken_rx) = oneshot::channel();
+        let mut caller = Box::pin(tasks.hand_over(
+            |handover: Handover<Result<u32, BackendError>>| async move {
+                let _ = sent_tx.send(());
+                let _ = taken_tx.send(handover.deliver(Ok(9)).await);
+            },
+        ));
+        // Poll the caller until the work has sent its value, then drop the
+        // caller without reading it: the request went away with the value inside.
+        tokio::select! {
+            biased;
+            _ = sent_rx => {}
+            _ = &mut caller => panic!("the caller must not finish first"),
+        }
+        drop(caller);
+        assert!(
+            !taken_rx.await.expect("work reported"),
+            "an unread value was reported taken"
+        );
     }
 
     #[tokio::test]
