@@ -7,7 +7,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=lib/release.sh
+# shellcheck source=scripts/lib/release.sh
 source "$root/scripts/lib/release.sh"
 
 build_release_plugin "$root"

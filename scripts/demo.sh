@@ -9,7 +9,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-# shellcheck source=lib/vault-dev.sh
+# shellcheck source=scripts/lib/vault-dev.sh
 source scripts/lib/vault-dev.sh
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

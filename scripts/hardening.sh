@@ -51,9 +51,9 @@ if [[ -z "$stack" ]]; then
   missing+=("NX stack: no GNU_STACK program header (the loader would make the stack executable)")
 else
   # Flags are the field before the alignment (last field): e.g. "RW" or "RWE".
-  flags="$(awk '{ print $(NF-1) }' <<<"$stack")"
-  if [[ "$flags" == *E* ]]; then
-    missing+=("NX stack: GNU_STACK flags are $flags (executable)")
+  stack_flags="$(awk '{ print $(NF-1) }' <<<"$stack")"
+  if [[ "$stack_flags" == *E* ]]; then
+    missing+=("NX stack: GNU_STACK flags are $stack_flags (executable)")
   fi
 fi
 

@@ -2,8 +2,9 @@
 # Runs every test of the project: formatting and lints, Rust unit and
 # integration tests, the Go conformance harness (Vault's own plugin client
 # code hosting our binaries), and the real-Vault/OpenBao end-to-end suites.
-# Installs nothing system-wide: Go modules and server builds are cached under
-# $HOME (see scripts/servers.sh). Each step is bounded.
+# Installs nothing system-wide but shellcheck, from Debian's packages when it
+# is missing (scripts/shellcheck.sh): Go modules and server builds are cached
+# under $HOME (see scripts/servers.sh). Each step is bounded.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +20,7 @@ step() {
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+step "shellcheck over scripts/ and .ci/run (scripts/shellcheck.sh)" timeout 900 scripts/shellcheck.sh
 step "cargo test" timeout 1800 cargo test --locked --all-targets
 step "dependency audit (cargo-deny: RustSec advisories, bans, licenses, sources)" timeout 1800 scripts/audit.sh
 openapi_check() {

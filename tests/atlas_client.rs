@@ -2,6 +2,9 @@
 //! trip per warm call, stale nonces, Retry-After, transient retries, and
 //! nothing left behind.
 
+// Test helpers outside #[test] fns: clippy.toml's allow-*-in-tests does not reach them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use vault_mongodbatlas::atlas::{

@@ -4,6 +4,9 @@
 //! a lease the caller received, and no WAL entry is left that a rollback could
 //! use to delete a leased key.
 
+// Test helpers outside #[test] fns: clippy.toml's allow-*-in-tests does not reach them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,6 +2,9 @@
 //! (v2 and v1.0), pagination, permissions, rate limits, faults, latency, admin API, the
 //! `atlas-sim` binary, TLS and the CONNECT proxy.
 
+// Test helpers outside #[test] fns: clippy.toml's allow-*-in-tests does not reach them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 

@@ -22,8 +22,9 @@ e2e_crate_version() { # <repo root>
 }
 
 # Sets plugin_build and sim_binary: the release binaries under test.
+# shellcheck disable=SC2034  # plugin_build and sim_binary are read by the sourcing script
 e2e_release_binaries() { # <repo root>
-    # shellcheck source=release.sh
+    # shellcheck source=scripts/lib/release.sh
     source "$1/scripts/lib/release.sh"
     plugin_build="$(release_plugin_path "$1")"
     sim_binary="$(release_target_dir "$1")/release/atlas-sim"

@@ -15,7 +15,7 @@ use crate::vault::framework::{
 };
 use crate::vault::storage::{get_json, Storage, StorageEntry};
 
-pub const CONFIG_KEY: &str = "config";
+pub(crate) const CONFIG_KEY: &str = "config";
 pub const DEFAULT_BASE_URL: &str = crate::atlas::DEFAULT_BASE_URL;
 /// Generous for Atlas' 8-letter public keys and service-account client ids.
 const MAX_PUBLIC_KEY_LEN: usize = 64;
@@ -94,7 +94,7 @@ impl Config {
     }
 }
 
-pub async fn load(storage: &dyn Storage) -> Result<Option<Config>, BackendError> {
+pub(crate) async fn load(storage: &dyn Storage) -> Result<Option<Config>, BackendError> {
     Ok(get_json(storage, CONFIG_KEY).await?)
 }
 
@@ -152,7 +152,7 @@ fn validate_private_key(key: &str) -> Result<(), BackendError> {
     Ok(())
 }
 
-pub fn path(engine: &Engine) -> Path {
+pub(crate) fn path(engine: &Engine) -> Path {
     let write_engine = engine.clone();
     Path::new("config")
         .field(FieldSchema::new("public_key", FieldType::String, "Public key of an Atlas programmatic API key that may manage API keys (Organization Owner): 1 to 64 letters, digits, '_' or '-'.").required())

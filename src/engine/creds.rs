@@ -37,7 +37,7 @@ const RANDOM_SUFFIX: usize = 20;
 /// Vault's default request limit (90 s).
 const CLEANUP_GRACE: Duration = Duration::from_secs(10);
 
-pub fn path(engine: &Engine) -> Path {
+pub(crate) fn path(engine: &Engine) -> Path {
     let engine = engine.clone();
     let issue = handler(move |req, fields| {
         let engine = engine.clone();
@@ -67,7 +67,7 @@ pub fn path(engine: &Engine) -> Path {
 
 /// `vault-<role>-<20 random base62>`, role sanitised as the official plugin does
 /// and shortened if needed to stay within Atlas' 250 characters.
-pub fn description(role: &str) -> String {
+pub(crate) fn description(role: &str) -> String {
     const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let sanitized: String = role
         .chars()

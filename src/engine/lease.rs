@@ -14,7 +14,7 @@ use crate::vault::framework::{handler, BackendError, Request, Response, SecretTy
 /// What a WAL entry records to find and delete a key. Also reads entries the
 /// official plugin wrote (`Role` holds the description, ids are Go field names).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct WalKey {
+pub(crate) struct WalKey {
     #[serde(default, alias = "Role")]
     pub description: String,
     #[serde(default, alias = "OrganizationID")]
@@ -29,13 +29,13 @@ pub struct WalKey {
 }
 
 impl WalKey {
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
 /// Deletes a key; a key that is already gone counts as deleted.
-pub async fn delete_key(
+pub(crate) async fn delete_key(
     client: &AtlasClient,
     org_id: &str,
     key_id: &str,
@@ -47,7 +47,7 @@ pub async fn delete_key(
 }
 
 /// Lease TTLs for a role: its own when set, else the mount's.
-pub async fn ttls(req: &Request, role: &Role) -> Result<(Duration, Duration), BackendError> {
+pub(crate) async fn ttls(req: &Request, role: &Role) -> Result<(Duration, Duration), BackendError> {
     let ttl = if role.ttl.is_zero() {
         req.system.default_lease_ttl().await?
     } else {
@@ -61,7 +61,7 @@ pub async fn ttls(req: &Request, role: &Role) -> Result<(Duration, Duration), Ba
     Ok((ttl, max_ttl.max(ttl)))
 }
 
-pub fn secret_type(engine: &Engine) -> SecretType {
+pub(crate) fn secret_type(engine: &Engine) -> SecretType {
     let revoking = engine.clone();
     SecretType {
         name: SECRET_TYPE,
@@ -201,7 +201,7 @@ async fn rollback(engine: &Engine, req: Request, data: Value) -> Result<(), Back
 
 /// Deletes the key a WAL entry records. `Ok(true)`: the key is gone (deleted now
 /// or before); `Ok(false)`: no key with the entry's description exists (yet).
-pub async fn delete_wal_key(
+pub(crate) async fn delete_wal_key(
     client: &AtlasClient,
     req: &Request,
     key: &WalKey,

@@ -28,11 +28,11 @@ mod go_duration {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_i64(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let ns = i64::deserialize(d)?;
         Ok(Duration::from_nanos(u64::try_from(ns).unwrap_or(0)))
     }
@@ -222,12 +222,12 @@ fn check_role_names(
 }
 
 /// The role-name rule, as the paths' pattern states it plus what Vault's storage adds.
-pub const NAME_RULE: &str = "a role name is letters, digits, '_', '-' and '.', starts and ends with a letter, digit or '_', and does not contain \"..\"";
+pub(crate) const NAME_RULE: &str = "a role name is letters, digits, '_', '-' and '.', starts and ends with a letter, digit or '_', and does not contain \"..\"";
 
 /// Checks a role name beyond what the path pattern (Vault's `GenericNameRegex`)
 /// enforces: the pattern lets `a..b` through, and Vault's storage then refuses
 /// the key as a parent reference, which would surface as a 500.
-pub fn check_name(name: &str) -> Result<(), BackendError> {
+pub(crate) fn check_name(name: &str) -> Result<(), BackendError> {
     if name.is_empty() || name.contains("..") {
         return Err(BackendError::user(format!(
             "role name {name:?} is not valid: {NAME_RULE}"
@@ -238,7 +238,7 @@ pub fn check_name(name: &str) -> Result<(), BackendError> {
 
 /// The role stored under `name`; a name that breaks [`NAME_RULE`] is a user
 /// error here, so every path that looks a role up (creds too) answers 400.
-pub async fn load(storage: &dyn Storage, name: &str) -> Result<Option<Role>, BackendError> {
+pub(crate) async fn load(storage: &dyn Storage, name: &str) -> Result<Option<Role>, BackendError> {
     check_name(name)?;
     Ok(get_json(storage, &format!("{PREFIX}{name}")).await?)
 }
@@ -285,7 +285,7 @@ fn name_field() -> FieldSchema {
     .required()
 }
 
-pub fn paths(engine: &Engine) -> Vec<Path> {
+pub(crate) fn paths(engine: &Engine) -> Vec<Path> {
     let list = Path::new("roles/?")
         .operation(
             Operation::List,

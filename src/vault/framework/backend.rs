@@ -36,7 +36,7 @@ where
 }
 
 /// Reacts to a storage key changed elsewhere in the cluster.
-pub type Invalidate = Arc<dyn Fn(&str) + Send + Sync>;
+pub(crate) type Invalidate = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Paths Vault's core treats specially for this plugin.
 #[derive(Debug, Clone, Default)]

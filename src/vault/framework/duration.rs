@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// The longest duration Vault can hold: Go's `time.Duration` is i64 nanoseconds
 /// (about 292 years). Anything longer would be stored saturated or wrapped.
-pub const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+pub(crate) const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
 
 /// Parses a duration the way Vault's `parseutil.ParseDurationSecond` does.
 /// Negative durations are rejected: no TTL in this project can be negative;

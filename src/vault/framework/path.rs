@@ -13,12 +13,12 @@ use super::error::BackendError;
 use super::field::{FieldData, FieldSchema};
 use super::request::{Operation, Request, Response};
 
-pub type HandlerFuture =
+pub(crate) type HandlerFuture =
     Pin<Box<dyn Future<Output = Result<Option<Response>, BackendError>> + Send>>;
 /// An operation's handler. `Ok(None)` is an empty success (404 for reads at Vault).
 pub type Handler = Arc<dyn Fn(Request, FieldData) -> HandlerFuture + Send + Sync>;
 
-pub type ExistenceFuture = Pin<Box<dyn Future<Output = Result<bool, BackendError>> + Send>>;
+pub(crate) type ExistenceFuture = Pin<Box<dyn Future<Output = Result<bool, BackendError>> + Send>>;
 /// Tells Vault whether a write creates or updates (for ACL `create` vs `update`).
 pub type ExistenceCheck = Arc<dyn Fn(Request, FieldData) -> ExistenceFuture + Send + Sync>;
 
@@ -56,6 +56,8 @@ fn compiled(pattern: &'static str) -> Regex {
     cache
         .entry(pattern)
         .or_insert_with(|| {
+            // Cannot fail at run time: every pattern is a `&'static str` written in
+            // this crate (never user input), compiled by every test that builds the backend.
             #[allow(clippy::expect_used)]
             Regex::new(&format!("^{pattern}$")).expect("path patterns are valid regexes")
         })
