@@ -60,5 +60,6 @@ checks=(advisories bans licenses sources)
 # cargo-deny reads the metadata of every crate in Cargo.lock, for every target, offline:
 # a fresh machine has downloaded only the host's, so fetch them all first.
 cargo fetch --locked --quiet || die "could not fetch the crates of Cargo.lock"
-cargo deny --offline --locked --config "$config" check "${checks[@]}"
+# --workspace: the Atlas simulator (tests/atlas-sim) and its dependencies are audited too.
+cargo deny --offline --locked --workspace --config "$config" check "${checks[@]}"
 log "passed: ${checks[*]}"

@@ -39,7 +39,7 @@ command -v go >/dev/null 2>&1 || die "the Go toolchain (go) is required"
 log "building our plugin and atlas-sim (release)"
 source "$root/scripts/lib/release.sh"
 build_release_plugin "$root"
-cargo build --release --locked --bin atlas-sim >&2
+cargo build --release --locked -p atlas-sim >&2
 ours="$(release_plugin_path "$root")"
 sim="$target_dir/release/atlas-sim"
 [[ -x "$ours" && -x "$sim" ]] || die "release binaries not found under $target_dir/release"

@@ -16,7 +16,8 @@ esac
 
 source "$root/scripts/lib/release.sh"
 build_release_plugin "$root"
-cargo build --release --locked --example example_plugin --bin atlas-sim
+cargo build --release --locked --example example_plugin
+cargo build --release --locked -p atlas-sim
 binary="$target_dir/release/examples/example_plugin"
 engine="$(release_plugin_path "$root")"
 sim="$target_dir/release/atlas-sim"

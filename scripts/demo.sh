@@ -27,7 +27,7 @@ trap cleanup EXIT
 say "Building the plugin and the Atlas simulator"
 source scripts/lib/release.sh
 build_release_plugin "$root"
-cargo build --release --locked --bin atlas-sim
+cargo build --release --locked -p atlas-sim
 target_dir="$(release_target_dir "$root")"
 plugin_bin="$(release_plugin_path "$root")"
 version="v$(awk -F'"' '/^\[package\]/ {p=1; next} /^\[/ {p=0} p && /^version/ {print $2; exit}' Cargo.toml)"

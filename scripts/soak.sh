@@ -55,7 +55,7 @@ case "$out" in /*) ;; *) out="$root/$out" ;; esac
 mkdir -p "$out"
 
 log "building the plugin and atlas-sim ($profile)"
-cargo build --locked "${cargo_profile[@]}" --bin atlas-sim >&2
+cargo build --locked "${cargo_profile[@]}" -p atlas-sim >&2
 sim="$target_dir/$profile/atlas-sim"
 if [[ "$profile" == release ]]; then
     # The binary as shipped (static PIE): see scripts/lib/release.sh.

@@ -19,15 +19,16 @@ step() {
 }
 
 step "cargo fmt --check" cargo fmt --all -- --check
-step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+# --workspace: the plugin and the Atlas simulator (tests/atlas-sim), with its own tests.
 step "shellcheck over scripts/ and .ci/run (scripts/shellcheck.sh)" timeout 900 scripts/shellcheck.sh
-step "cargo test" timeout 1800 cargo test --locked --all-targets
+step "cargo test" timeout 1800 cargo test --locked --workspace --all-targets
 step "dependency audit (cargo-deny: RustSec advisories, bans, licenses, sources)" timeout 1800 scripts/audit.sh
 openapi_check() {
   local journal="$root/target/openapi/client-journal.json"
   mkdir -p "$(dirname "$journal")"
   ATLAS_CLIENT_JOURNAL_OUT="$journal" cargo test --locked --test atlas_client every_call_works
-  cargo build --locked --bin atlas-sim
+  cargo build --locked -p atlas-sim
   (cd tests/openapi && ATLAS_SIM_JOURNAL="$journal" go test -count=1 ./...)
 }
 # `timeout` runs programs, not shell functions: export the function to a child bash.

@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
+use atlas_sim::{FaultRule, SimConfig, SimHandle, Simulator};
 use vault_mongodbatlas::atlas::{
     AccessListEntry, AtlasClient, AtlasError, ClientConfig, RetryPolicy,
 };
-use vault_mongodbatlas::sim::{FaultRule, SimConfig, SimHandle, Simulator};
 
 async fn sim() -> SimHandle {
     let cfg = SimConfig {

@@ -12,12 +12,12 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use atlas_sim::{SimConfig, SimHandle, Simulator};
 use ipnet::IpNet;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::{json, Map, Value};
 use vault_mongodbatlas::engine::MongoDbAtlas;
-use vault_mongodbatlas::sim::{SimConfig, SimHandle, Simulator};
 use vault_mongodbatlas::vault::framework::{
     parse_duration, Backend, BackendError, Operation, Request, Response, Secret,
 };

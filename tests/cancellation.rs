@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use atlas_sim::{FaultRule, SimConfig, SimHandle, Simulator};
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 use vault_mongodbatlas::engine::{MongoDbAtlas, Settings, ISSUE_TIMEOUT_ENV};
-use vault_mongodbatlas::sim::{FaultRule, SimConfig, SimHandle, Simulator};
 use vault_mongodbatlas::vault::framework::{
     wal, Backend, BackendError, Operation, Request, Response,
 };

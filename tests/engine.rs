@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use atlas_sim::{FaultRule, NewKeyRequest, SimConfig, SimHandle, Simulator};
 use serde_json::{json, Map, Value};
 use vault_mongodbatlas::engine::MongoDbAtlas;
-use vault_mongodbatlas::sim::{FaultRule, NewKeyRequest, SimConfig, SimHandle, Simulator};
 use vault_mongodbatlas::vault::framework::{
     wal, Backend, BackendError, Operation, Request, Response, Secret,
 };

@@ -8,9 +8,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use atlas_sim::{SimConfig, SimHandle, Simulator};
 use serde_json::{json, Map, Value};
 use vault_mongodbatlas::engine::MongoDbAtlas;
-use vault_mongodbatlas::sim::{SimConfig, SimHandle, Simulator};
 use vault_mongodbatlas::vault::framework::{Backend, BackendError, Operation, Request, Response};
 use vault_mongodbatlas::vault::in_memory::InMemoryMount;
 use vault_mongodbatlas::vault::storage::{InMemStorage, Storage, StorageEntry, StorageError};

@@ -35,7 +35,7 @@ e2e_build() { # <repo root>
     [[ "${E2E_SKIP_BUILD:-}" == 1 ]] && return 0
     e2e_log "building the plugin and the simulator (release)"
     build_release_plugin "$1"
-    (cd "$1" && cargo build --release --locked --bin atlas-sim)
+    (cd "$1" && cargo build --release --locked -p atlas-sim)
 }
 
 _e2e_indent() { sed 's/^/    | /' >&2; }

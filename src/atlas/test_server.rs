@@ -1,8 +1,8 @@
 //! A scripted HTTP/1.1 server for the client's unit tests, plus an Atlas-like Digest gate.
 //! The script sees every request and decides the reply: a response, a dropped connection, or a
-//! stall long enough to trip the client's timeout.
+//! stall long enough to trip the client's timeout. The gate is the simulator's Digest verifier
+//! (`atlas_sim::digest`, a dev-dependency), so the repository has one.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::digest::tests::{expected_response, parse_authorization};
+use atlas_sim::digest::{challenge_header, verify, AuthOutcome, NonceStore};
 
 #[derive(Clone, Debug)]
 pub(crate) struct SeenRequest {
@@ -274,66 +274,43 @@ async fn serve(
     }
 }
 
-/// Atlas-like Digest checking: realm "MMS Public API", MD5, qop=auth; every nonce accepts
-/// each `nc` once; expired nonces are answered with `stale=true`.
+/// Atlas-like Digest checking with the simulator's verifier: realm "MMS Public API", MD5 (or
+/// SHA-256), qop=auth; a nonce accepts each `nc` once; nonces from before
+/// [`expire_nonces`](Self::expire_nonces) are answered with `stale=true`.
 pub(crate) struct DigestGate {
     user: String,
     password: String,
-    state: Mutex<GateState>,
+    /// Replaced by an empty store to expire every nonce issued so far.
+    nonces: Mutex<Arc<NonceStore>>,
 }
 
-struct GateState {
-    issued: u32,
-    live: HashSet<String>,
-    expired: HashSet<String>,
-    used: HashSet<(String, String)>,
-}
+/// Long enough that no nonce expires by itself during a test.
+const NONCE_LIFETIME: Duration = Duration::from_secs(3600);
 
 impl DigestGate {
     pub(crate) fn new(user: &str, password: &str) -> Arc<Self> {
         Arc::new(Self {
             user: user.to_owned(),
             password: password.to_owned(),
-            state: Mutex::new(GateState {
-                issued: 0,
-                live: HashSet::new(),
-                expired: HashSet::new(),
-                used: HashSet::new(),
-            }),
+            nonces: Mutex::new(Arc::new(NonceStore::new(NONCE_LIFETIME))),
         })
     }
 
     /// `Ok` if the request is properly signed, else the 401 Atlas would send.
     pub(crate) fn check(&self, request: &SeenRequest) -> Result<(), Reply> {
-        let mut state = self.state.lock().expect("gate");
-        let mut stale = false;
-        if let Some(header) = request.header("authorization") {
-            let params = parse_authorization(header);
-            let nonce = params.get("nonce").cloned().unwrap_or_default();
-            let nc = params.get("nc").cloned().unwrap_or_default();
-            let signed_right = params.get("username") == Some(&self.user)
-                && params.get("uri").map(String::as_str) == Some(request.path_and_query.as_str())
-                && params.get("qop").map(String::as_str) == Some("auth")
-                && params.get("response")
-                    == Some(&expected_response(
-                        &params,
-                        &self.password,
-                        request.method.as_str(),
-                    ));
-            if state.live.contains(&nonce) {
-                if signed_right && state.used.insert((nonce, nc)) {
-                    return Ok(());
-                }
-            } else if state.expired.contains(&nonce) && signed_right {
-                stale = true;
-            }
-        }
-        state.issued += 1;
-        let nonce = format!("nonce{:04}xpgL6MGDuSZvQ80Spv3k+Jc", state.issued);
-        state.live.insert(nonce.clone());
-        let challenge = format!(
-            r#"Digest realm="MMS Public API", domain="", nonce="{nonce}", algorithm=MD5, qop="auth", stale={stale}"#
+        let nonces = self.nonces.lock().expect("gate").clone();
+        let outcome = verify(
+            &nonces,
+            request.method.as_str(),
+            &request.path_and_query,
+            request.header("authorization"),
+            |user| (user == self.user).then(|| self.password.clone()),
         );
+        let reason = match outcome {
+            AuthOutcome::Authenticated { .. } => return Ok(()),
+            AuthOutcome::Challenge(reason) => reason,
+        };
+        let challenge = challenge_header(&nonces.issue(), reason.stale());
         Err(Reply::error(
             401,
             "UNEXPECTED_ERROR",
@@ -344,8 +321,6 @@ impl DigestGate {
 
     /// Every nonce issued so far becomes stale.
     pub(crate) fn expire_nonces(&self) {
-        let mut state = self.state.lock().expect("gate");
-        let live: Vec<String> = state.live.drain().collect();
-        state.expired.extend(live);
+        *self.nonces.lock().expect("gate") = Arc::new(NonceStore::new(NONCE_LIFETIME));
     }
 }

@@ -260,7 +260,7 @@ func startSim(t *testing.T, extraArgs ...string) startupInfo {
 		bin = "../../target/debug/atlas-sim"
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("atlas-sim binary not found at %s (run `cargo build --bin atlas-sim` or set ATLAS_SIM_BIN)", bin)
+		t.Fatalf("atlas-sim binary not found at %s (run `cargo build -p atlas-sim` or set ATLAS_SIM_BIN)", bin)
 	}
 	cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--journal-capacity", "100000"}, extraArgs...)...)
 	stdout, err := cmd.StdoutPipe()

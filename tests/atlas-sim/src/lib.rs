@@ -73,8 +73,8 @@
 //! `org_id`, `project_id`, `key_id`, `public_key`, `private_key`, `proxy_url`, `ca_pem`,
 //! `ca_path`, `tls`) with the admin operations as methods.
 //! ```no_run
-//! # async fn demo() -> Result<(), vault_mongodbatlas::sim::SimError> {
-//! use vault_mongodbatlas::sim::{FaultRule, SimConfig, Simulator};
+//! # async fn demo() -> Result<(), atlas_sim::SimError> {
+//! use atlas_sim::{FaultRule, SimConfig, Simulator};
 //! let sim = Simulator::start(SimConfig::default()).await?;
 //! // sim.base_url, sim.org_id, sim.project_id, sim.public_key, sim.private_key ...
 //! sim.add_fault(FaultRule::status(Some("POST"), "/apiKeys$", 503).nth(1)).expect("valid rule");
@@ -88,7 +88,7 @@ mod admin;
 mod atlas_api;
 pub mod cli;
 mod config;
-mod digest;
+pub mod digest;
 mod error;
 mod faults;
 mod ids;

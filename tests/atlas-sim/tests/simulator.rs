@@ -8,12 +8,12 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
-use vault_mongodbatlas::sim::{
+use atlas_sim::{
     BucketConfig, FaultRule, NewKeyRequest, RateLimitConfig, SimConfig, SimHandle, Simulator,
     StartupInfo,
 };
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
 
 const V2: &str = "application/vnd.atlas.2023-01-01+json";
 const V2_SA: &str = "application/vnd.atlas.2024-08-05+json";
@@ -1718,7 +1718,7 @@ async fn journal_dump_for_openapi_check() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| dir.path().join("journal.json"));
     sim.write_journal(&path).unwrap();
-    let entries: Vec<vault_mongodbatlas::sim::JournalEntry> =
+    let entries: Vec<atlas_sim::JournalEntry> =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(entries.len(), 9, "one challenge and eight calls");
     assert_eq!(entries.last().unwrap().status, 404);

@@ -7,6 +7,9 @@
 //! already used gets a fresh challenge with `stale=true` when the digest itself was right;
 //! wrong credentials get a fresh challenge with `stale=false`.
 //! `algorithm=SHA-256` answers are accepted too, although only MD5 is advertised.
+//!
+//! This is the repository's one server-side Digest verifier: the plugin's client unit tests
+//! check its signatures with [`verify_signature`] and gate their scripted server with [`verify`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -243,28 +246,42 @@ impl Algorithm {
     }
 }
 
-/// Verifies one request. `lookup` maps a public key to its private key.
-pub fn verify<F>(
-    nonces: &NonceStore,
+/// The parameters of an `Authorization: Digest …` header, names lower-cased; `None` if the
+/// header is not a Digest one or is malformed.
+pub fn parse_authorization(header: &str) -> Option<HashMap<String, String>> {
+    let header = header.trim_start();
+    header
+        .strip_prefix("Digest ")
+        .or_else(|| header.strip_prefix("digest "))
+        .and_then(parse_params)
+}
+
+/// A request whose digest is right for its credentials, before its nonce is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub public_key: String,
+    pub nonce: String,
+    pub nc: u64,
+}
+
+/// Checks the signature alone: header shape, realm, `uri`, `qop`, algorithm and the digest
+/// itself; not whether the nonce is live (see [`verify`]). `lookup` maps a public key to its
+/// private key.
+pub fn verify_signature<F>(
     method: &str,
     request_uri: &str,
     authorization: Option<&str>,
     lookup: F,
-) -> AuthOutcome
+) -> Result<Signed, ChallengeReason>
 where
     F: FnOnce(&str) -> Option<String>,
 {
     use ChallengeReason::*;
     let Some(header) = authorization else {
-        return AuthOutcome::Challenge(NoCredentials);
+        return Err(NoCredentials);
     };
-    let Some(params) = header
-        .trim_start()
-        .strip_prefix("Digest ")
-        .or_else(|| header.trim_start().strip_prefix("digest "))
-        .and_then(parse_params)
-    else {
-        return AuthOutcome::Challenge(
+    let Some(params) = parse_authorization(header) else {
+        return Err(
             if header.trim_start().len() >= 6
                 && header.trim_start()[..6].eq_ignore_ascii_case("digest")
             {
@@ -295,34 +312,57 @@ where
         get("cnonce"),
     )
     else {
-        return AuthOutcome::Challenge(BadCredentials);
+        return Err(BadCredentials);
     };
     if realm != REALM || uri != request_uri || !qop.eq_ignore_ascii_case("auth") {
-        return AuthOutcome::Challenge(BadCredentials);
+        return Err(BadCredentials);
     }
     let algorithm = match get("algorithm").unwrap_or("MD5") {
         a if a.eq_ignore_ascii_case("MD5") => Algorithm::Md5,
         a if a.eq_ignore_ascii_case("SHA-256") => Algorithm::Sha256,
-        _ => return AuthOutcome::Challenge(BadCredentials),
+        _ => return Err(BadCredentials),
     };
     let Ok(nc_value) = u64::from_str_radix(nc, 16) else {
-        return AuthOutcome::Challenge(BadCredentials);
+        return Err(BadCredentials);
     };
     let Some(password) = lookup(username) else {
-        return AuthOutcome::Challenge(BadCredentials);
+        return Err(BadCredentials);
     };
     let ha1 = algorithm.hash(&format!("{username}:{REALM}:{password}"));
     let ha2 = algorithm.hash(&format!("{method}:{uri}"));
     let expected = algorithm.hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
     if !expected.eq_ignore_ascii_case(response) {
-        return AuthOutcome::Challenge(BadCredentials);
+        return Err(BadCredentials);
     }
-    match nonces.check(nonce, nc_value) {
+    Ok(Signed {
+        public_key: username.to_owned(),
+        nonce: nonce.to_owned(),
+        nc: nc_value,
+    })
+}
+
+/// Verifies one request: its signature ([`verify_signature`]), then its nonce and `nc`.
+/// `lookup` maps a public key to its private key.
+pub fn verify<F>(
+    nonces: &NonceStore,
+    method: &str,
+    request_uri: &str,
+    authorization: Option<&str>,
+    lookup: F,
+) -> AuthOutcome
+where
+    F: FnOnce(&str) -> Option<String>,
+{
+    let signed = match verify_signature(method, request_uri, authorization, lookup) {
+        Ok(signed) => signed,
+        Err(reason) => return AuthOutcome::Challenge(reason),
+    };
+    match nonces.check(&signed.nonce, signed.nc) {
         NonceCheck::Accepted => AuthOutcome::Authenticated {
-            public_key: username.to_owned(),
+            public_key: signed.public_key,
         },
-        NonceCheck::Stale => AuthOutcome::Challenge(StaleNonce),
-        NonceCheck::Replay => AuthOutcome::Challenge(Replay),
+        NonceCheck::Stale => AuthOutcome::Challenge(ChallengeReason::StaleNonce),
+        NonceCheck::Replay => AuthOutcome::Challenge(ChallengeReason::Replay),
     }
 }
 

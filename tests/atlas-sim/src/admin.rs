@@ -1,7 +1,7 @@
 //! The admin API under `/admin` (no authentication; JSON in and out): inventory, stats,
 //! journal, faults, latency, rate limits, nonce lifetime, and direct seeding of orgs,
 //! projects and keys. [`super::SimHandle`] exposes the same operations in process.
-//! The endpoint list is in the module docs of [`crate::sim`].
+//! The endpoint list is in the module docs of [`crate`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;

@@ -1,10 +1,10 @@
 //! `atlas-sim`: runs the MongoDB Atlas simulator (see `atlas-sim --help` and
-//! `vault_mongodbatlas::sim`). Prints one JSON line with URLs and seeded credentials.
+//! `atlas_sim`). Prints one JSON line with URLs and seeded credentials.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use vault_mongodbatlas::sim::{cli, Simulator};
+use atlas_sim::{cli, Simulator};
 
 #[tokio::main]
 async fn main() -> ExitCode {
