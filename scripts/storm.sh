@@ -12,7 +12,7 @@
 # Extra arguments go to `go test` (e.g. -run 'TestStorm/single_node'). Builds the release
 # binaries unless STORM_SKIP_BUILD=1. The servers' logs (plugin lines included) are kept
 # in STORM_LOG_DIR (default target/storm); on failure their tails are printed.
-# STORM_TIMEOUT bounds `go test` (default 600s).
+# STORM_TIMEOUT bounds `go test` (default 700s).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -65,7 +65,7 @@ cd tests/conformance
 go mod download
 rc=0
 VAULT_BINARY="$vault" PLUGIN_BINARY="$plugin" PLUGIN_VERSION="v$version" ATLAS_SIM_BINARY="$sim" \
-    STORM_LOG_DIR="$logs" go test -count=1 -v -timeout "${STORM_TIMEOUT:-600s}" -run TestStorm ./storm/ "$@" || rc=$?
+    STORM_LOG_DIR="$logs" go test -count=1 -v -timeout "${STORM_TIMEOUT:-700s}" -run TestStorm ./storm/ "$@" || rc=$?
 if ((rc != 0)); then
     show_logs
     log "FAIL (go test exited $rc); full logs in $logs"

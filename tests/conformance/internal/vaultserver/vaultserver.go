@@ -199,17 +199,32 @@ func (c *Cluster) RaftServers(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// unseal submits the key, then polls the seal status; a node that joined a raft cluster
+// stays sealed until it has caught up with the leader. The key is submitted again only if
+// the node forgot it (progress back to 0 while still sealed after a few seconds).
 func (c *Cluster) unseal(t testing.TB, ctx context.Context, node *Node) {
 	t.Helper()
+	client := node.client(t, "")
+	var submitted time.Time
 	waitFor(t, ctx, node.Name+" unsealed", func() error {
-		status, err := node.client(t, "").Sys().UnsealWithContext(ctx, c.UnsealKey)
+		if submitted.IsZero() {
+			submitted = time.Now()
+			if _, err := client.Sys().UnsealWithContext(ctx, c.UnsealKey); err != nil {
+				submitted = time.Time{}
+				return err
+			}
+		}
+		status, err := client.Sys().SealStatusWithContext(ctx)
 		if err != nil {
 			return err
 		}
-		if status.Sealed {
-			return fmt.Errorf("still sealed (progress %d/%d)", status.Progress, status.T)
+		if !status.Sealed {
+			return nil
 		}
-		return nil
+		if status.Progress == 0 && time.Since(submitted) > 5*time.Second {
+			submitted = time.Time{}
+		}
+		return fmt.Errorf("still sealed (progress %d/%d)", status.Progress, status.T)
 	})
 }
 
