@@ -45,6 +45,7 @@ step "real servers: Vault and OpenBao (built or cached)" timeout 3600 \
 step "demo (README's main command)" timeout 1800 scripts/demo.sh
 step "end-to-end suites in Vault and OpenBao (scripts/e2e.sh)" timeout 1200 scripts/e2e.sh
 step "faults with a real Vault (SIGKILL mid-issuance, Atlas outage) and secret hygiene of all logs (scripts/faults-vault.sh)" timeout 900 scripts/faults-vault.sh
+step "cancellation storm through a real Vault, single node and 3-node raft cluster (scripts/storm.sh)" timeout 900 scripts/storm.sh
 step "drop-in migration from Vault's builtin engine (scripts/migration.sh)" timeout 600 scripts/migration.sh
 step "fuzzing request decoding, 30 s per target (scripts/fuzz.sh; skipped without a nightly toolchain)" \
   timeout 1500 env FUZZ_SECONDS=30 scripts/fuzz.sh
