@@ -31,7 +31,7 @@ sim="$target_dir/release/atlas-sim"
 if [[ "${STORM_SKIP_BUILD:-}" != 1 ]]; then
     log "building the plugin and atlas-sim (release)"
     build_release_plugin "$root"
-    cargo build --release --locked --bin atlas-sim >&2
+    cargo build --release --locked -p atlas-sim >&2
 fi
 for built in "$plugin" "$sim"; do
     [[ -x "$built" ]] || die "$built was not built"
