@@ -374,13 +374,13 @@ func checkIssuedKey(t *testing.T, ctx context.Context, sim *atlasSim, l *lease, 
 	if key.OrgID != sim.OrgID {
 		t.Errorf("%s: key lives in org %s, want %s", rc.name, key.OrgID, sim.OrgID)
 	}
-	if rc.org && !key.hasRole(sim.OrgID, "", rc.orgRole) {
+	if rc.org && !hasRole(key, sim.OrgID, "", rc.orgRole) {
 		t.Errorf("%s: key roles %v lack %s in the org", rc.name, key.Roles, rc.orgRole)
 	}
-	if rc.project != key.inProject(sim.ProjectID) {
-		t.Errorf("%s: key roles %v; in project = %v, want %v", rc.name, key.Roles, key.inProject(sim.ProjectID), rc.project)
+	if rc.project != inProject(key, sim.ProjectID) {
+		t.Errorf("%s: key roles %v; in project = %v, want %v", rc.name, key.Roles, inProject(key, sim.ProjectID), rc.project)
 	}
-	if rc.project && !key.hasRole("", sim.ProjectID, rc.projectRole) {
+	if rc.project && !hasRole(key, "", sim.ProjectID, rc.projectRole) {
 		t.Errorf("%s: key roles %v lack %s in project %s", rc.name, key.Roles, rc.projectRole, sim.ProjectID)
 	}
 	got := slices.Clone(key.AccessList)

@@ -192,7 +192,7 @@ func issueUnderFault(t *testing.T, ctx context.Context, m *engineMount, step fau
 				t.Errorf("the issued key %s (public key %s) is not in the simulator", got.lease.keyID(), got.lease.publicKey())
 			} else if step.path == accessListPath && len(k.AccessList) != 2 {
 				t.Errorf("the issued key's access list is %v, want the role's two entries", k.AccessList)
-			} else if step.path == assignPath && !k.inProject(sim.ProjectID) {
+			} else if step.path == assignPath && !inProject(k, sim.ProjectID) {
 				t.Errorf("the issued key is not assigned to the project: roles %v", k.Roles)
 			}
 		}
