@@ -166,8 +166,22 @@ impl Mount {
         );
     }
 
-    /// Revokes the keys of completed issuances.
-    async fn revoke_all(&self) {
+    /// Clears the simulator's faults, runs an immediate rollback, and checks the invariant.
+    async fn roll_back_after_faults(&self, what: &str) {
+        self.sim.clear_faults();
+        self.call(
+            self.storage.clone(),
+            Operation::Rollback,
+            "",
+            json!({"immediate": true}),
+        )
+        .await
+        .expect("rollback");
+        self.settle(&[], what).await;
+    }
+
+    /// Deletes the keys of completed issuances in the simulator (no Vault holds their leases here).
+    async fn forget_issued_keys(&self) {
         for key in self.sim.inventory().issued_keys() {
             self.sim.delete_key(&key.id);
         }
@@ -199,7 +213,7 @@ async fn abandoning_a_request_at_each_storage_step_leaves_nothing_behind() {
                     // The issuance finished before its `at`-th storage operation: all points are covered.
                     let resp = done.expect("issued").expect("response");
                     m.settle(&[public_key(&resp)], &what).await;
-                    m.revoke_all().await;
+                    m.forget_issued_keys().await;
                     break;
                 }
                 _ = fired => {
@@ -241,7 +255,7 @@ async fn abandoning_a_request_while_atlas_works_leaves_nothing_behind() {
                 Ok(done) => {
                     let resp = done.expect("issued").expect("response");
                     m.settle(&[public_key(&resp)], &what).await;
-                    m.revoke_all().await;
+                    m.forget_issued_keys().await;
                     completed += 1;
                 }
                 Err(_) => {
@@ -322,16 +336,8 @@ async fn an_issuance_answers_within_the_issue_timeout_and_cleans_up() {
         1,
         "the uncertain create stays recorded"
     );
-    m.sim.clear_faults();
-    m.call(
-        m.storage.clone(),
-        Operation::Rollback,
-        "",
-        json!({"immediate": true}),
-    )
-    .await
-    .expect("rollback");
-    m.settle(&[], "rollback after an uncertain create").await;
+    m.roll_back_after_faults("rollback after an uncertain create")
+        .await;
 }
 
 #[tokio::test]
@@ -368,14 +374,6 @@ async fn a_failure_says_whether_the_key_was_really_deleted() {
         1,
         "and is recorded for the rollback"
     );
-    m.sim.clear_faults();
-    m.call(
-        m.storage.clone(),
-        Operation::Rollback,
-        "",
-        json!({"immediate": true}),
-    )
-    .await
-    .expect("rollback");
-    m.settle(&[], "rollback after a failed delete").await;
+    m.roll_back_after_faults("rollback after a failed delete")
+        .await;
 }
