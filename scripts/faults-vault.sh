@@ -196,15 +196,17 @@ revoke_failures() { # <lease id>
 suite_outage() {
     local state="$1"
     start_vault_stack "$state" "-env=MONGODBATLAS_CALL_TIMEOUT=3s" "-env=MONGODBATLAS_ATTEMPT_TIMEOUT=1s"
-    cli write "$MOUNT/roles/short" organization_id="$SIM_ORG_ID" roles=ORG_MEMBER ttl=8s max_ttl=8s >&2
+    # Long enough to outlive the issuances below on a loaded machine, short enough to expire
+    # during the outage (which lasts until every queued revocation has failed once).
+    cli write "$MOUNT/roles/short" organization_id="$SIM_ORG_ID" roles=ORG_MEMBER ttl=20s max_ttl=20s >&2
     cli write "$MOUNT/roles/long" organization_id="$SIM_ORG_ID" roles=ORG_MEMBER ttl=1h >&2
     cli write "$MOUNT/roles/prefixed" project_id="$SIM_PROJECT_ID" roles=GROUP_READ_ONLY ttl=1h >&2
     local short1 short2 long1 long2 prefixed
-    short1="$(issue_creds "$MOUNT" short)"
-    short2="$(issue_creds "$MOUNT" short)"
     long1="$(issue_creds "$MOUNT" long)"
     long2="$(issue_creds "$MOUNT" long)"
     prefixed="$(issue_creds "$MOUNT" prefixed)"
+    short1="$(issue_creds "$MOUNT" short)"
+    short2="$(issue_creds "$MOUNT" short)"
     assert_inventory_matches_leases "5 leases before the outage" "$MOUNT"
 
     # Atlas unreachable: every connection is dropped, digest challenges too.
