@@ -140,7 +140,8 @@ fn names_field(msg: &str, field: &str) -> bool {
 /// The outcome is a user error naming one of `fields`.
 fn user_error_naming(outcome: &Outcome, fields: &[&str]) -> Result<(), TestCaseError> {
     match outcome {
-        Err(BackendError::User(msg)) => {
+        Err(e) if e.is_user() => {
+            let msg = &e.to_string();
             prop_assert!(
                 fields.iter().any(|f| names_field(msg, f)),
                 "message {msg:?} names none of {fields:?}"
@@ -750,7 +751,7 @@ proptest! {
             prop_assert_eq!(keys, json!([raw.to_lowercase()]));
             let missing = m.call(Operation::Read, &format!("creds/{raw}x"), json!({})).await;
             match missing {
-                Err(BackendError::User(msg)) => prop_assert!(msg.contains("does not exist"), "{msg}"),
+                Err(e) if e.is_user() => prop_assert!(e.to_string().contains("does not exist"), "{e}"),
                 other => return Err(TestCaseError::fail(format!("creds for a missing role: {other:?}"))),
             }
             Ok(())
@@ -921,7 +922,11 @@ fn any_request_is_answered_without_internal_errors() {
                 matches!(
                     outcome,
                     Ok(_)
-                        | Err(BackendError::User(_))
+                        | Err(BackendError::User(_)
+                            | BackendError::Upstream {
+                                caller_input: true,
+                                ..
+                            })
                         | Err(BackendError::UnsupportedPath)
                         | Err(BackendError::UnsupportedOperation)
                 ),

@@ -94,7 +94,7 @@ impl Mount {
 
     async fn user_error(&self, op: Operation, path: &str, data: Value) -> String {
         match self.call(op, path, data).await {
-            Err(BackendError::User(msg)) => msg,
+            Err(e) if e.is_user() => e.to_string(),
             other => panic!("expected a user error (400) from {path}, got {other:?}"),
         }
     }

@@ -238,6 +238,13 @@ impl AtlasError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, AtlasError::NotFound(_))
     }
+
+    /// Atlas refused the request's input, or does not know an id in it: the
+    /// fault of whoever chose that input (a role naming a missing project),
+    /// not of the service.
+    pub fn is_caller_input(&self) -> bool {
+        matches!(self, AtlasError::InvalidInput(_) | AtlasError::NotFound(_))
+    }
 }
 
 #[cfg(test)]

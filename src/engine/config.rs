@@ -11,7 +11,8 @@ use serde_json::json;
 use super::Engine;
 use crate::atlas::{is_insecure_http, parse_base_url, redact_base_url};
 use crate::vault::framework::{
-    handler, BackendError, FieldSchema, FieldType, Operation, Path, Response,
+    handler, handler_with, BackendError, FieldData, FieldSchema, FieldType, Operation, Path,
+    Request, Response,
 };
 use crate::vault::storage::{get_json, Storage, StorageEntry};
 
@@ -23,7 +24,7 @@ const MAX_PUBLIC_KEY_LEN: usize = 64;
 const INSECURE_HTTP_WARNING: &str = "allow_insecure_http is in effect: base_url is plain HTTP to a host that is not a loopback address, so Atlas API keys (including every newly issued private key) and Digest exchanges travel unencrypted. Use https outside a lab.";
 
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Config {
+pub(crate) struct Config {
     pub public_key: String,
     pub private_key: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -45,7 +46,7 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    pub fn base_url(&self) -> &str {
+    pub(crate) fn base_url(&self) -> &str {
         if self.base_url.is_empty() {
             DEFAULT_BASE_URL
         } else {
@@ -152,8 +153,16 @@ fn validate_private_key(key: &str) -> Result<(), BackendError> {
     Ok(())
 }
 
+const SYNOPSIS: &str =
+    "Configure the Atlas API key used to create and delete programmatic API keys.";
+const DESCRIPTION: &str = "The engine needs an Atlas programmatic API key with the \
+Organization Owner role (or Project Owner for project-only roles) to create and delete keys. Both \
+public_key and private_key are required on every write; private_key is never returned by a read. \
+base_url points the engine at Atlas for Government or at a local simulator; it must be https \
+unless it names a loopback address or allow_insecure_http is true (labs only: keys then travel \
+unencrypted, and every config write and read warns).";
+
 pub(crate) fn path(engine: &Engine) -> Path {
-    let write_engine = engine.clone();
     Path::new("config")
         .field(FieldSchema::new("public_key", FieldType::String, "Public key of an Atlas programmatic API key that may manage API keys (Organization Owner): 1 to 64 letters, digits, '_' or '-'.").required())
         .field(FieldSchema::new("private_key", FieldType::String, "Private key of that API key. Stored seal-wrapped; never returned.").required())
@@ -167,50 +176,55 @@ pub(crate) fn path(engine: &Engine) -> Path {
             FieldType::Bool,
             "Labs only: accept an http:// base_url to a host that is not a loopback address. API keys and Digest exchanges then travel unencrypted; every config write and read warns. Default false.",
         ))
-        .operation(
-            Operation::Update,
-            handler(move |req, fields| {
-                let engine = write_engine.clone();
-                async move {
-                    let public_key = fields.string("public_key")?.unwrap_or_default();
-                    let public_key = public_key.trim();
-                    validate_public_key(public_key)?;
-                    let private_key = fields.string("private_key")?.unwrap_or_default();
-                    let private_key = private_key.trim();
-                    validate_private_key(private_key)?;
-                    let allow_insecure_http = fields.bool("allow_insecure_http")?.unwrap_or(false);
-                    let base_url = match fields.string("base_url")? {
-                        Some(url) if !url.trim().is_empty() => validate_base_url(&url, allow_insecure_http)?,
-                        _ => String::new(),
-                    };
-                    let config = Config { public_key: public_key.into(), private_key: private_key.into(), base_url, allow_insecure_http };
-                    let value = serde_json::to_vec(&config).map_err(|e| BackendError::internal(format!("encoding config: {e}")))?;
-                    req.storage.put(StorageEntry { key: CONFIG_KEY.into(), value, seal_wrap: true }).await?;
-                    engine.reset_client();
-                    if config.insecure_http_in_effect() {
-                        let mut resp = Response::default();
-                        resp.add_warning(INSECURE_HTTP_WARNING);
-                        return Ok(Some(resp));
-                    }
-                    Ok(None)
-                }
-            }),
-        )
-        .operation(
-            Operation::Read,
-            handler(|req, _| async move {
-                Ok(load(req.storage.as_ref()).await?.map(|config| config.to_response()))
-            }),
-        )
-        .help(
-            "Configure the Atlas API key used to create and delete programmatic API keys.",
-            "The engine needs an Atlas programmatic API key with the Organization Owner role (or \
-             Project Owner for project-only roles) to create and delete keys. Both public_key and \
-             private_key are required on every write; private_key is never returned by a read. \
-             base_url points the engine at Atlas for Government or at a local simulator; it must \
-             be https unless it names a loopback address or allow_insecure_http is true (labs \
-             only: keys then travel unencrypted, and every config write and read warns).",
-        )
+        .operation(Operation::Update, handler_with(engine, write_config))
+        .operation(Operation::Read, handler(read_config))
+        .help(SYNOPSIS, DESCRIPTION)
+}
+
+async fn read_config(req: Request, _: FieldData) -> Result<Option<Response>, BackendError> {
+    Ok(load(req.storage.as_ref())
+        .await?
+        .map(|config| config.to_response()))
+}
+
+async fn write_config(
+    engine: Engine,
+    req: Request,
+    fields: FieldData,
+) -> Result<Option<Response>, BackendError> {
+    let public_key = fields.string("public_key")?.unwrap_or_default();
+    let public_key = public_key.trim();
+    validate_public_key(public_key)?;
+    let private_key = fields.string("private_key")?.unwrap_or_default();
+    let private_key = private_key.trim();
+    validate_private_key(private_key)?;
+    let allow_insecure_http = fields.bool("allow_insecure_http")?.unwrap_or(false);
+    let base_url = match fields.string("base_url")? {
+        Some(url) if !url.trim().is_empty() => validate_base_url(&url, allow_insecure_http)?,
+        _ => String::new(),
+    };
+    let config = Config {
+        public_key: public_key.into(),
+        private_key: private_key.into(),
+        base_url,
+        allow_insecure_http,
+    };
+    let value = serde_json::to_vec(&config)
+        .map_err(|e| BackendError::internal(format!("encoding config: {e}")))?;
+    req.storage
+        .put(StorageEntry {
+            key: CONFIG_KEY.into(),
+            value,
+            seal_wrap: true,
+        })
+        .await?;
+    engine.reset_client();
+    if config.insecure_http_in_effect() {
+        let mut resp = Response::default();
+        resp.add_warning(INSECURE_HTTP_WARNING);
+        return Ok(Some(resp));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -1,11 +1,16 @@
-//! The MongoDB Atlas secrets engine: `config`, `roles/<name>`, `roles/`,
-//! `creds/<name>` and the `programmatic_api_key` secret, compatible with the
-//! official plugin's paths, fields, storage and leases.
+//! The MongoDB Atlas secrets engine, compatible with the official plugin's
+//! paths, fields, storage and leases.
+//!
+//! The paths are `config`, `roles` and `creds`, one module each; `lease` holds
+//! what every lease shares. Each credential type is one module owning its
+//! secret type, WAL kind, rollback and issuance: `api_key` for the
+//! programmatic API key.
 
+mod api_key;
 mod config;
 mod creds;
 mod lease;
-mod role;
+mod roles;
 mod settings;
 
 use crate::atlas::{AtlasClient, AtlasError, ClientConfig};
@@ -16,16 +21,11 @@ use crate::vault::plugin_server::crate_version;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-pub use config::{Config, DEFAULT_BASE_URL};
-pub use role::{KeyMode, Role};
+pub use config::DEFAULT_BASE_URL;
 pub use settings::{
     Settings, SettingsError, ATTEMPT_TIMEOUT_ENV, CALL_TIMEOUT_ENV, ISSUE_TIMEOUT_ENV,
     WAL_ROLLBACK_MIN_AGE_ENV,
 };
-
-/// Secret type name, as the official plugin registers it: leases issued by
-/// either implementation renew and revoke with the other.
-pub const SECRET_TYPE: &str = "programmatic_api_key";
 
 const BACKEND_HELP: &str =
     "The MongoDB Atlas secrets engine issues Atlas programmatic API keys on \
@@ -98,14 +98,14 @@ impl Engine {
     }
 
     pub fn backend(&self) -> Backend {
-        let mut paths = role::paths(self);
+        let mut paths = roles::paths(self);
         paths.push(config::path(self));
         paths.push(creds::path(self));
         let invalidating = self.clone();
         Backend {
             help: BACKEND_HELP,
             paths,
-            secrets: vec![lease::secret_type(self)],
+            secrets: vec![api_key::secret_type(self)],
             wal_rollback_min_age: self.inner.settings.wal_rollback_min_age,
             invalidate: Some(Arc::new(move |key: &str| {
                 if key == config::CONFIG_KEY {
@@ -168,12 +168,47 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The client a revocation or rollback deletes with. Without one it must
+    /// fail loudly, or Vault forgets the lease (or WAL entry) and the credential leaks.
+    async fn revoking_client(&self, req: &Request) -> Result<AtlasClient, BackendError> {
+        match self.client(req).await {
+            Ok(Some(client)) => Ok(client),
+            Ok(None) => Err(BackendError::internal(
+                "cannot delete the Atlas credential: the mount has no config (write <mount>/config); Vault will retry",
+            )),
+            Err(e) => Err(BackendError::internal(format!(
+                "cannot delete the Atlas credential: {e}; Vault will retry"
+            ))),
+        }
+    }
+}
+
 /// Atlas' answer as the Vault user sees it: input Atlas rejected, or ids it
-/// does not know (a role naming a missing organization or project), is a 400.
-fn atlas_error(action: &str, e: AtlasError) -> BackendError {
-    let message = format!("{action}: {e}");
-    match e {
-        AtlasError::InvalidInput(_) | AtlasError::NotFound(_) => BackendError::User(message),
-        _ => BackendError::Internal(message),
+/// does not know (a role naming a missing organization or project), is a 400;
+/// the rest is a 500. The one place that decides.
+impl From<AtlasError> for BackendError {
+    fn from(e: AtlasError) -> Self {
+        upstream("calling Atlas", e)
+    }
+}
+
+fn upstream(context: &str, e: AtlasError) -> BackendError {
+    BackendError::Upstream {
+        context: context.to_owned(),
+        caller_input: e.is_caller_input(),
+        source: Box::new(e),
+    }
+}
+
+/// Says what the engine was doing when Atlas failed, keeping Atlas' error as
+/// the source and its classification.
+pub(crate) trait AtlasContext<T> {
+    fn context(self, doing: &str) -> Result<T, BackendError>;
+}
+
+impl<T> AtlasContext<T> for Result<T, AtlasError> {
+    fn context(self, doing: &str) -> Result<T, BackendError> {
+        self.map_err(|e| upstream(doing, e))
     }
 }

@@ -185,12 +185,12 @@ impl<F: BackendFactory> pb::backend_server::Backend for BackendService<F> {
                     .await
                     .unwrap_or_else(|()| Err(BackendError::internal(PANIC_MESSAGE)));
                 if let Err(e) = &result {
-                    if !matches!(
-                        e,
-                        BackendError::User(_)
-                            | BackendError::UnsupportedOperation
-                            | BackendError::UnsupportedPath
-                    ) {
+                    if !(e.is_user()
+                        || matches!(
+                            e,
+                            BackendError::UnsupportedOperation | BackendError::UnsupportedPath
+                        ))
+                    {
                         tracing::error!(operation = op.as_str(), path = %path, error = %e, "request failed");
                     }
                 }

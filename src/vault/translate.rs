@@ -180,9 +180,9 @@ pub fn outcome_to_pb(
 ) -> (Option<pb::Response>, Option<pb::ProtoError>) {
     match result {
         Ok(resp) => (resp.as_ref().map(response_to_pb), None),
-        Err(BackendError::User(msg)) => {
+        Err(e) if e.is_user() => {
             let mut data = Map::new();
-            data.insert("error".into(), Value::String(msg));
+            data.insert("error".into(), Value::String(e.to_string()));
             (Some(response_to_pb(&Response::with_data(data))), None)
         }
         Err(e) => (None, Some(error_to_pb(&e))),

@@ -24,6 +24,16 @@ pub enum BackendError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     SystemView(#[from] SystemViewError),
+    /// A failure of a service the engine calls (Atlas), with what the engine
+    /// was doing. `caller_input` (the service refused the caller's input, or
+    /// does not know an id the caller gave) makes it a 400; else a 500.
+    #[error("{context}: {source}")]
+    Upstream {
+        context: String,
+        caller_input: bool,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl BackendError {
@@ -35,6 +45,18 @@ impl BackendError {
         Self::Internal(msg.into())
     }
 
+    /// Whether the caller's input caused the error: Vault answers 400 with the message.
+    pub fn is_user(&self) -> bool {
+        matches!(
+            self,
+            Self::User(_)
+                | Self::Upstream {
+                    caller_input: true,
+                    ..
+                }
+        )
+    }
+
     /// The same error with `note` appended to its message (what happened next).
     pub fn with_note(self, note: &str) -> Self {
         match self {
@@ -43,6 +65,7 @@ impl BackendError {
                 code,
                 message: format!("{message}; {note}"),
             },
+            other if other.is_user() => Self::User(format!("{other}; {note}")),
             other => Self::Internal(format!("{other}; {note}")),
         }
     }

@@ -24,5 +24,5 @@ pub use detached::{Handover, Tasks};
 pub use duration::parse_duration;
 pub use error::BackendError;
 pub use field::{FieldData, FieldSchema, FieldType};
-pub use path::{existence_check, handler, ExistenceCheck, Handler, Path};
+pub use path::{existence_check, handler, handler_with, ExistenceCheck, Handler, Path};
 pub use request::{LeaseOptions, Operation, Request, Response, Secret, SecretType};

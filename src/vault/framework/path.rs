@@ -31,6 +31,18 @@ where
     Arc::new(move |req, fields| Box::pin(f(req, fields)))
 }
 
+/// Wraps an async fn taking shared state (a mount's engine) as a [`Handler`],
+/// so handlers can be named functions rather than closures in builder chains.
+pub fn handler_with<S, F, Fut>(state: &S, f: F) -> Handler
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, Request, FieldData) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<Response>, BackendError>> + Send + 'static,
+{
+    let state = state.clone();
+    handler(move |req, fields| f(state.clone(), req, fields))
+}
+
 /// Wraps an async closure as an [`ExistenceCheck`].
 pub fn existence_check<F, Fut>(f: F) -> ExistenceCheck
 where

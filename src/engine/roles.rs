@@ -1,7 +1,9 @@
-//! `roles/<name>`: what kind of Atlas key `creds/<name>` issues.
+//! `roles/<name>`: what `creds/<name>` issues.
 //!
 //! Stored at `roles/<name>` in the official plugin's format: TTLs as Go
-//! durations (integer nanoseconds), lists as JSON arrays (or `null`).
+//! durations (integer nanoseconds), lists as JSON arrays (or `null`), and
+//! `credential_type` only when it is not the API key (the official plugin's
+//! roles have no such field and are written back unchanged).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -10,17 +12,17 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::Engine;
+use super::{api_key, Engine};
 use crate::atlas::AccessListEntry;
 use crate::vault::framework::{
-    existence_check, handler, BackendError, FieldData, FieldSchema, FieldType, Operation, Path,
-    Response,
+    existence_check, handler, handler_with, BackendError, FieldData, FieldSchema, FieldType,
+    Operation, Path, Request, Response,
 };
 use crate::vault::storage::{get_json, put_json, Storage};
 
 /// `roles/` + Vault's generic name pattern (`framework.GenericNameRegex`).
 const ROLE_PATTERN: &str = r"roles/(?P<name>\w(([\w.-]+)?\w)?)";
-const PREFIX: &str = "roles/";
+pub(crate) const PREFIX: &str = "roles/";
 
 /// Go `time.Duration` in JSON: integer nanoseconds.
 mod go_duration {
@@ -38,8 +40,47 @@ mod go_duration {
     }
 }
 
+/// The kind of credential a role issues; each has its own module.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CredentialType {
+    /// A programmatic API key ([`api_key`]): every role the official plugin wrote.
+    #[default]
+    ApiKey,
+}
+
+impl CredentialType {
+    const ALL: [(&'static str, Self); 1] = [("api_key", Self::ApiKey)];
+
+    fn parse(raw: &str) -> Result<Self, BackendError> {
+        let raw = raw.trim();
+        Self::ALL
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(raw))
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|(name, _)| *name).collect();
+                BackendError::user(format!(
+                    "credential_type: {raw:?} is not a credential type; use one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("", |(name, _)| name)
+    }
+
+    fn is_api_key(&self) -> bool {
+        *self == Self::ApiKey
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Role {
+pub(crate) struct Role {
     #[serde(default)]
     pub project_id: String,
     /// Legacy field of the official plugin, always empty; kept for the format.
@@ -59,49 +100,31 @@ pub struct Role {
     pub ttl: Duration,
     #[serde(default, with = "go_duration")]
     pub max_ttl: Duration,
-}
-
-/// What kind of key a role issues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyMode {
-    /// An organization key with `roles`.
-    Org,
-    /// A project key with `roles`.
-    Project,
-    /// An organization key with `roles`, assigned to the project with `project_roles`.
-    OrgAssignedToProject,
+    #[serde(default, skip_serializing_if = "CredentialType::is_api_key")]
+    pub credential_type: CredentialType,
 }
 
 impl Role {
-    pub fn mode(&self) -> Option<KeyMode> {
-        match (self.organization_id.is_empty(), self.project_id.is_empty()) {
-            (false, true) => Some(KeyMode::Org),
-            (true, false) => Some(KeyMode::Project),
-            (false, false) => Some(KeyMode::OrgAssignedToProject),
-            (true, true) => None,
-        }
-    }
-
-    pub fn roles(&self) -> &[String] {
+    pub(crate) fn roles(&self) -> &[String] {
         self.roles.as_deref().unwrap_or_default()
     }
 
-    pub fn project_roles(&self) -> &[String] {
+    pub(crate) fn project_roles(&self) -> &[String] {
         self.project_roles.as_deref().unwrap_or_default()
     }
 
-    pub fn ip_addresses(&self) -> &[String] {
+    pub(crate) fn ip_addresses(&self) -> &[String] {
         self.ip_addresses.as_deref().unwrap_or_default()
     }
 
-    pub fn cidr_blocks(&self) -> &[String] {
+    pub(crate) fn cidr_blocks(&self) -> &[String] {
         self.cidr_blocks.as_deref().unwrap_or_default()
     }
 
     /// The key's access list: CIDR blocks, then IP addresses (the official
     /// plugin's order). Atlas refuses an access list naming one address twice
     /// (an IP counts as its /32 or /128 block), so that is refused here too.
-    pub fn access_list(&self) -> Result<Vec<AccessListEntry>, BackendError> {
+    pub(crate) fn access_list(&self) -> Result<Vec<AccessListEntry>, BackendError> {
         let entries = self.parse_access_list()?;
         let mut seen = std::collections::HashSet::new();
         for (entry, raw) in entries
@@ -155,14 +178,12 @@ impl Role {
             "project_roles": self.project_roles,
             "ttl": self.ttl.as_secs(),
             "max_ttl": self.max_ttl.as_secs(),
+            "credential_type": self.credential_type.name(),
         }))
     }
 
-    /// Everything Atlas would reject, caught before any key is created.
-    pub fn validate(&self) -> Result<(), BackendError> {
-        let mode = self.mode().ok_or_else(|| {
-            BackendError::user("organization_id or project_id is required: set organization_id for an organization key, project_id for a project key, or both for an organization key assigned to a project")
-        })?;
+    /// Everything Atlas would reject, caught before any credential is created.
+    pub(crate) fn validate(&self) -> Result<(), BackendError> {
         for (field, id) in [
             ("organization_id", &self.organization_id),
             ("project_id", &self.project_id),
@@ -173,23 +194,8 @@ impl Role {
                 )));
             }
         }
-        let (role_scope, prefix) = match mode {
-            KeyMode::Org | KeyMode::OrgAssignedToProject => ("organization", "ORG_"),
-            KeyMode::Project => ("project", "GROUP_"),
-        };
-        if self.roles().is_empty() {
-            return Err(BackendError::user(format!(
-                "roles is required and must not be empty: give at least one {role_scope} role, e.g. {prefix}READ_ONLY"
-            )));
-        }
-        check_role_names("roles", self.roles(), prefix, role_scope)?;
-        if mode == KeyMode::OrgAssignedToProject {
-            if self.project_roles().is_empty() {
-                return Err(BackendError::user(
-                    "project_roles is required if both organization_id and project_id are supplied: give at least one project role, e.g. GROUP_READ_ONLY",
-                ));
-            }
-            check_role_names("project_roles", self.project_roles(), "GROUP_", "project")?;
+        match self.credential_type {
+            CredentialType::ApiKey => api_key::check_role(self)?,
         }
         self.access_list()?;
         if !self.max_ttl.is_zero() && self.ttl > self.max_ttl {
@@ -205,20 +211,6 @@ impl Role {
 
 fn is_atlas_id(id: &str) -> bool {
     id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn check_role_names(
-    field: &str,
-    names: &[String],
-    prefix: &str,
-    scope: &str,
-) -> Result<(), BackendError> {
-    match names.iter().find(|n| !n.starts_with(prefix)) {
-        Some(bad) => Err(BackendError::user(format!(
-            "{field}: {bad:?} is not an Atlas {scope} role (they start with {prefix}, e.g. {prefix}READ_ONLY)"
-        ))),
-        None => Ok(()),
-    }
 }
 
 /// The role-name rule, as the paths' pattern states it plus what Vault's storage adds.
@@ -273,6 +265,9 @@ fn merge(mut role: Role, fields: &FieldData) -> Result<Role, BackendError> {
     if let Some(max_ttl) = fields.duration("max_ttl")? {
         role.max_ttl = max_ttl;
     }
+    if let Some(v) = fields.string("credential_type")? {
+        role.credential_type = CredentialType::parse(&v)?;
+    }
     Ok(role)
 }
 
@@ -285,35 +280,21 @@ fn name_field() -> FieldSchema {
     .required()
 }
 
+const LIST_SYNOPSIS: &str = "List the roles.";
+const LIST_DESCRIPTION: &str = "Lists the names of all roles of this mount.";
+const SYNOPSIS: &str = "Manage the roles that define which Atlas credentials are issued.";
+const DESCRIPTION: &str = "A role issues one of three kinds of programmatic API key \
+(credential_type api_key, the default): organization_id alone gives an organization key with \
+`roles` (ORG_*); project_id alone gives a project key with `roles` (GROUP_*); both give an \
+organization key with `roles`, assigned to the project with `project_roles`. ip_addresses and \
+cidr_blocks become the key's access list. Writes merge into an existing role. ttl and max_ttl \
+bound the leases of issued keys.";
+
 pub(crate) fn paths(engine: &Engine) -> Vec<Path> {
     let list = Path::new("roles/?")
-        .operation(
-            Operation::List,
-            handler(
-                |req, _| async move { Ok(Some(Response::list(req.storage.list(PREFIX).await?))) },
-            ),
-        )
-        .help(
-            "List the roles.",
-            "Lists the names of all roles of this mount.",
-        );
-
-    let writing = engine.clone();
-    let write = handler(move |req, fields| {
-        let engine = writing.clone();
-        async move {
-            let name = role_name(&fields)?;
-            // Writes merge (read, modify, write): without this, two concurrent
-            // writes of different fields would each drop the other's.
-            let _serialized = engine.role_writes().await;
-            let stored = load(req.storage.as_ref(), &name).await?.unwrap_or_default();
-            let role = merge(stored, &fields)?;
-            role.validate()?;
-            put_json(req.storage.as_ref(), &format!("{PREFIX}{name}"), &role).await?;
-            Ok(None)
-        }
-    });
-    let deleting = engine.clone();
+        .operation(Operation::List, handler(list_roles))
+        .help(LIST_SYNOPSIS, LIST_DESCRIPTION);
+    let write = handler_with(engine, write_role);
     let role = Path::new(ROLE_PATTERN)
         .field(name_field())
         .field(FieldSchema::new("organization_id", FieldType::String, "Atlas organization id. With it alone, the role issues organization keys; with project_id too, organization keys assigned to that project."))
@@ -324,39 +305,57 @@ pub(crate) fn paths(engine: &Engine) -> Vec<Path> {
         .field(FieldSchema::new("cidr_blocks", FieldType::CommaStringSlice, "CIDR blocks added to each key's access list."))
         .field(FieldSchema::new("ttl", FieldType::DurationSecond, "Lease TTL of issued keys (seconds or a duration such as 1h); 0 uses the mount default."))
         .field(FieldSchema::new("max_ttl", FieldType::DurationSecond, "Maximum lifetime of issued keys; 0 uses the mount maximum."))
+        .field(FieldSchema::new("credential_type", FieldType::String, "What creds/<name> issues: api_key (a programmatic API key; the default, and what every role without this field issues)."))
         .operation(Operation::Create, write.clone())
         .operation(Operation::Update, write)
-        .operation(
-            Operation::Read,
-            handler(|req, fields| async move {
-                Ok(load(req.storage.as_ref(), &role_name(&fields)?).await?.map(|r| r.to_response()))
-            }),
-        )
-        .operation(
-            Operation::Delete,
-            handler(move |req, fields| {
-                let engine = deleting.clone();
-                async move {
-                    let name = role_name(&fields)?;
-                    // So a delete cannot fall between a merge's read and its write.
-                    let _serialized = engine.role_writes().await;
-                    req.storage.delete(&format!("{PREFIX}{name}")).await?;
-                    Ok(None)
-                }
-            }),
-        )
-        .existence(existence_check(|req, fields| async move {
-            Ok(load(req.storage.as_ref(), &role_name(&fields)?).await?.is_some())
-        }))
-        .help(
-            "Manage the roles that define which Atlas programmatic API keys are issued.",
-            "A role issues one of three kinds of key: organization_id alone gives an organization \
-             key with `roles` (ORG_*); project_id alone gives a project key with `roles` (GROUP_*); \
-             both give an organization key with `roles`, assigned to the project with \
-             `project_roles`. ip_addresses and cidr_blocks become the key's access list. Writes \
-             merge into an existing role. ttl and max_ttl bound the leases of issued keys.",
-        );
+        .operation(Operation::Read, handler(read_role))
+        .operation(Operation::Delete, handler_with(engine, delete_role))
+        .existence(existence_check(role_exists))
+        .help(SYNOPSIS, DESCRIPTION);
     vec![list, role]
+}
+
+async fn list_roles(req: Request, _: FieldData) -> Result<Option<Response>, BackendError> {
+    Ok(Some(Response::list(req.storage.list(PREFIX).await?)))
+}
+
+async fn read_role(req: Request, fields: FieldData) -> Result<Option<Response>, BackendError> {
+    let role = load(req.storage.as_ref(), &role_name(&fields)?).await?;
+    Ok(role.map(|r| r.to_response()))
+}
+
+async fn role_exists(req: Request, fields: FieldData) -> Result<bool, BackendError> {
+    Ok(load(req.storage.as_ref(), &role_name(&fields)?)
+        .await?
+        .is_some())
+}
+
+async fn write_role(
+    engine: Engine,
+    req: Request,
+    fields: FieldData,
+) -> Result<Option<Response>, BackendError> {
+    let name = role_name(&fields)?;
+    // Writes merge (read, modify, write): without this, two concurrent writes
+    // of different fields would each drop the other's.
+    let _serialized = engine.role_writes().await;
+    let stored = load(req.storage.as_ref(), &name).await?.unwrap_or_default();
+    let role = merge(stored, &fields)?;
+    role.validate()?;
+    put_json(req.storage.as_ref(), &format!("{PREFIX}{name}"), &role).await?;
+    Ok(None)
+}
+
+async fn delete_role(
+    engine: Engine,
+    req: Request,
+    fields: FieldData,
+) -> Result<Option<Response>, BackendError> {
+    let name = role_name(&fields)?;
+    // So a delete cannot fall between a merge's read and its write.
+    let _serialized = engine.role_writes().await;
+    req.storage.delete(&format!("{PREFIX}{name}")).await?;
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -371,7 +370,7 @@ mod tests {
         let stored = r#"{"project_id":"","database_name":"","roles":["ORG_MEMBER"],"organization_id":"5f0c4f2b8c1e4a3d2b1a0f9e","cidr_blocks":null,"ip_addresses":["192.0.2.1"],"project_roles":null,"ttl":3600000000000,"max_ttl":7200000000000}"#;
         let role: Role = serde_json::from_str(stored).expect("decode");
         assert_eq!(role.ttl, Duration::from_secs(3600));
-        assert_eq!(role.mode(), Some(KeyMode::Org));
+        assert_eq!(role.credential_type, CredentialType::ApiKey);
         assert_eq!(serde_json::to_string(&role).expect("encode"), stored);
     }
 
@@ -495,6 +494,28 @@ mod tests {
     }
 
     #[test]
+    fn credential_type_is_named_and_stored_only_when_not_an_api_key() {
+        assert_eq!(
+            CredentialType::parse(" API_KEY ").expect("api_key"),
+            CredentialType::ApiKey
+        );
+        match CredentialType::parse("password") {
+            Err(BackendError::User(msg)) => {
+                assert!(msg.starts_with("credential_type: \"password\""), "{msg}");
+                assert!(msg.contains("api_key"), "{msg}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let role = Role {
+            organization_id: ORG.into(),
+            credential_type: CredentialType::ApiKey,
+            ..Role::default()
+        };
+        let stored = serde_json::to_value(&role).expect("encode");
+        assert!(stored.get("credential_type").is_none(), "{stored}");
+    }
+
+    #[test]
     fn role_read_reports_seconds() {
         let role = Role {
             ttl: Duration::from_secs(60),
@@ -503,5 +524,6 @@ mod tests {
         let data = role.to_response().data.expect("data");
         assert_eq!(data["ttl"], Value::from(60));
         assert_eq!(data["roles"], Value::Null);
+        assert_eq!(data["credential_type"], "api_key");
     }
 }
