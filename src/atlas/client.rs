@@ -14,7 +14,9 @@ use super::models::{
     AccessListEntry, ApiKey, CreateKeyBody, Page, ProjectRolesBody, WireAccessListEntry,
     WireAccessListRequest, WireApiKey,
 };
-use super::transport::{retry_delay, ApiRequest, ApiResponse, Failure, Idempotency, Transport};
+use super::transport::{
+    retry_delay, ApiRequest, ApiResponse, Failure, Idempotency, Transport, API_KEYS_MEDIA_TYPE,
+};
 
 /// Largest page Atlas serves.
 const ITEMS_PER_PAGE: &str = "500";
@@ -32,7 +34,7 @@ const DUPLICATE_ACCESS_LIST_ENTRY: &str = "DUPLICATE_ACCESS_LIST_ENTRY";
 /// pagination and create recovery.
 #[derive(Clone, Debug)]
 pub struct AtlasClient {
-    transport: Arc<Transport>,
+    pub(super) transport: Arc<Transport>,
 }
 
 /// Where a key is created, which is also where a possibly-created key is looked for.
@@ -87,6 +89,13 @@ impl AtlasClient {
             )
             .await?;
         Ok(decode::<WireApiKey>(&response, "API key")?.into())
+    }
+
+    /// Revokes the service-account token this client holds, if any: for a client being
+    /// retired (its config changed). One attempt; `Ok(false)` when there was none.
+    pub async fn revoke_token(&self) -> Result<bool, AtlasError> {
+        let deadline = Instant::now() + self.transport.timeouts.attempt;
+        self.transport.revoke_token(deadline).await
     }
 
     /// Every organization API key (all pages).
@@ -234,12 +243,12 @@ impl AtlasClient {
 
     // ---- internals ----
 
-    fn deadline(&self) -> Instant {
+    pub(super) fn deadline(&self) -> Instant {
         Instant::now() + self.transport.timeouts.overall
     }
 
     /// Builds `<api root>/<collection>/<id>/...` after checking that ids are plain tokens.
-    fn url(&self, parts: &[(&str, &str)]) -> Result<Url, AtlasError> {
+    pub(super) fn url(&self, parts: &[(&str, &str)]) -> Result<Url, AtlasError> {
         let mut segments = Vec::with_capacity(parts.len() * 2);
         for (collection, id) in parts {
             validate_id(collection, id)?;
@@ -249,7 +258,7 @@ impl AtlasClient {
         Ok(self.transport.url(&segments))
     }
 
-    async fn send(
+    pub(super) async fn send(
         &self,
         request: ApiRequest,
         deadline: Instant,
@@ -266,9 +275,19 @@ impl AtlasClient {
     }
 
     /// GETs every page, following `next` links, 500 items per page.
-    async fn list_all<T: DeserializeOwned>(
+    pub(super) async fn list_all<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        deadline: Instant,
+    ) -> Result<Vec<T>, AtlasError> {
+        self.list_all_as(url, API_KEYS_MEDIA_TYPE, deadline).await
+    }
+
+    /// [`Self::list_all`] with another resource version.
+    pub(super) async fn list_all_as<T: DeserializeOwned>(
         &self,
         mut url: Url,
+        media_type: &'static str,
         deadline: Instant,
     ) -> Result<Vec<T>, AtlasError> {
         url.query_pairs_mut()
@@ -278,7 +297,8 @@ impl AtlasClient {
         let mut items = Vec::new();
         for _ in 0..MAX_PAGES {
             seen.insert(url.to_string());
-            let request = ApiRequest::new(Method::GET, url.clone(), Idempotency::Idempotent);
+            let request = ApiRequest::new(Method::GET, url.clone(), Idempotency::Idempotent)
+                .with_media_type(media_type);
             let response = self.send(request, deadline).await?;
             let page: Page<T> = decode(&response, "page")?;
             let next = page
@@ -519,7 +539,7 @@ impl CleanupError {
 /// A failed create is definite only when the failure proves Atlas did nothing (never sent, or
 /// Atlas' own 4xx). Anything else (a proxy's 3xx or 4xx, an unexpected status) may have
 /// followed a create Atlas carried out, so the caller must keep its record of `desc`.
-fn create_failure(failure: Failure, desc: &str) -> AtlasError {
+pub(super) fn create_failure(failure: Failure, desc: &str) -> AtlasError {
     if failure.not_acted_on {
         *failure.error
     } else {
@@ -531,7 +551,7 @@ fn create_failure(failure: Failure, desc: &str) -> AtlasError {
     }
 }
 
-fn with_segment(mut url: Url, segment: &str) -> Url {
+pub(super) fn with_segment(mut url: Url, segment: &str) -> Url {
     if let Ok(mut path) = url.path_segments_mut() {
         path.push(segment);
     }
@@ -554,14 +574,17 @@ fn validate_id(what: &str, id: &str) -> Result<(), AtlasError> {
     }
 }
 
-fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, AtlasError> {
+pub(super) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, AtlasError> {
     serde_json::to_vec(value)
         .map_err(|e| AtlasError::InvalidArgument(format!("cannot encode request: {e}")))
 }
 
 /// Decodes a JSON answer. The error names only the position: serde's message can quote the
 /// offending value, and a create's answer holds a private key.
-fn decode<T: DeserializeOwned>(response: &ApiResponse, what: &str) -> Result<T, AtlasError> {
+pub(super) fn decode<T: DeserializeOwned>(
+    response: &ApiResponse,
+    what: &str,
+) -> Result<T, AtlasError> {
     serde_json::from_slice(&response.body).map_err(|e| AtlasError::Unexpected {
         message: format!(
             "cannot read the {what} Atlas returned (HTTP {}, {:?} error at line {} column {})",

@@ -21,10 +21,8 @@ pub struct ClientConfig {
     /// Accept `http://` to a host that is not a loopback address (labs only:
     /// Digest exchanges and new private keys then travel unencrypted).
     pub allow_insecure_http: bool,
-    /// Programmatic API key public half (the Digest user name).
-    pub public_key: String,
-    /// Programmatic API key private half (the Digest password).
-    pub private_key: PrivateKey,
+    /// Who the client is: an API key (Digest) or a service account (OAuth 2.0).
+    pub login: Login,
     /// Vault's version (from the plugin environment), reported in the User-Agent.
     pub vault_version: Option<String>,
     pub timeouts: Timeouts,
@@ -35,13 +33,30 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// Defaults for everything but the credentials.
+    /// Defaults for everything but the credentials: a programmatic API key.
     pub fn new(public_key: impl Into<String>, private_key: impl Into<PrivateKey>) -> Self {
+        Self::with_login(Login::ApiKey {
+            public_key: public_key.into(),
+            private_key: private_key.into(),
+        })
+    }
+
+    /// Defaults for everything but the credentials: a service account.
+    pub fn service_account(
+        client_id: impl Into<String>,
+        client_secret: impl Into<PrivateKey>,
+    ) -> Self {
+        Self::with_login(Login::ServiceAccount {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        })
+    }
+
+    fn with_login(login: Login) -> Self {
         Self {
             base_url: DEFAULT_BASE_URL.to_owned(),
             allow_insecure_http: false,
-            public_key: public_key.into(),
-            private_key: private_key.into(),
+            login,
             vault_version: None,
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
@@ -94,8 +109,7 @@ impl fmt::Debug for ClientConfig {
         f.debug_struct("ClientConfig")
             .field("base_url", &redact_base_url(&self.base_url))
             .field("allow_insecure_http", &self.allow_insecure_http)
-            .field("public_key", &self.public_key)
-            .field("private_key", &self.private_key)
+            .field("login", &self.login)
             .field("vault_version", &self.vault_version)
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
@@ -105,6 +119,22 @@ impl fmt::Debug for ClientConfig {
             )
             .finish()
     }
+}
+
+/// The credential the client authenticates with. `Debug` shows the public
+/// half only.
+#[derive(Clone, Debug)]
+pub enum Login {
+    /// A programmatic API key: HTTP Digest with the public key as user name.
+    ApiKey {
+        public_key: String,
+        private_key: PrivateKey,
+    },
+    /// A service account: OAuth 2.0 client credentials, then bearer tokens.
+    ServiceAccount {
+        client_id: String,
+        client_secret: PrivateKey,
+    },
 }
 
 /// Why a base URL is refused. Messages name `base_url` and the fix, and show the

@@ -28,6 +28,11 @@ struct ErrorBody {
     error_code: Option<String>,
     detail: Option<String>,
     reason: Option<String>,
+    /// The OAuth endpoints' shape: `{"error": "invalid_client", "error_description": "..."}`
+    /// (where Atlas' own documents have the status as a number).
+    error: Option<serde_json::Value>,
+    #[serde(rename = "error_description")]
+    error_description: Option<String>,
 }
 
 impl ApiProblem {
@@ -45,8 +50,12 @@ impl ApiProblem {
         };
         match serde_json::from_slice::<ErrorBody>(body) {
             Ok(parsed) => {
-                problem.error_code = parsed.error_code;
-                problem.detail = parsed.detail;
+                let oauth_code = match parsed.error {
+                    Some(serde_json::Value::String(code)) => Some(code),
+                    _ => None,
+                };
+                problem.error_code = parsed.error_code.or(oauth_code);
+                problem.detail = parsed.detail.or(parsed.error_description);
                 problem.reason = parsed.reason;
             }
             Err(_) => problem.detail = text_excerpt(body),

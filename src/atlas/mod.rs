@@ -14,7 +14,9 @@ mod config;
 mod digest;
 mod error;
 mod models;
+mod oauth;
 mod secret;
+mod service_accounts;
 #[cfg(test)]
 mod test_server;
 mod tls;
@@ -22,10 +24,11 @@ mod transport;
 
 pub use client::AtlasClient;
 pub use config::{
-    is_insecure_http, parse_base_url, redact_base_url, BaseUrlError, ClientConfig, RetryPolicy,
-    Timeouts, DEFAULT_BASE_URL,
+    is_insecure_http, parse_base_url, redact_base_url, BaseUrlError, ClientConfig, Login,
+    RetryPolicy, Timeouts, DEFAULT_BASE_URL,
 };
 pub use error::{ApiProblem, AtlasError};
-pub use models::{AccessListEntry, ApiKey, RoleAssignment};
+pub use models::{AccessListEntry, ApiKey, RoleAssignment, ServiceAccount};
 pub use secret::PrivateKey;
+pub use service_accounts::AccountScope;
 pub use transport::{API_KEYS_MEDIA_TYPE, SERVICE_ACCOUNTS_MEDIA_TYPE};

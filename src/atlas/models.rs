@@ -97,7 +97,74 @@ impl FromStr for AccessListEntry {
     }
 }
 
+/// A service account (OAuth 2.0 client). The secret is only in the answer to a create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceAccount {
+    /// `mdb_sa_id_<24 hex>`: the OAuth client id and the id in paths.
+    pub client_id: String,
+    pub name: String,
+    pub description: String,
+    /// The plain-text secret: only in the answer to a create.
+    pub secret: Option<PrivateKey>,
+    /// When the newest secret expires (RFC 3339), as Atlas says.
+    pub secret_expires_at: Option<String>,
+}
+
 // ---- wire forms ----
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WireServiceAccount {
+    client_id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    secrets: Vec<WireServiceAccountSecret>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireServiceAccountSecret {
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+impl From<WireServiceAccount> for ServiceAccount {
+    fn from(wire: WireServiceAccount) -> Self {
+        let newest = wire
+            .secrets
+            .into_iter()
+            .max_by(|a, b| a.expires_at.cmp(&b.expires_at));
+        let (secret, secret_expires_at) = match newest {
+            Some(s) => (
+                s.secret.filter(|v| !v.is_empty()).map(PrivateKey::new),
+                s.expires_at,
+            ),
+            None => (None, None),
+        };
+        ServiceAccount {
+            client_id: wire.client_id,
+            name: wire.name,
+            description: wire.description,
+            secret,
+            secret_expires_at,
+        }
+    }
+}
+
+/// Body of both service-account creates (organization and project).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CreateServiceAccountBody<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) description: &'a str,
+    pub(crate) roles: &'a [String],
+    pub(crate) secret_expires_after_hours: u32,
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -12,11 +12,13 @@ use rand::Rng;
 use tokio::time::Instant;
 use url::{Position, Url};
 
+use super::config::Login;
 use super::config::{
     is_insecure_http, parse_base_url, redact_base_url, ClientConfig, RetryPolicy, Timeouts,
 };
 use super::digest::{select_challenge, DigestAuth};
 use super::error::{is_atlas_refusal, ApiProblem, AtlasError};
+use super::oauth::{Token, TokenAnswer, TokenSource};
 use super::tls;
 
 /// Version 2023-01-01: every `/apiKeys` operation, access lists included.
@@ -42,9 +44,15 @@ pub(crate) enum Idempotency {
 pub(crate) struct ApiRequest {
     pub(crate) method: Method,
     pub(crate) url: Url,
+    /// The `Accept` type (Atlas' versioned media type), also the body's type
+    /// unless `content_type` says otherwise.
     pub(crate) media_type: &'static str,
+    content_type: Option<&'static str>,
     pub(crate) body: Option<Bytes>,
     pub(crate) idempotency: Idempotency,
+    /// Token endpoint calls authenticate with the client's Basic credentials,
+    /// not with the login's Digest or bearer token.
+    basic_auth: bool,
 }
 
 impl ApiRequest {
@@ -53,14 +61,36 @@ impl ApiRequest {
             method,
             url,
             media_type: API_KEYS_MEDIA_TYPE,
+            content_type: None,
             body: None,
             idempotency,
+            basic_auth: false,
         }
     }
 
     pub(crate) fn with_json_body(mut self, body: Vec<u8>) -> Self {
         self.body = Some(Bytes::from(body));
         self
+    }
+
+    pub(crate) fn with_media_type(mut self, media_type: &'static str) -> Self {
+        self.media_type = media_type;
+        self
+    }
+
+    /// A form-encoded OAuth call (token, revoke), with the client's Basic credentials.
+    fn oauth(url: Url, form: &[(&str, &str)]) -> Self {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        Self {
+            media_type: "application/json",
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: Some(Bytes::from(body)),
+            basic_auth: true,
+            // Another token, or revoking one twice, changes nothing that matters.
+            ..Self::new(Method::POST, url, Idempotency::Idempotent)
+        }
     }
 }
 
@@ -123,11 +153,20 @@ impl Failure {
     }
 }
 
+/// How the client proves who it is.
+#[derive(Debug)]
+enum Auth {
+    Digest(DigestAuth),
+    Bearer(TokenSource),
+}
+
 /// Shared by every clone of the client.
 pub(crate) struct Transport {
     http: reqwest::Client,
     api_root: Url,
-    digest: DigestAuth,
+    /// `<base>/api/oauth/`: the token endpoints live outside the versioned API.
+    oauth_root: Url,
+    auth: Auth,
     pub(crate) timeouts: Timeouts,
     retry: RetryPolicy,
     deprecation_warned: AtomicBool,
@@ -137,7 +176,7 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("api_root", &self.api_root.as_str())
-            .field("digest", &self.digest)
+            .field("auth", &self.auth)
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
@@ -147,11 +186,27 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     pub(crate) fn new(config: &ClientConfig) -> Result<Self, AtlasError> {
         let api_root = api_root(&config.base_url, config.allow_insecure_http)?;
-        if config.public_key.trim().is_empty() || config.private_key.expose().is_empty() {
-            return Err(AtlasError::Config(
-                "the API key's public and private halves are required".to_owned(),
-            ));
-        }
+        let oauth_root = oauth_root(&api_root);
+        let auth = match &config.login {
+            Login::ApiKey {
+                public_key,
+                private_key,
+            } => {
+                if public_key.trim().is_empty() || private_key.expose().is_empty() {
+                    return Err(AtlasError::Config(
+                        "the API key's public and private halves are required".to_owned(),
+                    ));
+                }
+                Auth::Digest(DigestAuth::new(
+                    public_key.trim().to_owned(),
+                    private_key.clone(),
+                ))
+            }
+            Login::ServiceAccount {
+                client_id,
+                client_secret,
+            } => Auth::Bearer(TokenSource::new(client_id, client_secret)?),
+        };
         if is_insecure_http(&api_root) {
             // Only reached with allow_insecure_http; the URL has no userinfo by now.
             tracing::warn!(
@@ -178,10 +233,8 @@ impl Transport {
         Ok(Self {
             http,
             api_root,
-            digest: DigestAuth::new(
-                config.public_key.trim().to_owned(),
-                config.private_key.clone(),
-            ),
+            oauth_root,
+            auth,
             timeouts: config.timeouts,
             retry: config.retry,
             deprecation_warned: AtomicBool::new(false),
@@ -236,7 +289,22 @@ impl Transport {
         request: &ApiRequest,
         deadline: Instant,
     ) -> Result<ApiResponse, Failure> {
-        (|| self.attempt(request, deadline))
+        self.with_retries(request, deadline, || self.attempt(request, deadline))
+            .await
+    }
+
+    /// Retries `attempt` as [`Self::send`] describes.
+    async fn with_retries<F, Fut>(
+        &self,
+        request: &ApiRequest,
+        deadline: Instant,
+        attempt: F,
+    ) -> Result<ApiResponse, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<ApiResponse, Failure>>,
+    {
+        attempt
             .retry(self.backoff())
             .sleep(tokio::time::sleep)
             .when(|failure: &Failure| failure.retryable(request.idempotency))
@@ -253,16 +321,125 @@ impl Transport {
             .await
     }
 
-    /// One attempt: at most two HTTP exchanges (the second answers a fresh Digest challenge).
+    /// One attempt with the login's credentials.
     async fn attempt(
         &self,
         request: &ApiRequest,
         deadline: Instant,
     ) -> Result<ApiResponse, Failure> {
+        match &self.auth {
+            Auth::Digest(digest) => self.digest_attempt(digest, request, deadline).await,
+            Auth::Bearer(tokens) => self.bearer_attempt(tokens, request, deadline).await,
+        }
+    }
+
+    /// At most two exchanges: a 401 to a token means it was revoked or
+    /// expired early, so it is replaced once and the request sent again (Atlas
+    /// acts on no request it answers 401).
+    async fn bearer_attempt(
+        &self,
+        tokens: &TokenSource,
+        request: &ApiRequest,
+        deadline: Instant,
+    ) -> Result<ApiResponse, Failure> {
+        let mut token = self.token(tokens, deadline).await?;
+        let mut replaced = false;
+        loop {
+            let (status, headers, bytes) = self
+                .exchange(request, Some(token.header.clone()), deadline)
+                .await?;
+            if status == StatusCode::UNAUTHORIZED && !replaced {
+                tokens.forget(&token);
+                token = self.token(tokens, deadline).await?;
+                replaced = true;
+                continue;
+            }
+            return self.finish(request, status, &headers, bytes);
+        }
+    }
+
+    /// The service account's token, fetched (with retries) if none is fresh.
+    async fn token(&self, tokens: &TokenSource, deadline: Instant) -> Result<Token, Failure> {
+        tokens
+            .token(deadline, || async {
+                let url = self.oauth_url("token");
+                let request = ApiRequest::oauth(url, &[("grant_type", "client_credentials")]);
+                let response = self
+                    .with_retries(&request, deadline, || {
+                        self.basic_attempt(tokens, &request, deadline)
+                    })
+                    .await
+                    .map_err(|f| token_failure(*f.error))?;
+                let received = Instant::now();
+                serde_json::from_slice::<TokenAnswer>(&response.body)
+                    .map_err(|e| AtlasError::Unexpected {
+                        message: format!("unreadable answer from the token endpoint: {e}"),
+                        problem: None,
+                    })?
+                    .into_token(received)
+            })
+            .await
+            .map_err(|e| Failure {
+                // A login failure: nothing was sent to the Admin API.
+                not_acted_on: true,
+                ..Failure::new(e, Resend::Never, None)
+            })
+    }
+
+    /// Revokes the service account's current token, if it has one (the client
+    /// is being retired: the config changed). Best effort, one attempt.
+    pub(crate) async fn revoke_token(&self, deadline: Instant) -> Result<bool, AtlasError> {
+        let Auth::Bearer(tokens) = &self.auth else {
+            return Ok(false);
+        };
+        let Some(token) = tokens.take() else {
+            return Ok(false);
+        };
+        let request = ApiRequest::oauth(
+            self.oauth_url("revoke"),
+            &[
+                ("token", token.value.expose()),
+                ("token_type_hint", "access_token"),
+            ],
+        );
+        self.basic_attempt(tokens, &request, deadline)
+            .await
+            .map(|_| true)
+            .map_err(|f| token_failure(*f.error))
+    }
+
+    /// One exchange with the client's Basic credentials (token endpoints).
+    async fn basic_attempt(
+        &self,
+        tokens: &TokenSource,
+        request: &ApiRequest,
+        deadline: Instant,
+    ) -> Result<ApiResponse, Failure> {
+        let (status, headers, bytes) = self
+            .exchange(request, Some(tokens.basic.clone()), deadline)
+            .await?;
+        self.finish(request, status, &headers, bytes)
+    }
+
+    fn oauth_url(&self, endpoint: &str) -> Url {
+        let mut url = self.oauth_root.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.push(endpoint);
+        }
+        url
+    }
+
+    /// At most two HTTP exchanges (the second answers a fresh Digest challenge).
+    async fn digest_attempt(
+        &self,
+        digest: &DigestAuth,
+        request: &ApiRequest,
+        deadline: Instant,
+    ) -> Result<ApiResponse, Failure> {
+        debug_assert!(!request.basic_auth);
         let uri = digest_uri(&request.url);
         let body = request.body.as_deref();
-        let mut authorization = self
-            .digest
+        let mut authorization = digest
             .sign_with_cached(&request.method, uri, body)
             .map_err(Failure::unsent)?;
         loop {
@@ -274,7 +451,7 @@ impl Transport {
                     if !answered_fresh_challenge {
                         // No nonce yet, or the cached one expired: answer this challenge once.
                         authorization = Some(
-                            self.digest
+                            digest
                                 .sign_with_fresh(challenge, &request.method, uri, body)
                                 .map_err(Failure::unsent)?,
                         );
@@ -323,7 +500,10 @@ impl Transport {
             .header(ACCEPT, request.media_type);
         if let Some(body) = &request.body {
             builder = builder
-                .header(CONTENT_TYPE, request.media_type)
+                .header(
+                    CONTENT_TYPE,
+                    request.content_type.unwrap_or(request.media_type),
+                )
                 .body(body.clone());
         }
         if let Some(authorization) = authorization {
@@ -509,6 +689,32 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 /// The request-target as sent on the request line: what Digest signs as `uri`.
 fn digest_uri(url: &Url) -> &str {
     &url[Position::BeforePath..Position::AfterQuery]
+}
+
+/// `<base>/api/oauth/`, beside the versioned API root `<base>/api/atlas/v2/`.
+fn oauth_root(api_root: &Url) -> Url {
+    let mut url = api_root.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().pop().pop().push("oauth");
+    }
+    url
+}
+
+/// A token endpoint failure, said in OAuth's terms: a 400 or 401 there means
+/// the client id or secret is wrong, expired or deleted.
+fn token_failure(error: AtlasError) -> AtlasError {
+    match error {
+        AtlasError::Unauthorized(p) | AtlasError::InvalidInput(p) | AtlasError::Forbidden(p) => {
+            AtlasError::Unauthorized(ApiProblem {
+                detail: Some(format!(
+                    "the service account could not get a token ({}); check client_id and client_secret, and that the secret has not expired",
+                    p.detail.as_deref().unwrap_or("no detail")
+                )),
+                ..p
+            })
+        }
+        other => other,
+    }
 }
 
 fn api_root(base_url: &str, allow_insecure_http: bool) -> Result<Url, AtlasError> {

@@ -9,6 +9,7 @@
 mod api_key;
 mod config;
 mod creds;
+mod issuance;
 mod lease;
 mod roles;
 mod settings;

@@ -7,7 +7,7 @@ mod delete;
 mod issue;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::roles::Role;
 use super::{lease, Engine};
@@ -42,17 +42,6 @@ pub(crate) struct KeyRecord {
 }
 
 impl KeyRecord {
-    pub(crate) fn to_map(&self) -> Map<String, Value> {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
-        }
-    }
-
-    pub(crate) fn to_value(&self) -> Value {
-        Value::Object(self.to_map())
-    }
-
     pub(crate) fn from_value(value: Value) -> Result<Self, BackendError> {
         serde_json::from_value(value)
             .map_err(|e| BackendError::internal(format!("unreadable {SECRET_TYPE} record: {e}")))
@@ -168,14 +157,14 @@ mod tests {
             key_org_id: "o".into(),
             ..KeyRecord::default()
         };
-        let map = record.to_map();
+        let map = serde_json::to_value(&record).expect("encode");
         for key in [
             "programmatic_api_key_id",
             "project_id",
             "organization_id",
             "role",
         ] {
-            assert!(map.contains_key(key), "{key} missing from {map:?}");
+            assert!(map.get(key).is_some(), "{key} missing from {map}");
         }
     }
 }

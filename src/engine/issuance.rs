@@ -1,0 +1,382 @@
+//! Issuing a credential, whatever its type, without ever leaking one.
+//!
+//! Every credential that exists in Atlas is either handed to Vault as a lease,
+//! or deleted before the request returns, or recorded in the WAL so the next
+//! rollback deletes it. Nothing else can leak a live credential.
+//!
+//! Vault drops a request whose client hangs up, at whatever await it is on, so
+//! the issuance runs as a detached task ([`Tasks::hand_over`]) that always runs
+//! to the end. The WAL entry is written before the create and deleted only when
+//! the credential is handed to a request that is still waiting, or once the
+//! credential is gone; one nobody is waiting for is deleted by the task itself.
+//! The task gives up at the issue timeout and answers at most
+//! [`CLEANUP_GRACE`] later, before Vault gives up on the request; a cleanup that
+//! takes longer goes on after the answer.
+//!
+//! A credential type plugs in through [`Credential`]: how to create, configure
+//! and delete one, and what its record (WAL data and lease internal data) holds.
+//!
+//! [`Tasks::hand_over`]: crate::vault::framework::Tasks::hand_over
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::time::{timeout_at, Instant};
+
+use super::{lease, roles::Role, AtlasContext, Engine, ISSUE_TIMEOUT_ENV};
+use crate::atlas::AtlasError;
+use crate::vault::framework::{wal, BackendError, Handover, Request, Response, SecretType};
+
+/// After a failure or the issue timeout, time to delete what the issuance
+/// created before answering. The default issue timeout plus this stays under
+/// Vault's default request limit (90 s).
+const CLEANUP_GRACE: Duration = Duration::from_secs(10);
+
+/// The lease's TTL and maximum TTL.
+pub(crate) type Ttls = (Duration, Duration);
+
+/// What the request gets: the credential's data, under a lease of these TTLs.
+pub(crate) struct Handout {
+    pub(crate) data: Map<String, Value>,
+    pub(crate) ttls: Ttls,
+}
+
+/// One credential type's part of an issuance.
+pub(crate) trait Credential: Send + Sync + Sized + 'static {
+    /// The WAL entry's data and the lease's internal data.
+    type Record: Serialize + Send + Sync + 'static;
+    /// What a create returns: the credential, with its secret.
+    type Issued: Send + Sync + 'static;
+    /// How messages name one: "key", "service account".
+    const NOUN: &'static str;
+    /// How the debug log line of an issuance names one.
+    const ISSUED_LOG: &'static str;
+    /// Whether the create needs the lease's TTLs (else they are read while Atlas creates).
+    const TTLS_BEFORE_CREATE: bool = false;
+
+    /// What the WAL records before the create: enough to find what it creates.
+    fn record(&self) -> Self::Record;
+
+    /// The create; records the new credential's ids in `record`. An error that
+    /// is not [`AtlasError::CreateUncertain`] proves nothing was created.
+    fn create(
+        &self,
+        record: &mut Self::Record,
+        ttls: Option<Ttls>,
+    ) -> impl Future<Output = Result<Self::Issued, AtlasError>> + Send;
+
+    /// What a new credential needs before it is handed over (access list, projects).
+    fn configure(
+        &self,
+        issued: &Self::Issued,
+        record: &Self::Record,
+    ) -> impl Future<Output = Result<(), AtlasError>> + Send;
+
+    /// The lease's data, and its TTLs (which the type may shorten).
+    fn answer(
+        &self,
+        issued: Self::Issued,
+        record: &Self::Record,
+        ttls: Ttls,
+    ) -> Result<Handout, BackendError>;
+
+    /// Deletes what `record` names. `Ok(true)`: it is gone (deleted now or
+    /// before); `Ok(false)`: nothing the record names exists (yet).
+    fn delete(
+        &self,
+        req: &Request,
+        record: &Self::Record,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// The credential's id, for logs (empty before the create answered).
+    fn id(record: &Self::Record) -> &str;
+}
+
+/// Runs an issuance of `credential` for `role` as a detached task and waits for its answer.
+pub(crate) async fn issue<C: Credential>(
+    engine: &Engine,
+    req: Request,
+    name: &str,
+    role: &Role,
+    secret_type: SecretType,
+    credential: C,
+) -> Result<Response, BackendError> {
+    let issuance = Issuance {
+        secret_type,
+        limit: engine.settings().issue_timeout,
+        req,
+        name: name.to_string(),
+        role: role.clone(),
+        credential,
+    };
+    engine
+        .tasks()
+        .hand_over(move |handover| issuance.run(handover))
+        .await
+}
+
+/// One issuance, owned by its detached task.
+struct Issuance<C: Credential> {
+    secret_type: SecretType,
+    limit: Duration,
+    req: Request,
+    name: String,
+    role: Role,
+    credential: C,
+}
+
+/// What exists in Atlas, as far as the issuance knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Created {
+    /// No create was sent, or Atlas refused it in a way that proves nothing exists.
+    Nothing,
+    /// A create was sent and its outcome is unknown (in flight, or its answer lost).
+    Unknown,
+    /// The credential exists; its ids are in `Progress::record`.
+    Exists,
+}
+
+struct Progress<R> {
+    wal_id: Option<String>,
+    record: R,
+    created: Created,
+}
+
+/// What became of the credential of an issuance that failed or was abandoned.
+enum Cleanup {
+    NothingCreated,
+    Deleted,
+    /// Still recorded in the WAL: the periodic rollback deletes it.
+    LeftForRollback(String),
+}
+
+impl Cleanup {
+    fn note(&self, noun: &str) -> Option<String> {
+        match self {
+            Self::NothingCreated => None,
+            Self::Deleted => Some(format!("the {noun} was deleted")),
+            Self::LeftForRollback(why) => Some(format!(
+                "the {noun} it may have created could not be deleted yet ({why}); it is recorded, and Vault's periodic WAL rollback deletes it"
+            )),
+        }
+    }
+}
+
+type Answer = Handover<Result<Response, BackendError>>;
+
+fn to_value<R: Serialize>(record: &R) -> Value {
+    serde_json::to_value(record).unwrap_or(Value::Null)
+}
+
+impl<C: Credential> Issuance<C> {
+    fn kind(&self) -> &'static str {
+        self.secret_type.name
+    }
+
+    async fn run(self, answer: Answer) {
+        let deadline = Instant::now() + self.limit;
+        let mut progress = Progress {
+            wal_id: None,
+            record: self.credential.record(),
+            created: Created::Nothing,
+        };
+        let failure = match timeout_at(deadline, self.create(&mut progress, &answer)).await {
+            Ok(Ok(response)) => return self.hand_over(progress, response, answer).await,
+            Ok(Err(e)) => e,
+            Err(_) => BackendError::internal(format!(
+                "Atlas did not finish issuing the {} within {}s ({ISSUE_TIMEOUT_ENV}); the issuance was abandoned",
+                C::NOUN,
+                self.limit.as_secs()
+            )),
+        };
+        if answer.abandoned() {
+            return self.clean_up_abandoned(progress).await;
+        }
+        // Clean up before answering if time allows; otherwise answer, then finish.
+        let cleanup = self.clean_up(&mut progress);
+        tokio::pin!(cleanup);
+        match timeout_at(deadline + CLEANUP_GRACE, &mut cleanup).await {
+            Ok(outcome) => {
+                let failure = match outcome.note(C::NOUN) {
+                    Some(note) => failure.with_note(&note),
+                    None => failure,
+                };
+                let _ = answer.deliver(Err(failure)).await;
+            }
+            Err(_) => {
+                let _ = answer
+                    .deliver(Err(failure.with_note(&format!(
+                        "the plugin is still deleting any {} it created, and records it for the WAL rollback until it is gone",
+                        C::NOUN
+                    ))))
+                    .await;
+                if let Some(note) = cleanup.await.note(C::NOUN) {
+                    tracing::warn!(role = %self.name, outcome = %note, "finished cleaning up an issuance that ran out of time");
+                }
+            }
+        }
+    }
+
+    /// WAL entry, create, configuration: the response to hand over.
+    async fn create(
+        &self,
+        progress: &mut Progress<C::Record>,
+        answer: &Answer,
+    ) -> Result<Response, BackendError> {
+        let storage = self.req.storage.as_ref();
+        let wal_id = wal::put(storage, self.kind(), to_value(&progress.record)).await?;
+        progress.wal_id = Some(wal_id.clone());
+        if answer.abandoned() {
+            return Err(self.abandoned());
+        }
+        let early_ttls = if C::TTLS_BEFORE_CREATE {
+            Some(self.ttls().await?)
+        } else {
+            None
+        };
+        progress.created = Created::Unknown;
+        // Otherwise the mount's TTLs come from Vault while Atlas creates.
+        let create = self.credential.create(&mut progress.record, early_ttls);
+        let (created, ttls) = match early_ttls {
+            Some(ttls) => (create.await, Ok(ttls)),
+            None => tokio::join!(create, self.ttls()),
+        };
+        let issued = match created {
+            Ok(issued) => issued,
+            Err(e) => {
+                // Only an answer that proves nothing was created clears the record.
+                if !matches!(e, AtlasError::CreateUncertain { .. }) {
+                    progress.created = Created::Nothing;
+                }
+                return Err(e).context(&format!("creating the Atlas {}", C::NOUN));
+            }
+        };
+        progress.created = Created::Exists;
+        if answer.abandoned() {
+            return Err(self.abandoned());
+        }
+        // Recording the ids (so a rollback deletes the credential directly
+        // instead of searching for it) overlaps with its remaining setup.
+        let (recorded, configured) = tokio::join!(
+            wal::put_at(storage, &wal_id, self.kind(), to_value(&progress.record)),
+            self.credential.configure(&issued, &progress.record),
+        );
+        configured.context(&format!("configuring the new Atlas {}", C::NOUN))?;
+        recorded?;
+        let handout = self.credential.answer(issued, &progress.record, ttls?)?;
+        let (ttl, max_ttl) = handout.ttls;
+        let internal = match to_value(&progress.record) {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        Ok(self
+            .secret_type
+            .response(handout.data, internal, ttl, max_ttl))
+    }
+
+    async fn ttls(&self) -> Result<Ttls, BackendError> {
+        lease::ttls(&self.req, &self.role)
+            .await
+            .map_err(|e| BackendError::internal(format!("reading the mount's lease TTLs: {e}")))
+    }
+
+    /// Gives the credential to the request if it still waits; else deletes it.
+    async fn hand_over(
+        self,
+        mut progress: Progress<C::Record>,
+        response: Response,
+        answer: Answer,
+    ) {
+        let storage = self.req.storage.as_ref();
+        let failure = match progress.wal_id.clone() {
+            _ if answer.abandoned() => self.abandoned(),
+            // The entry goes first: once Vault may hold a lease on the
+            // credential, no rollback may delete it.
+            Some(wal_id) => match wal::delete(storage, &wal_id).await {
+                Ok(()) => {
+                    if answer.deliver(Ok(response)).await {
+                        tracing::debug!(role = %self.name, key_id = %C::id(&progress.record), "{}", C::ISSUED_LOG);
+                        return;
+                    }
+                    // The request went before taking it: record it again, then delete it.
+                    if let Err(e) =
+                        wal::put_at(storage, &wal_id, self.kind(), to_value(&progress.record)).await
+                    {
+                        tracing::warn!(key_id = %C::id(&progress.record), error = %e, "could not record an abandoned credential again; deleting it now");
+                    }
+                    return self.clean_up_abandoned(progress).await;
+                }
+                Err(e) => BackendError::from(e),
+            },
+            None => BackendError::internal("an issued credential without a WAL entry"),
+        };
+        if answer.abandoned() {
+            return self.clean_up_abandoned(progress).await;
+        }
+        let outcome = self.clean_up(&mut progress).await;
+        let failure = match outcome.note(C::NOUN) {
+            Some(note) => failure.with_note(&note),
+            None => failure,
+        };
+        let _ = answer.deliver(Err(failure)).await;
+    }
+
+    async fn clean_up_abandoned(self, mut progress: Progress<C::Record>) {
+        let outcome = self.clean_up(&mut progress).await;
+        tracing::warn!(
+            role = %self.name,
+            key_id = %C::id(&progress.record),
+            outcome = outcome.note(C::NOUN).as_deref().unwrap_or("nothing was created"),
+            "the request for this credential was abandoned (the client went away or Vault's deadline passed)"
+        );
+    }
+
+    /// Deletes whatever the issuance created; the WAL entry goes only with
+    /// proof that nothing is left.
+    async fn clean_up(&self, progress: &mut Progress<C::Record>) -> Cleanup {
+        let storage = self.req.storage.as_ref();
+        let Some(wal_id) = progress.wal_id.clone() else {
+            return Cleanup::NothingCreated;
+        };
+        let outcome = match progress.created {
+            Created::Nothing => Cleanup::NothingCreated,
+            Created::Exists | Created::Unknown => {
+                match self.credential.delete(&self.req, &progress.record).await {
+                    Ok(true) => Cleanup::Deleted,
+                    // A create still in flight at Atlas may land later: keep the record.
+                    Ok(false) => {
+                        return Cleanup::LeftForRollback(format!(
+                            "Atlas shows no {} by that name yet",
+                            C::NOUN
+                        ))
+                    }
+                    Err(e) => {
+                        // The entry may lack the id (its write failed or raced): write it again.
+                        if let Err(e) =
+                            wal::put_at(storage, &wal_id, self.kind(), to_value(&progress.record))
+                                .await
+                        {
+                            tracing::warn!(wal_id = %wal_id, error = %e, "could not update the WAL entry of a credential awaiting deletion");
+                        }
+                        return Cleanup::LeftForRollback(e.to_string());
+                    }
+                }
+            }
+        };
+        if let Err(e) = wal::delete(storage, &wal_id).await {
+            // Harmless: the rollback finds the credential gone and drops the entry.
+            tracing::debug!(wal_id = %wal_id, error = %e, "could not delete a settled WAL entry");
+        }
+        progress.wal_id = None;
+        outcome
+    }
+
+    fn abandoned(&self) -> BackendError {
+        BackendError::internal(format!(
+            "the request was abandoned before the {} was handed over",
+            C::NOUN
+        ))
+    }
+}
