@@ -395,8 +395,8 @@ async fn a_wal_entry_of_an_unknown_kind_is_kept_not_dropped() {
     // Say a newer version's credential type recorded a live credential.
     let id = wal::put(
         m.storage.as_ref(),
-        "service_account",
-        json!({"client_id": "mdb_sa_id_0123456789abcdef01234567"}),
+        "database_user",
+        json!({"username": "vault-r-0123"}),
     )
     .await
     .expect("wal");

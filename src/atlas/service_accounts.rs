@@ -31,6 +31,15 @@ pub enum AccountScope<'a> {
     Project(&'a str),
 }
 
+impl<'a> AccountScope<'a> {
+    fn path(self) -> (&'static str, &'a str) {
+        match self {
+            AccountScope::Org(org) => ("orgs", org),
+            AccountScope::Project(project) => ("groups", project),
+        }
+    }
+}
+
 impl AtlasClient {
     /// Creates a service account whose one secret expires after
     /// `secret_expires_after_hours`; the answer holds that secret, which Atlas
@@ -53,10 +62,7 @@ impl AtlasClient {
                 "a service account description must have 1 to {MAX_DESCRIPTION_CHARS} characters"
             )));
         }
-        let (collection, id) = match scope {
-            AccountScope::Org(org) => ("orgs", org),
-            AccountScope::Project(project) => ("groups", project),
-        };
+        let (collection, id) = scope.path();
         let url = with_segment(self.url(&[(collection, id)])?, "serviceAccounts");
         let body = to_json(&CreateServiceAccountBody {
             name,
@@ -107,17 +113,18 @@ impl AtlasClient {
         self.send(request, self.deadline()).await.map(drop)
     }
 
-    /// Adds entries to an organization service account's access list.
+    /// Adds entries to a service account's access list.
     pub async fn add_service_account_access_list(
         &self,
-        org_id: &str,
+        scope: AccountScope<'_>,
         client_id: &str,
         entries: &[AccessListEntry],
     ) -> Result<(), AtlasError> {
         if entries.is_empty() {
             return Ok(());
         }
-        let url = self.url(&[("orgs", org_id), ("serviceAccounts", client_id)])?;
+        let (collection, id) = scope.path();
+        let url = self.url(&[(collection, id), ("serviceAccounts", client_id)])?;
         let body: Vec<WireAccessListRequest> = entries.iter().map(Into::into).collect();
         // Adding entries an account already has changes nothing.
         let request = ApiRequest::new(
@@ -160,10 +167,7 @@ impl AtlasClient {
         &self,
         scope: AccountScope<'_>,
     ) -> Result<Vec<ServiceAccount>, AtlasError> {
-        let (collection, id) = match scope {
-            AccountScope::Org(org) => ("orgs", org),
-            AccountScope::Project(project) => ("groups", project),
-        };
+        let (collection, id) = scope.path();
         let url = with_segment(self.url(&[(collection, id)])?, "serviceAccounts");
         let wire: Vec<WireServiceAccount> = self
             .list_all_as(url, SERVICE_ACCOUNTS_MEDIA_TYPE, self.deadline())

@@ -1,15 +1,18 @@
-//! `config`: the Atlas credentials the engine manages keys with.
+//! `config`: the Atlas credentials the engine manages credentials with, an
+//! API key (`public_key` + `private_key`, HTTP Digest) or a service account
+//! (`client_id` + `client_secret`, OAuth 2.0).
 //!
 //! Stored at `config` (seal-wrapped) as `{"public_key","private_key"}`, the
 //! official plugin's format, plus `base_url` only when it is not the default
 //! and `allow_insecure_http` only when true, so a mount can move between the
-//! two implementations in either direction.
+//! two implementations in either direction. A service-account login stores
+//! `client_id` and `client_secret` instead of the key's fields.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Engine;
-use crate::atlas::{is_insecure_http, parse_base_url, redact_base_url};
+use crate::atlas::{is_insecure_http, parse_base_url, redact_base_url, ClientConfig};
 use crate::vault::framework::{
     handler, handler_with, BackendError, FieldData, FieldSchema, FieldType, Operation, Path,
     Request, Response,
@@ -23,10 +26,17 @@ const MAX_PUBLIC_KEY_LEN: usize = 64;
 
 const INSECURE_HTTP_WARNING: &str = "allow_insecure_http is in effect: base_url is plain HTTP to a host that is not a loopback address, so Atlas API keys (including every newly issued private key) and Digest exchanges travel unencrypted. Use https outside a lab.";
 
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct Config {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub public_key: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub private_key: String,
+    /// A service account's client id: set instead of the API key's fields.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_secret: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub base_url: String,
     /// Not in the official plugin's format: optional, and absent when false.
@@ -39,6 +49,8 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("public_key", &self.public_key)
             .field("private_key", &"<redacted>")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
             .field("base_url", &redact_base_url(self.base_url()))
             .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
@@ -46,6 +58,18 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// The client settings for this login.
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let config = if self.client_id.is_empty() {
+            ClientConfig::new(self.public_key.clone(), self.private_key.clone())
+        } else {
+            ClientConfig::service_account(self.client_id.clone(), self.client_secret.clone())
+        };
+        config
+            .with_base_url(self.base_url())
+            .with_allow_insecure_http(self.allow_insecure_http)
+    }
+
     pub(crate) fn base_url(&self) -> &str {
         if self.base_url.is_empty() {
             DEFAULT_BASE_URL
@@ -65,6 +89,7 @@ impl Config {
     fn to_response(&self) -> Response {
         let mut resp = Response::json(json!({
             "public_key": self.public_key,
+            "client_id": self.client_id,
             "base_url": self.shown_base_url(),
             "allow_insecure_http": self.allow_insecure_http,
         }));
@@ -114,58 +139,79 @@ fn validate_base_url(raw: &str, allow_insecure_http: bool) -> Result<String, Bac
 
 /// Atlas public keys are 8 lowercase letters; accept a wider, still header-safe shape.
 fn validate_public_key(key: &str) -> Result<(), BackendError> {
-    const RULE: &str = "public_key must be 1 to 64 letters, digits, '_' or '-' (an Atlas public key is 8 lowercase letters, e.g. abcdefgh)";
-    if key.is_empty() {
+    validate_id(
+        key,
+        "public_key must be 1 to 64 letters, digits, '_' or '-' (an Atlas public key is 8 lowercase letters, e.g. abcdefgh)",
+    )
+}
+
+/// Service-account client ids are `mdb_sa_id_` and 24 hexadecimal digits.
+fn validate_client_id(id: &str) -> Result<(), BackendError> {
+    validate_id(
+        id,
+        "client_id must be 1 to 64 letters, digits, '_' or '-' (a service account's client id looks like mdb_sa_id_0123456789abcdef01234567)",
+    )
+}
+
+/// The public half of a login: header-safe, and never echoed (a secret pasted
+/// into the wrong field must not show up in an error). `rule` starts with the field's name.
+fn validate_id(id: &str, rule: &str) -> Result<(), BackendError> {
+    let field = rule.split(' ').next().unwrap_or_default();
+    if id.is_empty() {
+        return Err(BackendError::user(format!("{field} is required: {rule}")));
+    }
+    if id.len() > MAX_PUBLIC_KEY_LEN {
         return Err(BackendError::user(format!(
-            "public_key is required: {RULE}"
+            "{rule}; this one has {} characters",
+            id.chars().count()
         )));
     }
-    if key.len() > MAX_PUBLIC_KEY_LEN {
-        return Err(BackendError::user(format!(
-            "{RULE}; this one has {} characters",
-            key.chars().count()
-        )));
-    }
-    // Name the offending character, not the value: a private key pasted here
-    // by mistake must not be echoed.
-    match key
+    match id
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
     {
-        Some(c) => Err(BackendError::user(format!("{RULE}; found {c:?}"))),
+        Some(c) => Err(BackendError::user(format!("{rule}; found {c:?}"))),
         None => Ok(()),
     }
 }
 
-/// The private key goes into Digest hashes only; a line break or other control
-/// character means a bad paste. Never echoes the value.
-fn validate_private_key(key: &str) -> Result<(), BackendError> {
-    if key.is_empty() {
-        return Err(BackendError::user(
-            "private_key is required: the private key of that Atlas API key",
-        ));
+/// A secret goes into Digest hashes or a Basic header only; a line break or
+/// other control character means a bad paste. Never echoes the value.
+fn validate_secret(field: &str, value: &str, what: &str) -> Result<(), BackendError> {
+    if value.is_empty() {
+        return Err(BackendError::user(format!(
+            "{field} is required: the {what}"
+        )));
     }
-    if key.chars().any(char::is_control) {
-        return Err(BackendError::user(
-            "private_key contains a line break or another control character: give the private key alone, on one line",
-        ));
+    if value.chars().any(char::is_control) {
+        return Err(BackendError::user(format!(
+            "{field} contains a line break or another control character: give the {what} alone, on one line"
+        )));
     }
     Ok(())
 }
 
+fn validate_private_key(key: &str) -> Result<(), BackendError> {
+    validate_secret("private_key", key, "private key of that Atlas API key")
+}
+
 const SYNOPSIS: &str =
-    "Configure the Atlas API key used to create and delete programmatic API keys.";
-const DESCRIPTION: &str = "The engine needs an Atlas programmatic API key with the \
-Organization Owner role (or Project Owner for project-only roles) to create and delete keys. Both \
-public_key and private_key are required on every write; private_key is never returned by a read. \
-base_url points the engine at Atlas for Government or at a local simulator; it must be https \
-unless it names a loopback address or allow_insecure_http is true (labs only: keys then travel \
-unencrypted, and every config write and read warns).";
+    "Configure the Atlas credential the engine creates and deletes credentials with.";
+const DESCRIPTION: &str = "The engine logs in to Atlas with either a programmatic API key \
+(public_key and private_key, HTTP Digest) or a service account (client_id and client_secret, \
+OAuth 2.0 client credentials; MongoDB's recommended method). Give exactly one pair on every \
+write. It needs the Organization Owner role (or Project Owner for project-only roles). Neither \
+private_key nor client_secret is ever returned by a read. base_url points the engine at Atlas \
+for Government or at a local simulator; it must be https unless it names a loopback address or \
+allow_insecure_http is true (labs only: credentials then travel unencrypted, and every config \
+write and read warns).";
 
 pub(crate) fn path(engine: &Engine) -> Path {
     Path::new("config")
-        .field(FieldSchema::new("public_key", FieldType::String, "Public key of an Atlas programmatic API key that may manage API keys (Organization Owner): 1 to 64 letters, digits, '_' or '-'.").required())
-        .field(FieldSchema::new("private_key", FieldType::String, "Private key of that API key. Stored seal-wrapped; never returned.").required())
+        .field(FieldSchema::new("public_key", FieldType::String, "Public key of an Atlas programmatic API key that may manage credentials (Organization Owner): 1 to 64 letters, digits, '_' or '-'. With private_key; or give client_id and client_secret instead."))
+        .field(FieldSchema::new("private_key", FieldType::String, "Private key of that API key. Stored seal-wrapped; never returned."))
+        .field(FieldSchema::new("client_id", FieldType::String, "Client id of an Atlas service account that may manage credentials (Organization Owner), e.g. mdb_sa_id_0123456789abcdef01234567. With client_secret; or give public_key and private_key instead."))
+        .field(FieldSchema::new("client_secret", FieldType::String, "Secret of that service account. Stored seal-wrapped; never returned."))
         .field(FieldSchema::new(
             "base_url",
             FieldType::String,
@@ -174,7 +220,7 @@ pub(crate) fn path(engine: &Engine) -> Path {
         .field(FieldSchema::new(
             "allow_insecure_http",
             FieldType::Bool,
-            "Labs only: accept an http:// base_url to a host that is not a loopback address. API keys and Digest exchanges then travel unencrypted; every config write and read warns. Default false.",
+            "Labs only: accept an http:// base_url to a host that is not a loopback address. Credentials then travel unencrypted; every config write and read warns. Default false.",
         ))
         .operation(Operation::Update, handler_with(engine, write_config))
         .operation(Operation::Read, handler(read_config))
@@ -187,27 +233,68 @@ async fn read_config(req: Request, _: FieldData) -> Result<Option<Response>, Bac
         .map(|config| config.to_response()))
 }
 
+/// A trimmed string field, empty when absent.
+fn trimmed(fields: &FieldData, name: &str) -> Result<String, BackendError> {
+    Ok(fields
+        .string(name)?
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default())
+}
+
+const ONE_LOGIN: &str = "give either public_key and private_key (an API key) or client_id and client_secret (a service account)";
+
+/// Exactly one login: an API key or a service account, each complete.
+fn login(fields: &FieldData) -> Result<Config, BackendError> {
+    let public_key = trimmed(fields, "public_key")?;
+    let private_key = trimmed(fields, "private_key")?;
+    let client_id = trimmed(fields, "client_id")?;
+    let client_secret = trimmed(fields, "client_secret")?;
+    let api_key = !public_key.is_empty() || !private_key.is_empty();
+    let service_account = !client_id.is_empty() || !client_secret.is_empty();
+    match (api_key, service_account) {
+        (true, true) => Err(BackendError::user(format!(
+            "public_key/private_key and client_id/client_secret were both given: {ONE_LOGIN}, not both"
+        ))),
+        (false, true) => {
+            validate_client_id(&client_id)?;
+            validate_secret(
+                "client_secret",
+                &client_secret,
+                "secret of that service account",
+            )?;
+            Ok(Config {
+                client_id,
+                client_secret,
+                ..Config::default()
+            })
+        }
+        (true, false) | (false, false) => {
+            if !api_key {
+                return Err(BackendError::user(format!(
+                    "public_key and private_key are required: {ONE_LOGIN}"
+                )));
+            }
+            validate_public_key(&public_key)?;
+            validate_private_key(&private_key)?;
+            Ok(Config {
+                public_key,
+                private_key,
+                ..Config::default()
+            })
+        }
+    }
+}
+
 async fn write_config(
     engine: Engine,
     req: Request,
     fields: FieldData,
 ) -> Result<Option<Response>, BackendError> {
-    let public_key = fields.string("public_key")?.unwrap_or_default();
-    let public_key = public_key.trim();
-    validate_public_key(public_key)?;
-    let private_key = fields.string("private_key")?.unwrap_or_default();
-    let private_key = private_key.trim();
-    validate_private_key(private_key)?;
-    let allow_insecure_http = fields.bool("allow_insecure_http")?.unwrap_or(false);
-    let base_url = match fields.string("base_url")? {
-        Some(url) if !url.trim().is_empty() => validate_base_url(&url, allow_insecure_http)?,
+    let mut config = login(&fields)?;
+    config.allow_insecure_http = fields.bool("allow_insecure_http")?.unwrap_or(false);
+    config.base_url = match fields.string("base_url")? {
+        Some(url) if !url.trim().is_empty() => validate_base_url(&url, config.allow_insecure_http)?,
         _ => String::new(),
-    };
-    let config = Config {
-        public_key: public_key.into(),
-        private_key: private_key.into(),
-        base_url,
-        allow_insecure_http,
     };
     let value = serde_json::to_vec(&config)
         .map_err(|e| BackendError::internal(format!("encoding config: {e}")))?;
@@ -237,7 +324,27 @@ mod tests {
             private_key: "p".into(),
             base_url: base_url.into(),
             allow_insecure_http,
+            ..Config::default()
         }
+    }
+
+    #[test]
+    fn a_service_account_login_stores_its_own_fields_only() {
+        let c = Config {
+            client_id: "mdb_sa_id_0123456789abcdef01234567".into(),
+            client_secret: "mdb_sa_sk_s3cret".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&c).expect("json"),
+            r#"{"client_id":"mdb_sa_id_0123456789abcdef01234567","client_secret":"mdb_sa_sk_s3cret"}"#
+        );
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let shown = c.to_response().data.expect("data");
+        assert!(!serde_json::to_string(&shown)
+            .expect("json")
+            .contains("s3cret"));
+        assert_eq!(shown["client_id"], "mdb_sa_id_0123456789abcdef01234567");
     }
 
     #[test]

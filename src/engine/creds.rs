@@ -1,7 +1,7 @@
 //! `creds/<name>`: issue a fresh credential of the role's credential type.
 
 use super::roles::{self, CredentialType};
-use super::{api_key, Engine};
+use super::{api_key, service_account, Engine};
 use crate::vault::framework::{
     handler_with, BackendError, FieldData, FieldSchema, FieldType, Operation, Path, Request,
     Response,
@@ -9,10 +9,11 @@ use crate::vault::framework::{
 
 const CREDS_PATTERN: &str = r"creds/(?P<name>\w(([\w.-]+)?\w)?)";
 
-const SYNOPSIS: &str = "Issue an Atlas programmatic API key for a role.";
-const DESCRIPTION: &str = "Creates a new Atlas programmatic API key as the role describes and \
-returns its public_key, private_key and description with a renewable lease. The key is deleted \
-from Atlas when the lease is revoked or expires. Read and update both issue a key.";
+const SYNOPSIS: &str = "Issue an Atlas credential for a role.";
+const DESCRIPTION: &str = "Creates a new Atlas credential as the role describes, with a \
+renewable lease: a programmatic API key (public_key, private_key, description) or a service \
+account (client_id, client_secret, name, description, secret_expires_at). The credential is \
+deleted from Atlas when the lease is revoked or expires. Read and update both issue one.";
 
 pub(crate) fn path(engine: &Engine) -> Path {
     let issue = handler_with(engine, issue);
@@ -46,6 +47,9 @@ async fn issue(
     })?;
     let response = match role.credential_type {
         CredentialType::ApiKey => api_key::issue(&engine, req, &name, role, client).await?,
+        CredentialType::ServiceAccount => {
+            service_account::issue(&engine, req, &name, role, client).await?
+        }
     };
     Ok(Some(response))
 }

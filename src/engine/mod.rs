@@ -12,9 +12,10 @@ mod creds;
 mod issuance;
 mod lease;
 mod roles;
+mod service_account;
 mod settings;
 
-use crate::atlas::{AtlasClient, AtlasError, ClientConfig};
+use crate::atlas::{AtlasClient, AtlasError};
 use crate::vault::framework::{
     Backend, BackendConfig, BackendError, BackendFactory, Request, SpecialPaths, Tasks,
 };
@@ -106,7 +107,10 @@ impl Engine {
         Backend {
             help: BACKEND_HELP,
             paths,
-            secrets: vec![api_key::secret_type(self)],
+            secrets: vec![
+                api_key::secret_type(self),
+                service_account::secret_type(self),
+            ],
             wal_rollback_min_age: self.inner.settings.wal_rollback_min_age,
             invalidate: Some(Arc::new(move |key: &str| {
                 if key == config::CONFIG_KEY {
@@ -126,10 +130,28 @@ impl Engine {
         &self.inner.tasks
     }
 
-    /// Drops the cached client (config written here or on another node).
+    /// Drops the cached client (config written here or on another node). A
+    /// service account's token is revoked, best effort: it would otherwise
+    /// stay valid for up to an hour after the credential was replaced.
     pub fn reset_client(&self) {
         self.inner.generation.fetch_add(1, Ordering::SeqCst);
-        *self.inner.client.write().unwrap_or_else(|e| e.into_inner()) = None;
+        let retired = self
+            .inner
+            .client
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(client) = retired {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                self.inner.tasks.spawn(async move {
+                    match client.revoke_token().await {
+                        Ok(true) => tracing::debug!("revoked the replaced service account's token"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not revoke the replaced service account's token; it expires on its own within the hour"),
+                    }
+                });
+            }
+        }
     }
 
     /// Serializes role writes and deletes (see `Inner::role_writes`).
@@ -154,9 +176,8 @@ impl Engine {
         };
         let vault_version = req.system.vault_version().await.unwrap_or_default();
         let client = AtlasClient::new(
-            ClientConfig::new(config.public_key.clone(), config.private_key.clone())
-                .with_base_url(config.base_url())
-                .with_allow_insecure_http(config.allow_insecure_http)
+            config
+                .client_config()
                 .with_vault_version(vault_version)
                 .with_timeouts(self.inner.settings.timeouts),
         )

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{api_key, Engine};
+use super::{api_key, service_account, Engine};
 use crate::atlas::AccessListEntry;
 use crate::vault::framework::{
     existence_check, handler, handler_with, BackendError, FieldData, FieldSchema, FieldType,
@@ -47,10 +47,15 @@ pub(crate) enum CredentialType {
     /// A programmatic API key ([`api_key`]): every role the official plugin wrote.
     #[default]
     ApiKey,
+    /// A service account ([`service_account`]), MongoDB's recommended credential.
+    ServiceAccount,
 }
 
 impl CredentialType {
-    const ALL: [(&'static str, Self); 1] = [("api_key", Self::ApiKey)];
+    const ALL: [(&'static str, Self); 2] = [
+        ("api_key", Self::ApiKey),
+        ("service_account", Self::ServiceAccount),
+    ];
 
     fn parse(raw: &str) -> Result<Self, BackendError> {
         let raw = raw.trim();
@@ -104,7 +109,56 @@ pub(crate) struct Role {
     pub credential_type: CredentialType,
 }
 
+/// Where a role's credential lives, from which of its ids are set (the
+/// official plugin's rule: its roles have no explicit field for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// An organization credential with `roles`.
+    Org,
+    /// A project credential with `roles`.
+    Project,
+    /// An organization credential with `roles`, given `project_roles` in the project.
+    OrgAssignedToProject,
+}
+
+impl Scope {
+    pub(crate) fn of(role: &Role) -> Result<Self, BackendError> {
+        match (role.organization_id.is_empty(), role.project_id.is_empty()) {
+            (false, true) => Ok(Self::Org),
+            (true, false) => Ok(Self::Project),
+            (false, false) => Ok(Self::OrgAssignedToProject),
+            (true, true) => Err(BackendError::user(
+                "organization_id or project_id is required: set organization_id for an organization credential, project_id for a project credential, or both for an organization credential with roles in that project",
+            )),
+        }
+    }
+}
+
 impl Role {
+    /// The scope, with `roles` (and `project_roles`) fit for it.
+    pub(crate) fn check_scope_roles(&self) -> Result<Scope, BackendError> {
+        let scope = Scope::of(self)?;
+        let (role_scope, prefix) = match scope {
+            Scope::Org | Scope::OrgAssignedToProject => ("organization", "ORG_"),
+            Scope::Project => ("project", "GROUP_"),
+        };
+        if self.roles().is_empty() {
+            return Err(BackendError::user(format!(
+                "roles is required and must not be empty: give at least one {role_scope} role, e.g. {prefix}READ_ONLY"
+            )));
+        }
+        check_role_names("roles", self.roles(), prefix, role_scope)?;
+        if scope == Scope::OrgAssignedToProject {
+            if self.project_roles().is_empty() {
+                return Err(BackendError::user(
+                    "project_roles is required if both organization_id and project_id are supplied: give at least one project role, e.g. GROUP_READ_ONLY",
+                ));
+            }
+            check_role_names("project_roles", self.project_roles(), "GROUP_", "project")?;
+        }
+        Ok(scope)
+    }
+
     pub(crate) fn roles(&self) -> &[String] {
         self.roles.as_deref().unwrap_or_default()
     }
@@ -196,6 +250,7 @@ impl Role {
         }
         match self.credential_type {
             CredentialType::ApiKey => api_key::check_role(self)?,
+            CredentialType::ServiceAccount => service_account::check_role(self)?,
         }
         self.access_list()?;
         if !self.max_ttl.is_zero() && self.ttl > self.max_ttl {
@@ -206,6 +261,20 @@ impl Role {
             )));
         }
         Ok(())
+    }
+}
+
+fn check_role_names(
+    field: &str,
+    names: &[String],
+    prefix: &str,
+    scope: &str,
+) -> Result<(), BackendError> {
+    match names.iter().find(|n| !n.starts_with(prefix)) {
+        Some(bad) => Err(BackendError::user(format!(
+            "{field}: {bad:?} is not an Atlas {scope} role (they start with {prefix}, e.g. {prefix}READ_ONLY)"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -305,7 +374,7 @@ pub(crate) fn paths(engine: &Engine) -> Vec<Path> {
         .field(FieldSchema::new("cidr_blocks", FieldType::CommaStringSlice, "CIDR blocks added to each key's access list."))
         .field(FieldSchema::new("ttl", FieldType::DurationSecond, "Lease TTL of issued keys (seconds or a duration such as 1h); 0 uses the mount default."))
         .field(FieldSchema::new("max_ttl", FieldType::DurationSecond, "Maximum lifetime of issued keys; 0 uses the mount maximum."))
-        .field(FieldSchema::new("credential_type", FieldType::String, "What creds/<name> issues: api_key (a programmatic API key; the default, and what every role without this field issues)."))
+        .field(FieldSchema::new("credential_type", FieldType::String, "What creds/<name> issues: api_key (a programmatic API key; the default, and what every role without this field issues) or service_account (an Atlas service account: client_id and client_secret, whose secret Atlas expires at the latest an hour after the lease's max_ttl)."))
         .operation(Operation::Create, write.clone())
         .operation(Operation::Update, write)
         .operation(Operation::Read, handler(read_role))

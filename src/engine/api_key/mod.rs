@@ -9,7 +9,7 @@ mod issue;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::roles::Role;
+use super::roles::{Role, Scope as KeyScope};
 use super::{lease, Engine};
 use crate::vault::framework::{handler_with, BackendError, SecretType};
 
@@ -48,67 +48,9 @@ impl KeyRecord {
     }
 }
 
-/// Which key a role issues, from which of its ids are set (the official
-/// plugin's rule: its roles have no explicit field for it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeyScope {
-    /// An organization key with `roles`.
-    Org,
-    /// A project key with `roles`.
-    Project,
-    /// An organization key with `roles`, assigned to the project with `project_roles`.
-    OrgAssignedToProject,
-}
-
-impl KeyScope {
-    pub(crate) fn of(role: &Role) -> Result<Self, BackendError> {
-        match (role.organization_id.is_empty(), role.project_id.is_empty()) {
-            (false, true) => Ok(Self::Org),
-            (true, false) => Ok(Self::Project),
-            (false, false) => Ok(Self::OrgAssignedToProject),
-            (true, true) => Err(BackendError::user(
-                "organization_id or project_id is required: set organization_id for an organization key, project_id for a project key, or both for an organization key assigned to a project",
-            )),
-        }
-    }
-}
-
 /// What an API-key role must hold beyond what every role does.
 pub(crate) fn check_role(role: &Role) -> Result<(), BackendError> {
-    let scope = KeyScope::of(role)?;
-    let (role_scope, prefix) = match scope {
-        KeyScope::Org | KeyScope::OrgAssignedToProject => ("organization", "ORG_"),
-        KeyScope::Project => ("project", "GROUP_"),
-    };
-    if role.roles().is_empty() {
-        return Err(BackendError::user(format!(
-            "roles is required and must not be empty: give at least one {role_scope} role, e.g. {prefix}READ_ONLY"
-        )));
-    }
-    check_role_names("roles", role.roles(), prefix, role_scope)?;
-    if scope == KeyScope::OrgAssignedToProject {
-        if role.project_roles().is_empty() {
-            return Err(BackendError::user(
-                "project_roles is required if both organization_id and project_id are supplied: give at least one project role, e.g. GROUP_READ_ONLY",
-            ));
-        }
-        check_role_names("project_roles", role.project_roles(), "GROUP_", "project")?;
-    }
-    Ok(())
-}
-
-fn check_role_names(
-    field: &str,
-    names: &[String],
-    prefix: &str,
-    scope: &str,
-) -> Result<(), BackendError> {
-    match names.iter().find(|n| !n.starts_with(prefix)) {
-        Some(bad) => Err(BackendError::user(format!(
-            "{field}: {bad:?} is not an Atlas {scope} role (they start with {prefix}, e.g. {prefix}READ_ONLY)"
-        ))),
-        None => Ok(()),
-    }
+    role.check_scope_roles().map(drop)
 }
 
 pub(crate) fn secret_type(engine: &Engine) -> SecretType {

@@ -32,6 +32,15 @@ impl Tasks {
             .unwrap_or_else(|e| Err(task_failed(e)))
     }
 
+    /// Starts `work` that nobody waits for (best-effort cleanup), tracked like
+    /// the rest so [`Self::idle`] waits for it too.
+    pub fn spawn<Fut>(&self, work: Fut)
+    where
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.0.spawn(work);
+    }
+
     /// Starts `work` with the sending half of a [`Handover`] and waits for what it
     /// delivers. If the caller is dropped, `work` carries on and finds the handover
     /// abandoned.

@@ -1,0 +1,110 @@
+//! Deleting service accounts: revocation of a lease, and the WAL rollback of
+//! an issuance that never became one.
+
+use serde_json::Value;
+
+use super::AccountRecord;
+use crate::atlas::{AccountScope, AtlasClient, AtlasError};
+use crate::engine::{AtlasContext, Engine};
+use crate::vault::framework::{BackendError, FieldData, Request, Response};
+
+/// Deletes the account behind a lease. Fails (so Vault retries) unless it is gone.
+pub(super) async fn revoke(
+    engine: Engine,
+    req: Request,
+    _: FieldData,
+) -> Result<Option<Response>, BackendError> {
+    let secret = req
+        .secret
+        .as_ref()
+        .ok_or_else(|| BackendError::internal("revoke without a secret"))?;
+    let record = AccountRecord::from_value(Value::Object(secret.internal_data.clone()))?;
+    if record.client_id.is_empty() {
+        return Err(BackendError::internal(
+            "the lease has no client_id; nothing identifies the service account to delete",
+        ));
+    }
+    let client = engine.revoking_client(&req).await?;
+    delete_recorded(&client, &record).await.map_err(|e| {
+        BackendError::internal(format!(
+            "revoking Atlas service account {}: {e}",
+            record.client_id
+        ))
+    })?;
+    tracing::debug!(client_id = %record.client_id, "revoked Atlas service account");
+    Ok(None)
+}
+
+/// Undoes the WAL entry of an issuance: deletes its account if one exists.
+pub(super) async fn rollback(
+    engine: Engine,
+    req: Request,
+    data: Value,
+) -> Result<(), BackendError> {
+    let record = AccountRecord::from_value(data)?;
+    let client = engine.revoking_client(&req).await?;
+    delete_recorded(&client, &record).await.map(|_| ())
+}
+
+/// Deletes the account a record names, looking it up by name when the create's
+/// answer never came. `Ok(true)`: it is gone; `Ok(false)`: no such account (yet).
+pub(super) async fn delete_recorded(
+    client: &AtlasClient,
+    record: &AccountRecord,
+) -> Result<bool, BackendError> {
+    const DELETING: &str = "deleting an Atlas service account";
+    let client_id = if record.client_id.is_empty() {
+        let scope = if record.organization_id.is_empty() {
+            AccountScope::Project(&record.project_id)
+        } else {
+            AccountScope::Org(&record.organization_id)
+        };
+        match client
+            .find_service_account_by_name(scope, &record.name)
+            .await
+        {
+            Ok(Some(found)) => found.client_id,
+            Ok(None) => return Ok(false),
+            // The organization or project itself is gone: so is the account.
+            Err(e) if e.is_not_found() => return Ok(true),
+            Err(e) => return Err(e).context("looking up an Atlas service account"),
+        }
+    } else {
+        record.client_id.clone()
+    };
+    delete_account(client, record, &client_id)
+        .await
+        .context(DELETING)?;
+    Ok(true)
+}
+
+/// Deletes the account from its organization (everywhere at once). A project
+/// account whose organization is unknown, or that the login may not delete
+/// there (a Project Owner), is removed from its project: it then reaches
+/// nothing, and its secret expires.
+async fn delete_account(
+    client: &AtlasClient,
+    record: &AccountRecord,
+    client_id: &str,
+) -> Result<(), AtlasError> {
+    let gone = |r: Result<(), AtlasError>| match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    };
+    if !record.account_org_id.is_empty() {
+        match gone(
+            client
+                .delete_service_account(&record.account_org_id, client_id)
+                .await,
+        ) {
+            Err(AtlasError::Unauthorized(_) | AtlasError::Forbidden(_))
+                if !record.project_id.is_empty() && record.organization_id.is_empty() => {}
+            other => return other,
+        }
+    }
+    gone(
+        client
+            .remove_service_account_from_project(&record.project_id, client_id)
+            .await,
+    )
+}
