@@ -182,6 +182,18 @@ impl Visit for FieldsVisitor {
     }
 }
 
+/// Held by unit tests that install a capturing subscriber. tracing caches
+/// each call site's interest across all live subscribers; one test's
+/// subscriber going away while another test's is being consulted can leave a
+/// call site cached as uninteresting, and the other test then misses events.
+#[cfg(test)]
+pub(crate) fn capture_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    tracing::callsite::rebuild_interest_cache();
+    guard
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -202,6 +214,7 @@ mod tests {
     }
 
     fn lines_at(level: Option<&str>) -> Vec<Value> {
+        let _exclusive = crate::logging::capture_lock();
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = subscriber(level, move || writer.clone());

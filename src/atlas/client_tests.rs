@@ -1118,7 +1118,10 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 }
 
 #[tokio::test]
+// The lock only orders this test against other capturing tests; nothing else takes it.
+#[allow(clippy::await_holding_lock)]
 async fn logs_and_debug_output_hold_no_secrets() {
+    let _exclusive = crate::logging::capture_lock();
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter("trace")
@@ -1126,6 +1129,7 @@ async fn logs_and_debug_output_hold_no_secrets() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
 
     let gate = DigestGate::new(PUBLIC, PRIVATE);
     let inventory = Arc::new(Inventory::default());
