@@ -93,9 +93,11 @@ mod error;
 mod faults;
 mod ids;
 mod journal;
+mod oauth;
 mod proxy;
 mod ratelimit;
 mod router;
+mod sa_api;
 mod server;
 mod stats;
 mod store;
@@ -110,14 +112,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use admin::{CreatedKey, NewKeyRequest};
+pub use admin::{CreatedKey, CreatedServiceAccount, NewKeyRequest, NewServiceAccountRequest};
 pub use config::{FileConfig, SeedKey, SimConfig, StartupInfo};
 pub use error::{ApiError, SimError};
 pub use faults::{FaultAction, FaultRule, FaultStatus};
 pub use journal::JournalEntry;
 pub use ratelimit::{BucketConfig, RateLimitConfig};
 pub use stats::{RouteStats, StatsSnapshot};
-pub use store::{Inventory, InventoryKey, InventoryServiceAccount, Org, Project, RoleAssignment};
+pub use store::{
+    Inventory, InventoryKey, InventorySecret, InventoryServiceAccount, Org, Project, RoleAssignment,
+};
 
 use digest::NonceStore;
 use faults::Faults;
@@ -125,7 +129,7 @@ use journal::Journal;
 use ratelimit::RateLimiter;
 use server::Shared;
 use stats::Stats;
-use store::{NewKey, Store};
+use store::{NewKey, NewServiceAccount, Store};
 
 /// Starts simulators.
 pub struct Simulator;
@@ -140,6 +144,9 @@ pub struct SimHandle {
     pub key_id: String,
     pub public_key: String,
     pub private_key: String,
+    /// Seeded ORG_OWNER service account: OAuth client id and secret.
+    pub sa_client_id: String,
+    pub sa_client_secret: String,
     pub proxy_url: Option<String>,
     /// The CA that signed the server certificate (TLS or proxy mode).
     pub ca_pem: Option<String>,
@@ -175,16 +182,46 @@ fn url_host(addr: SocketAddr) -> String {
     }
 }
 
-fn seed(cfg: &SimConfig) -> Result<(Store, String, String, store::ApiKey), SimError> {
+/// What [`seed`] creates: the store and the seeded ids and credentials.
+struct Seeded {
+    store: Store,
+    org_id: String,
+    project_id: String,
+    root: store::ApiKey,
+    sa_client_id: String,
+    sa_client_secret: String,
+}
+
+fn seed(cfg: &SimConfig) -> Result<Seeded, SimError> {
     check_opt(cfg.org_id.as_ref(), "org id", ids::is_object_id)?;
     check_opt(cfg.project_id.as_ref(), "project id", ids::is_object_id)?;
     check_opt(cfg.key_id.as_ref(), "key id", ids::is_object_id)?;
     check_opt(cfg.public_key.as_ref(), "public key", ids::is_public_key)?;
     check_opt(cfg.private_key.as_ref(), "private key", ids::is_private_key)?;
+    check_opt(
+        cfg.sa_client_id.as_ref(),
+        "service account client id",
+        ids::is_service_account_client_id,
+    )?;
+    if cfg
+        .sa_client_secret
+        .as_ref()
+        .is_some_and(|s| !ids::is_service_account_secret(s))
+    {
+        return Err(config_err(
+            "service account secret has the wrong format (mdb_sa_sk_<letters and digits>)",
+        ));
+    }
     if cfg.max_keys_per_org == 0 {
         return Err(config_err("max_keys_per_org must be at least 1"));
     }
+    if cfg.max_service_accounts_per_org == 0 {
+        return Err(config_err(
+            "max_service_accounts_per_org must be at least 1",
+        ));
+    }
     let mut store = Store::new(cfg.max_keys_per_org);
+    store.max_service_accounts_per_org = cfg.max_service_accounts_per_org;
     let org = store
         .create_org(cfg.org_id.clone(), cfg.org_name.clone())
         .map_err(config_err)?;
@@ -204,6 +241,26 @@ fn seed(cfg: &SimConfig) -> Result<(Store, String, String, store::ApiKey), SimEr
             },
         )
         .map_err(|e| config_err(e.detail))?;
+    let root_sa = store
+        .create_service_account(
+            &org.id,
+            NewServiceAccount {
+                client_id: cfg.sa_client_id.clone(),
+                secret: cfg.sa_client_secret.clone(),
+                name: cfg.sa_name.clone(),
+                description: "atlas-sim seeded organization owner".into(),
+                org_roles: vec!["ORG_OWNER".into()],
+                secret_hours: 8760,
+                seeded: true,
+                ..NewServiceAccount::default()
+            },
+        )
+        .map_err(|e| config_err(e.detail))?;
+    let sa_client_secret = root_sa
+        .secrets
+        .first()
+        .map(|s| s.secret.clone())
+        .unwrap_or_default();
     for extra in &cfg.extra_keys {
         check_opt(extra.id.as_ref(), "extra key id", ids::is_object_id)?;
         check_opt(
@@ -241,14 +298,28 @@ fn seed(cfg: &SimConfig) -> Result<(Store, String, String, store::ApiKey), SimEr
             )
             .map_err(|e| config_err(e.detail))?;
     }
-    Ok((store, org.id, project.id, root))
+    Ok(Seeded {
+        store,
+        org_id: org.id,
+        project_id: project.id,
+        root,
+        sa_client_id: root_sa.client_id,
+        sa_client_secret,
+    })
 }
 
 impl Simulator {
     /// Seeds the state, binds the listener(s) and serves in background tasks of the current
     /// tokio runtime.
     pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
-        let (store, org_id, project_id, root) = seed(&cfg)?;
+        let Seeded {
+            store,
+            org_id,
+            project_id,
+            root,
+            sa_client_id,
+            sa_client_secret,
+        } = seed(&cfg)?;
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             nonces: NonceStore::new(cfg.nonce_lifetime),
@@ -257,6 +328,9 @@ impl Simulator {
             stats: Stats::default(),
             journal: Journal::new(cfg.journal_capacity),
             latency_ms: AtomicU64::new(u64::try_from(cfg.latency.as_millis()).unwrap_or(u64::MAX)),
+            token_lifetime_ms: AtomicU64::new(
+                u64::try_from(cfg.token_lifetime.as_millis()).unwrap_or(u64::MAX),
+            ),
             seeded_org: org_id.clone(),
         });
 
@@ -308,6 +382,8 @@ impl Simulator {
             key_id: root.id,
             public_key: root.public_key,
             private_key: root.private_key,
+            sa_client_id,
+            sa_client_secret,
             proxy_url,
             ca_pem: material.map(|m| m.ca_pem),
             ca_path: cfg.ca_path.clone(),
@@ -424,6 +500,8 @@ impl SimHandle {
             public_key: self.public_key.clone(),
             private_key: self.private_key.clone(),
             key_id: self.key_id.clone(),
+            sa_client_id: self.sa_client_id.clone(),
+            sa_client_secret: self.sa_client_secret.clone(),
             tls: self.tls,
             proxy_url: self.proxy_url.clone(),
             ca_path: self.ca_path.clone(),
@@ -505,6 +583,30 @@ impl SimHandle {
     /// Deletes a key out of band; false if it does not exist.
     pub fn delete_key(&self, key_id: &str) -> bool {
         self.shared.delete_key(key_id)
+    }
+
+    /// Creates a service account directly (no Atlas API call, not counted in stats); it is
+    /// `seeded` in the inventory. The answer holds its client secret.
+    pub fn create_service_account(
+        &self,
+        req: NewServiceAccountRequest,
+    ) -> Result<CreatedServiceAccount, String> {
+        self.shared.create_service_account(req)
+    }
+
+    /// Deletes a service account everywhere (revoking its tokens) out of band; false if it
+    /// does not exist.
+    pub fn delete_service_account(&self, client_id: &str) -> bool {
+        self.shared.delete_service_account(client_id)
+    }
+
+    /// Lifetime of OAuth access tokens issued from now on.
+    pub fn token_lifetime(&self) -> Duration {
+        self.shared.token_lifetime()
+    }
+
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.shared.set_token_lifetime(lifetime);
     }
 
     pub fn create_org(&self, id: Option<String>, name: Option<String>) -> Result<Org, String> {

@@ -984,9 +984,11 @@ async fn service_accounts_basic_crud() {
             .call(Method::GET, &path, Some(V2_SA), None)
             .await
             .json()["totalCount"],
-        1
+        2,
+        "the seeded service account and the new one"
     );
-    assert_eq!(sim.inventory().service_accounts.len(), 1);
+    assert_eq!(sim.inventory().service_accounts.len(), 2);
+    assert_eq!(sim.inventory().issued_service_accounts().count(), 1);
     assert_eq!(
         atlas
             .call(
@@ -1030,6 +1032,7 @@ async fn token_bucket_rate_limits() {
             refill: 1,
             period_ms: 200,
         },
+        ..RateLimitConfig::default()
     });
     let atlas = Atlas::for_sim(&sim);
     let path = format!("/orgs/{}/apiKeys", sim.org_id);
