@@ -1,12 +1,32 @@
 //! A local, stateful MongoDB Atlas Administration API simulator (the `atlas-sim` binary),
-//! faithful to recorded Atlas traffic for programmatic API keys.
+//! faithful to recorded Atlas traffic for programmatic API keys, and to the official spec
+//! (resource version 2024-08-05) for service accounts.
 //!
 //! # What it simulates
 //! - Organizations, projects, programmatic API keys (id = 24 hex, public key = 8 lowercase
-//!   letters, private key = UUID) with org/project roles and access lists, and basic
-//!   service accounts (create/get/list/delete).
+//!   letters, private key = UUID) with org/project roles and access lists, and service
+//!   accounts (client id `mdb_sa_id_<24 hex>`, secrets `mdb_sa_sk_...`) with org roles,
+//!   project roles, up to 2 secrets and access lists; 200 service accounts per org.
 //! - HTTP Digest auth exactly like Atlas (see [`digest`](self) docs): realm `MMS Public API`,
 //!   expiring nonces (`stale=true`), nonce reuse with increasing `nc`, MD5 and SHA-256.
+//! - OAuth 2.0 client credentials (outside `/api/atlas`): `POST /api/oauth/token` with
+//!   `Authorization: Basic base64(clientId:secret)` and the form body
+//!   `grant_type=client_credentials` answers `{"access_token","expires_in","token_type":"Bearer"}`
+//!   (JWT-shaped opaque token, lifetime 3600 s by default, [`SimConfig::token_lifetime`]);
+//!   `POST /api/oauth/revoke` (`token=...`, RFC 7009) answers 200 and the token stops working.
+//!   Errors are OAuth-shaped: 401 `invalid_client` (unknown client, wrong or expired secret,
+//!   no Basic credentials), 400 `invalid_request` (body not form-encoded, missing or repeated
+//!   parameter, revoking another client's token), 400 `unsupported_grant_type`, 405 for
+//!   other methods. Atlas-shaped: 403 `IP_ADDRESS_NOT_ON_ACCESS_LIST` (the service account's
+//!   access list does not admit the caller), 429 `RATE_LIMITED` (token bucket per IP and
+//!   client, off by default, see [`RateLimitConfig`]), injected faults. Deleting a secret
+//!   revokes the tokens it obtained; deleting a service account revokes all of its tokens.
+//! - `Authorization: Bearer <token>` on every `/api/atlas/...` endpoint, beside Digest: the
+//!   caller is the service account, with the role rules of API keys and its access list
+//!   enforced on every use. An unknown, expired or revoked token gets 401 with Atlas's
+//!   unauthenticated body (`UNEXPECTED_ERROR`, "You are not authorized for this resource.",
+//!   as for Digest) but no `WWW-Authenticate` challenge; a request without `Authorization`
+//!   still gets the Digest challenge.
 //! - `/api/atlas/v2/...` with `Accept: application/vnd.atlas.<date>+json` negotiation
 //!   (`2023-01-01` for API keys and access lists, `2024-08-05` for service accounts; 406 for a
 //!   missing or other version, 400 `INVALID_VERSION_DATE` for a malformed date) and the
@@ -19,7 +39,16 @@
 //!   `POST` (v2 assign, array body `[{"roles":[..]}]`, 204) `| PATCH` (assign-or-update
 //!   `{"roles":[..]}`, 200; what v1.0 clients use to assign) `| DELETE /groups/{groupId}/apiKeys/{apiUserId}`,
 //!   `GET /orgs/{orgId}`, `GET /groups/{groupId}`,
-//!   v2 only: `GET|POST /orgs/{orgId}/serviceAccounts`, `GET|DELETE /orgs/{orgId}/serviceAccounts/{clientId}`.
+//!   v2 only, under `/orgs/{orgId}` and `/groups/{groupId}` alike (`S` = `.../serviceAccounts`):
+//!   `GET|POST S` (201; a project SA is an `ORG_MEMBER` with roles in the project),
+//!   `GET|PATCH|DELETE S/{clientId}` (project DELETE removes it from that project only),
+//!   `POST S/{clientId}/secrets` (201), `DELETE S/{clientId}/secrets/{secretId}` (204),
+//!   `GET|POST S/{clientId}/accessList` (the paginated list), `DELETE S/{clientId}/accessList/{ip or
+//!   URL-encoded CIDR}` (204); and `GET /orgs/{orgId}/serviceAccounts/{clientId}/groups`,
+//!   `POST /groups/{groupId}/serviceAccounts/{clientId}:invite` `{"roles":[..]}` (200, sets its
+//!   roles in the project). Org-scoped views list org roles, project-scoped ones the project's.
+//!   `secrets[].secret` appears only in the create answers; reads show `maskedSecretValue`.
+//!   `secretExpiresAfterHours` must be 8..=8760; a new secret caps the others' expiry at 7 days.
 //! - Pagination (`pageNum`, `itemsPerPage` 1..=500, `includeCount`) with `self`/`next`/`previous` links.
 //! - Errors `{"detail","error","errorCode","parameters","reason"}` + `X-Error-Code`. Codes:
 //!   `ORG_NOT_FOUND`, `GROUP_NOT_FOUND`, `API_KEY_NOT_FOUND`, `RESOURCE_NOT_FOUND`,
@@ -27,14 +56,22 @@
 //!   `INVALID_ATTRIBUTE`, `INVALID_API_KEY_DESC` (desc 1..=250 chars), `MISSING_API_KEY_ROLES`,
 //!   `INVALID_ROLE_FOR_ORG`, `INVALID_ROLE_FOR_GROUP`, `INVALID_IP_ADDRESS_OR_CIDR_NOTATION`,
 //!   `DUPLICATE_ADDRESSES_IN_INPUT`, `MAX_API_KEYS_PER_ORG_EXCEEDED` (500 keys/org),
-//!   `INVALID_VERSION_DATE` (400); `USER_UNAUTHORIZED` (401, authenticated but not allowed:
-//!   e.g. an `ORG_MEMBER` key creating keys, or a key acting on another org);
-//!   `IP_ADDRESS_NOT_ON_ACCESS_LIST` (403, the calling key has an access list without the
-//!   caller's IP); `NOT_ACCEPTABLE` (406); `DUPLICATE_ACCESS_LIST_ENTRY` (409);
+//!   `MAX_SERVICE_ACCOUNTS_PER_ORG_EXCEEDED`, `MAX_SERVICE_ACCOUNT_SECRETS_EXCEEDED` (a third
+//!   secret), `MAX_ACCESS_LIST_ENTRIES_EXCEEDED` (200 per SA),
+//!   `CANNOT_REMOVE_CALLER_FROM_ACCESS_LIST` (an SA removing the entry that admits its own
+//!   request), `INVALID_VERSION_DATE` (400; service-account names, descriptions, roles and
+//!   hours that break the spec are `INVALID_ATTRIBUTE`, wrong role names
+//!   `INVALID_ROLE_FOR_ORG`/`INVALID_ROLE_FOR_GROUP`); `SERVICE_ACCOUNT_SECRET_NOT_FOUND`
+//!   (404); `USER_UNAUTHORIZED` (401, authenticated but not allowed:
+//!   e.g. an `ORG_MEMBER` key or SA creating keys, or a caller acting on another org);
+//!   `IP_ADDRESS_NOT_ON_ACCESS_LIST` (403, the calling key or SA has an access list without
+//!   the caller's IP); `NOT_ACCEPTABLE` (406); `DUPLICATE_ACCESS_LIST_ENTRY` (409);
 //!   `RATE_LIMITED_TOKEN_BUCKET` (429 + `Retry-After`). Where live Atlas behaviour is
 //!   unrecorded (some codes and messages) these are the simulator's documented choices.
 //! - Atlas token buckets (org: 500, +250/60 s; project: 1200, +500/60 s) with
-//!   `RateLimit-Limit`/`RateLimit-Remaining` headers; on by default.
+//!   `RateLimit-Limit`/`RateLimit-Remaining` headers; on by default. Org service-account
+//!   routes take from the org bucket, project ones (and `:invite`) from the project bucket.
+//!   The token endpoint's bucket (Atlas: 50/min per IP and client) is off by default.
 //! - Reads redact `privateKey` as `********-****-****-<last 12>`; create responses show it once.
 //!
 //! Permissions: org reads need any org role in that org; org writes (keys, access lists,
@@ -48,29 +85,33 @@
 //! | method + path | body | answer |
 //! |---|---|---|
 //! | `GET /admin/health` | | `{"ok":true}` |
-//! | `GET /admin/inventory` | | [`Inventory`]: orgs, projects, live `api_keys` (id, public_key, desc, org_id, roles, access_list, `seeded`), service accounts |
-//! | `GET /admin/stats` | | [`StatsSnapshot`]: `requests_total`, `challenges`, `stale_challenges`, `auth_failures`, `rate_limited`, `faults_fired`, `routes{"POST /api/atlas/v2/orgs/{orgId}/apiKeys":{total,challenges,by_status}}` |
+//! | `GET /admin/inventory` | | [`Inventory`]: orgs, projects, live `api_keys` (id, public_key, desc, org_id, roles, access_list, `seeded`), `service_accounts` (client_id, name, description, org_id, roles, project_roles, secrets `[{id, created_at, expires_at, last_used_at, expired}]` without values, access_list, active_tokens, `seeded` for startup/admin ones) |
+//! | `GET /admin/stats` | | [`StatsSnapshot`]: `requests_total`, `challenges`, `stale_challenges`, `auth_failures`, `bearer_failures`, `token_failures`, `rate_limited`, `faults_fired`, `routes{"POST /api/atlas/v2/orgs/{orgId}/apiKeys":{total,challenges,by_status}, "POST /api/oauth/token":{..}}` |
 //! | `POST /admin/stats/reset` | | 204 |
-//! | `GET /admin/journal?since=SEQ` | | `[`[`JournalEntry`]`]` (method, path, route, public_key, request/response content type and body, status; secrets redacted) |
+//! | `GET /admin/journal?since=SEQ` | | `[`[`JournalEntry`]`]` (method, path, route, public_key or client_id, request/response content type and body, status; private keys, SA secrets, access tokens and form `token`/`client_secret` values redacted, no Authorization header) |
 //! | `DELETE /admin/journal` | | 204 (clear) |
 //! | `PUT /admin/journal` | `{"capacity":N}` | 204 (0 disables) |
 //! | `GET /admin/faults` | | `[{id, rule, matched, fired}]` |
 //! | `POST /admin/faults` | [`FaultRule`] `{"method"?, "path": regex, "action": "status"\|"reset"\|"reset_after"\|"latency"\|"count", "status"?, "error_code"?, "detail"?, "retry_after"?, "latency_ms"?, "nth"?, "times"?, "before_auth"?}` | `{"id":N}` |
 //! | `DELETE /admin/faults` / `DELETE /admin/faults/{id}` | | 204 |
 //! | `GET`/`PUT /admin/latency` | `{"ms":N}` | global added latency per HTTP request (challenges included) |
-//! | `GET`/`PUT /admin/ratelimit` | `{"enabled"?, "org"?: {capacity, refill, period_ms}, "project"?: {...}}` | the new [`RateLimitConfig`] (buckets refilled) |
+//! | `GET`/`PUT /admin/ratelimit` | `{"enabled"?, "org"?: {capacity, refill, period_ms}, "project"?: {...}, "token_enabled"?, "token"?: {...}}` | the new [`RateLimitConfig`] (buckets refilled) |
 //! | `POST /admin/ratelimit/reset` | | 204 (refill all buckets) |
 //! | `GET`/`PUT /admin/auth` | `{"nonce_lifetime_ms":N}` | nonce lifetime |
+//! | `GET`/`PUT /admin/oauth` | `{"token_lifetime_ms":N}` | lifetime of access tokens issued from now on |
 //! | `POST /admin/orgs` | `{"id"?, "name"?}` | the org |
 //! | `POST /admin/projects` | `{"id"?, "org_id"?, "name"?}` | the project |
 //! | `POST /admin/keys` | [`NewKeyRequest`] `{"org_id"?, "desc"?, "org_roles":[..], "project_roles":{"<groupId>":[..]}, "id"?, "public_key"?, "private_key"?}` | [`CreatedKey`] incl. private key |
 //! | `DELETE /admin/keys/{id}` | | 204 (out-of-band deletion) |
+//! | `POST /admin/service_accounts` | [`NewServiceAccountRequest`] `{"org_id"?, "name"?, "description"?, "org_roles":[..], "project_roles":{"<groupId>":[..]}, "secret_expires_after_hours"? (default 8760, 0 = already expired), "client_id"?, "client_secret"?}` | [`CreatedServiceAccount`] incl. `client_secret` |
+//! | `DELETE /admin/service_accounts/{clientId}` | | 204 (out-of-band deletion everywhere, tokens revoked) |
 //!
 //! # In-process use
 //! [`Simulator::start`] serves on the current tokio runtime (use a multi-thread runtime if
 //! the test blocks); [`Simulator::start_background`] runs it on its own thread and runtime
 //! for synchronous tests. Both give a [`SimHandle`] (public fields `base_url`, `admin_url`,
-//! `org_id`, `project_id`, `key_id`, `public_key`, `private_key`, `proxy_url`, `ca_pem`,
+//! `org_id`, `project_id`, `key_id`, `public_key`, `private_key`, `sa_client_id`,
+//! `sa_client_secret` (the seeded ORG_OWNER service account), `proxy_url`, `ca_pem`,
 //! `ca_path`, `tls`) with the admin operations as methods.
 //! ```no_run
 //! # async fn demo() -> Result<(), atlas_sim::SimError> {
