@@ -1,6 +1,6 @@
 //! The admin API under `/admin` (no authentication; JSON in and out): inventory, stats,
-//! journal, faults, latency, rate limits, nonce lifetime, and direct seeding of orgs,
-//! projects and keys. [`super::SimHandle`] exposes the same operations in process.
+//! journal, faults, latency, rate limits, nonce and token lifetimes, and direct seeding of
+//! orgs, projects, keys and service accounts. [`super::SimHandle`] exposes the same operations in process.
 //! The endpoint list is in the module docs of [`crate`].
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use serde_json::json;
 use super::faults::FaultRule;
 use super::ratelimit::{BucketConfig, RateLimitConfig};
 use super::server::{response, Body, Shared};
-use super::store::{NewKey, Org, Project, RoleAssignment};
+use super::store::{NewKey, NewServiceAccount, Org, Project, RoleAssignment};
 
 /// Body of `POST /admin/keys`: creates a key directly, bypassing the Atlas API (no role-name
 /// validation, so tests can also create odd keys). The org defaults to the seeded one.
@@ -47,6 +47,48 @@ pub struct CreatedKey {
     pub public_key: String,
     pub private_key: String,
     pub roles: Vec<RoleAssignment>,
+}
+
+/// Body of `POST /admin/service_accounts`: creates a service account directly, bypassing the
+/// Atlas API (no role-name validation). The org defaults to the seeded one. It is reported
+/// with `seeded: true` in the inventory (it is test setup, not something a client created).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewServiceAccountRequest {
+    #[serde(default)]
+    pub org_id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub org_roles: Vec<String>,
+    /// Project id -> roles in that project.
+    #[serde(default)]
+    pub project_roles: BTreeMap<String, Vec<String>>,
+    /// Lifetime of the secret in hours (default 8760); 0 creates an already expired secret.
+    #[serde(default)]
+    pub secret_expires_after_hours: Option<u32>,
+    /// Explicit `mdb_sa_id_<24 hex>` (random when absent).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Explicit `mdb_sa_sk_<letters and digits>` (random when absent).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+}
+
+/// A service account created through the admin API, its secret included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedServiceAccount {
+    pub client_id: String,
+    pub client_secret: String,
+    pub secret_id: String,
+    pub secret_expires_at: String,
+    pub org_id: String,
+    pub name: String,
+    pub description: String,
+    pub org_roles: Vec<String>,
+    pub project_roles: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +123,12 @@ struct AuthBody {
     nonce_lifetime_ms: u64,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OAuthBody {
+    token_lifetime_ms: u64,
+}
+
 /// Partial rate-limit update: absent fields keep their value.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +139,10 @@ struct RateLimitPatch {
     org: Option<BucketConfig>,
     #[serde(default)]
     project: Option<BucketConfig>,
+    #[serde(default)]
+    token_enabled: Option<bool>,
+    #[serde(default)]
+    token: Option<BucketConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +210,68 @@ impl Shared {
             return false;
         };
         store.delete_key(&org, key_id).is_ok()
+    }
+
+    pub fn create_service_account(
+        &self,
+        req: NewServiceAccountRequest,
+    ) -> Result<CreatedServiceAccount, String> {
+        let org_id = req.org_id.unwrap_or_else(|| self.seeded_org.clone());
+        if let Some(id) = &req.client_id {
+            if !super::ids::is_service_account_client_id(id) {
+                return Err(format!("client id {id:?} is not mdb_sa_id_<24 hex>"));
+            }
+        }
+        if let Some(secret) = &req.client_secret {
+            if !super::ids::is_service_account_secret(secret) {
+                return Err("client secret is not mdb_sa_sk_<letters and digits>".into());
+            }
+        }
+        let new = NewServiceAccount {
+            client_id: req.client_id,
+            secret: req.client_secret,
+            name: req
+                .name
+                .unwrap_or_else(|| "atlas-sim admin service account".into()),
+            description: req
+                .description
+                .unwrap_or_else(|| "created by atlas-sim admin".into()),
+            org_roles: req.org_roles,
+            project_roles: req.project_roles,
+            secret_hours: req.secret_expires_after_hours.unwrap_or(8760),
+            seeded: true,
+        };
+        let sa = self
+            .lock_store()
+            .create_service_account(&org_id, new)
+            .map_err(|e| e.detail)?;
+        let secret = sa
+            .secrets
+            .first()
+            .ok_or("service account created without a secret")?;
+        Ok(CreatedServiceAccount {
+            client_secret: secret.secret.clone(),
+            secret_id: secret.id.clone(),
+            secret_expires_at: super::store::format_time(secret.expires_at),
+            client_id: sa.client_id,
+            org_id: sa.org_id,
+            name: sa.name,
+            description: sa.description,
+            org_roles: sa.roles,
+            project_roles: sa.project_roles,
+        })
+    }
+
+    /// Deletes any service account everywhere, revoking its tokens (out of band).
+    pub fn delete_service_account(&self, client_id: &str) -> bool {
+        let mut store = self.lock_store();
+        let Some(org) = store
+            .service_account_by_id(client_id)
+            .map(|sa| sa.org_id.clone())
+        else {
+            return false;
+        };
+        store.delete_service_account(&org, client_id).is_ok()
     }
 
     pub fn create_org(&self, id: Option<String>, name: Option<String>) -> Result<Org, String> {
@@ -308,6 +422,12 @@ pub fn handle(
             if let Some(project) = patch.project {
                 config.project = project;
             }
+            if let Some(token_enabled) = patch.token_enabled {
+                config.token_enabled = token_enabled;
+            }
+            if let Some(token) = patch.token {
+                config.token = token;
+            }
             shared.limits.set_config(config);
             json_response(StatusCode::OK, &config)
         }
@@ -328,6 +448,35 @@ pub fn handle(
                 StatusCode::OK,
                 &json!({ "nonce_lifetime_ms": b.nonce_lifetime_ms }),
             )
+        }
+        ("GET", "/oauth") => json_response(
+            StatusCode::OK,
+            &json!({ "token_lifetime_ms": shared.token_lifetime().as_millis() }),
+        ),
+        ("PUT" | "POST", "/oauth") => {
+            let b: OAuthBody = body!(body);
+            shared.set_token_lifetime(Duration::from_millis(b.token_lifetime_ms));
+            json_response(
+                StatusCode::OK,
+                &json!({ "token_lifetime_ms": b.token_lifetime_ms }),
+            )
+        }
+        ("POST", "/service_accounts") => {
+            let b: NewServiceAccountRequest = body!(body);
+            match shared.create_service_account(b) {
+                Ok(sa) => json_response(StatusCode::OK, &sa),
+                Err(e) => bad_request(e),
+            }
+        }
+        ("DELETE", s) if s.starts_with("/service_accounts/") => {
+            if shared.delete_service_account(&s["/service_accounts/".len()..]) {
+                no_content()
+            } else {
+                json_response(
+                    StatusCode::NOT_FOUND,
+                    &json!({ "error": "no such service account" }),
+                )
+            }
         }
         ("POST", "/orgs") => {
             let b: NewOrg = body!(body);

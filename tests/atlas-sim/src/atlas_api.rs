@@ -1,5 +1,6 @@
 //! The Atlas Administration API endpoints the simulator serves: organization and project API
-//! keys, key access lists, service accounts, and organization/project reads.
+//! keys, key access lists, and organization/project reads; service accounts are in
+//! [`super::sa_api`]. Callers are API keys (Digest) or service accounts (Bearer token).
 //!
 //! Each call takes the store lock once, checks that the resources exist (404), that the
 //! caller may act on them (401 `USER_UNAUTHORIZED`), validates the body (400), applies the
@@ -48,6 +49,15 @@ pub const GROUP_ROLES: &[&str] = &[
 const MAX_DESC: usize = 250;
 const MAX_ITEMS_PER_PAGE: u64 = 500;
 
+/// Who authenticated a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallerId {
+    /// Digest: the API key's public key.
+    Key(String),
+    /// Bearer token: the service account's client id.
+    ServiceAccount(String),
+}
+
 /// One authenticated API call.
 pub struct ApiCall<'a> {
     pub version: ApiVersion,
@@ -57,7 +67,7 @@ pub struct ApiCall<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub body: &'a [u8],
-    pub caller_public_key: &'a str,
+    pub caller: &'a CallerId,
     pub peer_ip: IpAddr,
     /// `scheme://host[:port]` for links.
     pub base: &'a str,
@@ -70,14 +80,14 @@ pub struct ApiReply {
 }
 
 impl ApiReply {
-    fn json<T: Serialize>(status: StatusCode, value: &T) -> Self {
+    pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Self {
         Self {
             status,
             body: Some(serde_json::to_vec(value).unwrap_or_default()),
         }
     }
 
-    fn no_content() -> Self {
+    pub(super) fn no_content() -> Self {
         Self {
             status: StatusCode::NO_CONTENT,
             body: None,
@@ -88,9 +98,9 @@ impl ApiReply {
 // ---- response views (fields in Atlas's alphabetical order) ---------------------------------
 
 #[derive(Serialize)]
-struct Link {
-    href: String,
-    rel: &'static str,
+pub(super) struct Link {
+    pub(super) href: String,
+    pub(super) rel: &'static str,
 }
 
 #[derive(Serialize)]
@@ -106,7 +116,7 @@ struct KeyView<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Page<T> {
+pub(super) struct Page<T> {
     links: Vec<Link>,
     results: Vec<T>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,38 +154,15 @@ struct GroupView<'a> {
     org_id: &'a str,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SecretView<'a> {
-    created_at: String,
-    expires_at: String,
-    id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    masked_secret_value: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    secret: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ServiceAccountView<'a> {
-    client_id: &'a str,
-    created_at: String,
-    description: &'a str,
-    name: &'a str,
-    roles: &'a [String],
-    secrets: Vec<SecretView<'a>>,
-}
-
 // ---- pagination -----------------------------------------------------------------------------
 
-struct Paging {
+pub(super) struct Paging {
     page_num: u64,
     items_per_page: u64,
     include_count: bool,
 }
 
-fn paging(query: Option<&str>) -> Result<Paging, ApiError> {
+pub(super) fn paging(query: Option<&str>) -> Result<Paging, ApiError> {
     let mut p = Paging {
         page_num: 1,
         items_per_page: 100,
@@ -210,7 +197,12 @@ fn paging(query: Option<&str>) -> Result<Paging, ApiError> {
     Ok(p)
 }
 
-fn page<T, U>(call: &ApiCall<'_>, items: Vec<T>, p: &Paging, render: impl Fn(T) -> U) -> Page<U> {
+pub(super) fn page<T, U>(
+    call: &ApiCall<'_>,
+    items: Vec<T>,
+    p: &Paging,
+    render: impl Fn(T) -> U,
+) -> Page<U> {
     let total = items.len();
     let per = usize::try_from(p.items_per_page).unwrap_or(usize::MAX);
     let start = usize::try_from(p.page_num - 1)
@@ -290,38 +282,17 @@ fn entry_view(call: &ApiCall<'_>, key: &ApiKey, e: &AccessEntry) -> AccessEntryV
     }
 }
 
-fn service_account_view<'a>(sa: &'a ServiceAccount, reveal: bool) -> ServiceAccountView<'a> {
-    ServiceAccountView {
-        client_id: &sa.client_id,
-        created_at: format_time(sa.created_at),
-        description: &sa.description,
-        name: &sa.name,
-        roles: &sa.roles,
-        secrets: sa
-            .secrets
-            .iter()
-            .map(|s| SecretView {
-                created_at: format_time(s.created_at),
-                expires_at: format_time(s.expires_at),
-                id: &s.id,
-                masked_secret_value: (!reveal).then(|| ids::mask_secret(&s.secret)),
-                secret: reveal.then_some(s.secret.as_str()),
-            })
-            .collect(),
-    }
-}
-
 // ---- validation -----------------------------------------------------------------------------
 
-fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+pub(super) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|_| ApiError::malformed_json())
 }
 
-fn object(v: &Value) -> Result<&serde_json::Map<String, Value>, ApiError> {
+pub(super) fn object(v: &Value) -> Result<&serde_json::Map<String, Value>, ApiError> {
     v.as_object().ok_or_else(ApiError::malformed_json)
 }
 
-fn check_object_id(name: &str, value: &str) -> Result<(), ApiError> {
+pub(super) fn check_object_id(name: &str, value: &str) -> Result<(), ApiError> {
     if ids::is_object_id(value) {
         Ok(())
     } else {
@@ -350,7 +321,7 @@ fn desc_field(
 }
 
 #[derive(Clone, Copy)]
-enum RoleScope {
+pub(super) enum RoleScope {
     Org,
     Group,
 }
@@ -364,7 +335,7 @@ fn missing_roles() -> ApiError {
 }
 
 /// Validates a `roles` array of role names; returns them without duplicates, in order.
-fn role_names(value: Option<&Value>, scope: RoleScope) -> Result<Vec<String>, ApiError> {
+pub(super) fn role_names(value: Option<&Value>, scope: RoleScope) -> Result<Vec<String>, ApiError> {
     let Some(value) = value.filter(|v| !v.is_null()) else {
         return Err(missing_roles());
     };
@@ -408,7 +379,7 @@ fn invalid_address(addr: &str) -> ApiError {
 }
 
 /// Parses an access-list path segment: an IP, or a CIDR with its slash as `%2F`.
-fn parse_entry_segment(raw: &str) -> Result<IpNet, ApiError> {
+pub(super) fn parse_entry_segment(raw: &str) -> Result<IpNet, ApiError> {
     let decoded = percent_decode(raw).ok_or_else(|| invalid_address(raw))?;
     if decoded.contains('/') {
         decoded
@@ -439,7 +410,7 @@ fn percent_decode(raw: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn access_entries(body: &[u8]) -> Result<Vec<IpNet>, ApiError> {
+pub(super) fn access_entries(body: &[u8]) -> Result<Vec<IpNet>, ApiError> {
     let value = parse_json(body)?;
     let items = value.as_array().ok_or_else(ApiError::malformed_json)?;
     let mut nets: Vec<IpNet> = Vec::with_capacity(items.len());
@@ -487,17 +458,76 @@ fn access_entries(body: &[u8]) -> Result<Vec<IpNet>, ApiError> {
 
 // ---- permissions ----------------------------------------------------------------------------
 
-enum Need<'a> {
+pub(super) enum Need<'a> {
     OrgRead(&'a str),
     OrgOwner(&'a str),
     GroupRead { group: &'a str, org: &'a str },
     GroupWrite { group: &'a str, org: &'a str },
 }
 
-fn authorize(caller: &ApiKey, need: Need<'_>) -> Result<(), ApiError> {
-    let in_org = |org: &str| caller.org_id == org;
+/// The authenticated principal: an API key or a service account, with the same role rules.
+#[derive(Clone, Copy)]
+pub(super) enum Caller<'s> {
+    Key(&'s ApiKey),
+    ServiceAccount(&'s ServiceAccount),
+}
+
+impl Caller<'_> {
+    fn org_id(&self) -> &str {
+        match self {
+            Self::Key(k) => &k.org_id,
+            Self::ServiceAccount(s) => &s.org_id,
+        }
+    }
+
+    fn has_org_role(&self, role: &str) -> bool {
+        match self {
+            Self::Key(k) => k.has_org_role(role),
+            Self::ServiceAccount(s) => s.has_org_role(role),
+        }
+    }
+
+    fn any_org_role(&self) -> bool {
+        match self {
+            Self::Key(k) => k.org_roles().next().is_some(),
+            Self::ServiceAccount(s) => !s.roles.is_empty(),
+        }
+    }
+
+    fn in_group(&self, group: &str) -> bool {
+        match self {
+            Self::Key(k) => k.in_group(group),
+            Self::ServiceAccount(s) => s.in_group(group),
+        }
+    }
+
+    fn has_group_role(&self, group: &str, role: &str) -> bool {
+        match self {
+            Self::Key(k) => k.group_roles(group).any(|r| r == role),
+            Self::ServiceAccount(s) => s.group_roles(group).iter().any(|r| r == role),
+        }
+    }
+
+    fn access_list(&self) -> &[AccessEntry] {
+        match self {
+            Self::Key(k) => &k.access_list,
+            Self::ServiceAccount(s) => &s.access_list,
+        }
+    }
+
+    /// The client id when the caller is a service account.
+    pub(super) fn client_id(&self) -> Option<&str> {
+        match self {
+            Self::Key(_) => None,
+            Self::ServiceAccount(s) => Some(&s.client_id),
+        }
+    }
+}
+
+pub(super) fn authorize(caller: Caller<'_>, need: Need<'_>) -> Result<(), ApiError> {
+    let in_org = |org: &str| caller.org_id() == org;
     let allowed = match need {
-        Need::OrgRead(org) => in_org(org) && caller.org_roles().next().is_some(),
+        Need::OrgRead(org) => in_org(org) && caller.any_org_role(),
         Need::OrgOwner(org) => in_org(org) && caller.has_org_role("ORG_OWNER"),
         Need::GroupRead { group, org } => {
             in_org(org)
@@ -507,8 +537,7 @@ fn authorize(caller: &ApiKey, need: Need<'_>) -> Result<(), ApiError> {
         }
         Need::GroupWrite { group, org } => {
             in_org(org)
-                && (caller.has_org_role("ORG_OWNER")
-                    || caller.group_roles(group).any(|r| r == "GROUP_OWNER"))
+                && (caller.has_org_role("ORG_OWNER") || caller.has_group_role(group, "GROUP_OWNER"))
         }
     };
     if allowed {
@@ -518,28 +547,40 @@ fn authorize(caller: &ApiKey, need: Need<'_>) -> Result<(), ApiError> {
     }
 }
 
-fn caller<'s>(store: &'s Store, call: &ApiCall<'_>) -> Result<&'s ApiKey, ApiError> {
-    let (id, _) = store
-        .credentials(call.caller_public_key)
-        .ok_or_else(ApiError::unauthorized_action)?;
-    let key = store
-        .key_by_id(id)
-        .ok_or_else(ApiError::unauthorized_action)?;
-    if !key.access_list.is_empty()
-        && !key
-            .access_list
-            .iter()
-            .any(|e| e.net.contains(&call.peer_ip))
-    {
-        let ip = call.peer_ip.to_string();
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "IP_ADDRESS_NOT_ON_ACCESS_LIST",
-            format!("IP address {ip} is not allowed to access this resource."),
-        )
-        .with_params([ip]));
+/// 403 `IP_ADDRESS_NOT_ON_ACCESS_LIST` when the principal has an access list without `ip`.
+pub fn check_access_list(entries: &[AccessEntry], ip: IpAddr) -> Result<(), ApiError> {
+    if entries.is_empty() || entries.iter().any(|e| e.net.contains(&ip)) {
+        return Ok(());
     }
-    Ok(key)
+    let ip = ip.to_string();
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "IP_ADDRESS_NOT_ON_ACCESS_LIST",
+        format!("IP address {ip} is not allowed to access this resource."),
+    )
+    .with_params([ip]))
+}
+
+pub(super) fn caller<'s>(store: &'s Store, call: &ApiCall<'_>) -> Result<Caller<'s>, ApiError> {
+    let who = match call.caller {
+        CallerId::Key(public_key) => {
+            let (id, _) = store
+                .credentials(public_key)
+                .ok_or_else(ApiError::unauthorized_action)?;
+            Caller::Key(
+                store
+                    .key_by_id(id)
+                    .ok_or_else(ApiError::unauthorized_action)?,
+            )
+        }
+        CallerId::ServiceAccount(client_id) => Caller::ServiceAccount(
+            store
+                .service_account_by_id(client_id)
+                .ok_or_else(ApiError::unauthorized_action)?,
+        ),
+    };
+    check_access_list(who.access_list(), call.peer_ip)?;
+    Ok(who)
 }
 
 // ---- dispatch -------------------------------------------------------------------------------
@@ -786,74 +827,18 @@ pub fn handle(store: &Mutex<Store>, call: &ApiCall<'_>) -> Result<ApiReply, ApiE
                 Err(ApiError::method_not_allowed(m.as_str()))
             }
         }
-        Resource::ServiceAccounts { org } => {
-            check_object_id("orgId", org)?;
-            store.org(org)?;
-            let me = caller(store, call)?;
-            if *m == Method::GET {
-                authorize(me, Need::OrgRead(org))?;
-                let p = paging(call.query)?;
-                let list = store.org_service_accounts(org);
-                Ok(ApiReply::json(
-                    StatusCode::OK,
-                    &page(call, list, &p, |sa| service_account_view(sa, false)),
-                ))
-            } else if *m == Method::POST {
-                authorize(me, Need::OrgOwner(org))?;
-                let body = parse_json(call.body)?;
-                let obj = object(&body)?;
-                let text = |field: &str, max: usize| -> Result<String, ApiError> {
-                    match obj.get(field) {
-                        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= max => {
-                            Ok(s.clone())
-                        }
-                        _ => Err(ApiError::invalid_attribute(field)),
-                    }
-                };
-                let name = text("name", 64)?;
-                let description = text("description", 250)?;
-                let roles = role_names(obj.get("roles"), RoleScope::Org)?;
-                let hours = obj
-                    .get("secretExpiresAfterHours")
-                    .and_then(Value::as_u64)
-                    .filter(|h| (8..=8760).contains(h))
-                    .and_then(|h| u32::try_from(h).ok())
-                    .ok_or_else(|| ApiError::invalid_attribute("secretExpiresAfterHours"))?;
-                let sa = store.create_service_account(org, name, description, roles, hours)?;
-                Ok(ApiReply::json(
-                    StatusCode::CREATED,
-                    &service_account_view(&sa, true),
-                ))
-            } else {
-                Err(ApiError::method_not_allowed(m.as_str()))
-            }
-        }
-        Resource::ServiceAccount { org, client } => {
-            check_object_id("orgId", org)?;
-            if !ids::is_service_account_client_id(client) {
-                return Err(ApiError::path_param("clientId", client));
-            }
-            store.org(org)?;
-            let me = caller(store, call)?;
-            if *m == Method::GET {
-                authorize(me, Need::OrgRead(org))?;
-                let sa = store.service_account(org, client)?;
-                Ok(ApiReply::json(
-                    StatusCode::OK,
-                    &service_account_view(sa, false),
-                ))
-            } else if *m == Method::DELETE {
-                authorize(me, Need::OrgOwner(org))?;
-                store.delete_service_account(org, client)?;
-                Ok(ApiReply::no_content())
-            } else {
-                Err(ApiError::method_not_allowed(m.as_str()))
-            }
-        }
+        Resource::ServiceAccounts { .. }
+        | Resource::ServiceAccount { .. }
+        | Resource::SaAccessList { .. }
+        | Resource::SaAccessEntry { .. }
+        | Resource::SaSecrets { .. }
+        | Resource::SaSecret { .. }
+        | Resource::SaGroups { .. }
+        | Resource::SaInvite { .. } => super::sa_api::handle(store, call),
     }
 }
 
-fn only(m: &Method, allowed: &[Method]) -> Result<(), ApiError> {
+pub(super) fn only(m: &Method, allowed: &[Method]) -> Result<(), ApiError> {
     if allowed.contains(m) {
         Ok(())
     } else {

@@ -10,8 +10,10 @@ use super::ratelimit::BucketConfig;
 pub const HELP: &str = r#"atlas-sim: a local, stateful MongoDB Atlas Administration API simulator.
 
 On start it prints exactly one JSON line on stdout:
-  {"base_url","admin_url","org_id","project_id","public_key","private_key","key_id","tls","proxy_url","ca_path"}
-(private_key belongs to the seeded ORG_OWNER key), then serves until SIGTERM/SIGINT.
+  {"base_url","admin_url","org_id","project_id","public_key","private_key","key_id",
+   "sa_client_id","sa_client_secret","tls","proxy_url","ca_path"}
+(private_key belongs to the seeded ORG_OWNER key, sa_client_id/sa_client_secret to the seeded
+ORG_OWNER service account), then serves until SIGTERM/SIGINT.
 Logs go to stderr (RUST_LOG, default "warn").
 
 USAGE: atlas-sim [FLAGS]
@@ -21,9 +23,12 @@ Flags (flags override --config values):
   --config FILE               JSON config: any of listen, org_id, org_name, project_id,
                               project_name, key_id, public_key, private_key, key_desc,
                               extra_keys [{id?, public_key?, private_key?, desc, org_roles,
-                              project_roles}], nonce_lifetime_secs, latency_ms, rate_limit
-                              {enabled, org{capacity,refill,period_ms}, project{...}},
-                              max_keys_per_org, journal_capacity, tls, ca_path, proxy, proxy_listen
+                              project_roles}], sa_client_id, sa_client_secret, sa_name,
+                              nonce_lifetime_secs, token_lifetime_ms, latency_ms, rate_limit
+                              {enabled, org{capacity,refill,period_ms}, project{...},
+                              token_enabled, token{...}}, max_keys_per_org,
+                              max_service_accounts_per_org, journal_capacity, tls, ca_path,
+                              proxy, proxy_listen
   --org-id ID                 seeded organization id (24 hex) [random]
   --org-name NAME             [atlas-sim-org]
   --project-id ID             seeded project id (24 hex) [random]
@@ -31,12 +36,18 @@ Flags (flags override --config values):
   --key-id ID                 seeded ORG_OWNER key id (24 hex) [random]
   --public-key KEY            its public key (8 lowercase letters) [random]
   --private-key UUID          its private key [random]
+  --sa-client-id ID           seeded ORG_OWNER service account (mdb_sa_id_<24 hex>) [random]
+  --sa-client-secret SECRET   its secret (mdb_sa_sk_<letters and digits>) [random]
   --nonce-lifetime-secs N     digest nonce lifetime; older nonces get stale=true [300]
+  --token-lifetime-secs N     OAuth access token lifetime (expires_in) [3600]
   --latency-ms N              added to every HTTP request, 401 challenges included [0]
   --no-rate-limit             disable the token buckets
   --org-rate-limit C,R,S      org bucket: capacity, refill per period, period seconds [500,250,60]
   --project-rate-limit C,R,S  project bucket [1200,500,60]
+  --token-rate-limit C,R,S    turn on the /api/oauth/token bucket per IP and client
+                              (Atlas: 50,50,60) [off, so load tests can take many tokens]
   --max-keys-per-org N        [500]
+  --max-service-accounts-per-org N  [200]
   --journal-capacity N        request journal entries kept; 0 disables [10000]
   --tls                       serve HTTPS with a generated CA (certificate for localhost,
                               127.0.0.1, ::1, cloud.mongodb.com, cloud.mongodbgov.com)
@@ -48,7 +59,8 @@ Flags (flags override --config values):
   -h, --help                  this text
 
 Atlas API (under /api/atlas/v2 with Accept: application/vnd.atlas.2023-01-01+json, service
-accounts 2024-08-05; and under /api/atlas/v1.0 with plain JSON), HTTP Digest auth:
+accounts 2024-08-05; and under /api/atlas/v1.0 with plain JSON), HTTP Digest auth (API keys)
+or Authorization: Bearer <access token> (service accounts):
   GET|POST         /orgs/{orgId}/apiKeys
   GET|PATCH|DELETE /orgs/{orgId}/apiKeys/{apiUserId}
   GET|POST         /orgs/{orgId}/apiKeys/{apiUserId}/accessList
@@ -56,12 +68,25 @@ accounts 2024-08-05; and under /api/atlas/v1.0 with plain JSON), HTTP Digest aut
   GET|POST         /groups/{groupId}/apiKeys
   POST|PATCH|DELETE /groups/{groupId}/apiKeys/{apiUserId}   (assign / assign-or-update roles / unassign)
   GET              /orgs/{orgId}, /groups/{groupId}
-  GET|POST         /orgs/{orgId}/serviceAccounts            (v2 only)
-  GET|DELETE       /orgs/{orgId}/serviceAccounts/{clientId} (v2 only)
+  v2 only, under /orgs/{orgId} and /groups/{groupId} alike:
+  GET|POST         .../serviceAccounts                      (project: creates an ORG_MEMBER SA)
+  GET|PATCH|DELETE .../serviceAccounts/{clientId}           (project DELETE: that project only)
+  POST             .../serviceAccounts/{clientId}/secrets   {"secretExpiresAfterHours": 8..8760}
+  DELETE           .../serviceAccounts/{clientId}/secrets/{secretId}
+  GET|POST         .../serviceAccounts/{clientId}/accessList
+  DELETE           .../serviceAccounts/{clientId}/accessList/{ip | cidr with %2F}
+  GET              /orgs/{orgId}/serviceAccounts/{clientId}/groups
+  POST             /groups/{groupId}/serviceAccounts/{clientId}:invite  {"roles":[..]}
+
+OAuth 2.0 (client credentials; Authorization: Basic base64(clientId:clientSecret), form body):
+  POST /api/oauth/token   grant_type=client_credentials -> {"access_token","expires_in","token_type":"Bearer"}
+  POST /api/oauth/revoke  token=...&token_type_hint=access_token -> 200
 
 Admin API (same listener, no auth, JSON; admin_url = base_url + "/admin"):
   GET    /admin/health
-  GET    /admin/inventory          orgs, projects, live api_keys (seeded key marked), service accounts
+  GET    /admin/inventory          orgs, projects, live api_keys (seeded key marked), service_accounts
+                                   (roles, project_roles, secrets without values, access_list,
+                                   active_tokens, seeded)
   GET    /admin/stats              requests_total, challenges, stale_challenges, auth_failures,
                                    rate_limited, faults_fired, routes{"METHOD /api/...":{total,challenges,by_status}}
   POST   /admin/stats/reset
@@ -75,14 +100,20 @@ Admin API (same listener, no auth, JSON; admin_url = base_url + "/admin"):
                                     "before_auth"? (default: only authenticated requests)} -> {"id":N}
   DELETE /admin/faults[/{id}]
   GET|PUT /admin/latency           {"ms":N}  global added latency per HTTP request
-  GET|PUT /admin/ratelimit         {"enabled"?, "org"?:{capacity,refill,period_ms}, "project"?:{...}}
+  GET|PUT /admin/ratelimit         {"enabled"?, "org"?:{capacity,refill,period_ms}, "project"?:{...},
+                                    "token_enabled"?, "token"?:{...}}
   POST   /admin/ratelimit/reset    refill all buckets
   GET|PUT /admin/auth              {"nonce_lifetime_ms":N}
+  GET|PUT /admin/oauth             {"token_lifetime_ms":N}  lifetime of tokens issued from now on
   POST   /admin/orgs               {"id"?, "name"?}
   POST   /admin/projects           {"id"?, "org_id"?, "name"?}
   POST   /admin/keys               {"org_id"?, "desc"?, "org_roles":[..], "project_roles":{"<groupId>":[..]},
                                     "id"?, "public_key"?, "private_key"?} -> key incl. private_key
   DELETE /admin/keys/{id}          delete a key out of band
+  POST   /admin/service_accounts   {"org_id"?, "name"?, "description"?, "org_roles":[..],
+                                    "project_roles":{"<groupId>":[..]}, "secret_expires_after_hours"?,
+                                    "client_id"?, "client_secret"?} -> SA incl. client_secret
+  DELETE /admin/service_accounts/{clientId}  delete a service account out of band
 "#;
 
 #[derive(Debug, PartialEq)]
@@ -146,6 +177,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--key-id" => cfg.key_id = Some(value(&mut it, flag)?.clone()),
             "--public-key" => cfg.public_key = Some(value(&mut it, flag)?.clone()),
             "--private-key" => cfg.private_key = Some(value(&mut it, flag)?.clone()),
+            "--sa-client-id" => cfg.sa_client_id = Some(value(&mut it, flag)?.clone()),
+            "--sa-client-secret" => cfg.sa_client_secret = Some(value(&mut it, flag)?.clone()),
+            "--token-lifetime-secs" => {
+                cfg.token_lifetime = Duration::from_secs(number(value(&mut it, flag)?, flag)?)
+            }
             "--nonce-lifetime-secs" => {
                 cfg.nonce_lifetime = Duration::from_secs(number(value(&mut it, flag)?, flag)?)
             }
@@ -155,7 +191,14 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--no-rate-limit" => cfg.rate_limit.enabled = false,
             "--org-rate-limit" => cfg.rate_limit.org = bucket(value(&mut it, flag)?, flag)?,
             "--project-rate-limit" => cfg.rate_limit.project = bucket(value(&mut it, flag)?, flag)?,
+            "--token-rate-limit" => {
+                cfg.rate_limit.token = bucket(value(&mut it, flag)?, flag)?;
+                cfg.rate_limit.token_enabled = true;
+            }
             "--max-keys-per-org" => cfg.max_keys_per_org = number(value(&mut it, flag)?, flag)?,
+            "--max-service-accounts-per-org" => {
+                cfg.max_service_accounts_per_org = number(value(&mut it, flag)?, flag)?
+            }
             "--journal-capacity" => cfg.journal_capacity = number(value(&mut it, flag)?, flag)?,
             "--tls" => cfg.tls = true,
             "--ca-out" => cfg.ca_path = Some(PathBuf::from(value(&mut it, flag)?)),
@@ -189,6 +232,12 @@ mod tests {
             "--proxy",
             "--latency-ms",
             "50",
+            "--token-rate-limit",
+            "50,50,60",
+            "--token-lifetime-secs",
+            "5",
+            "--sa-client-id",
+            "mdb_sa_id_0123456789abcdef01234567",
         ]))
         .unwrap() else {
             panic!("expected run")
@@ -204,6 +253,13 @@ mod tests {
         );
         assert!(!cfg.rate_limit.enabled && cfg.tls && cfg.proxy);
         assert_eq!(cfg.latency, Duration::from_millis(50));
+        assert!(cfg.rate_limit.token_enabled);
+        assert_eq!(cfg.rate_limit.token.period_ms, 60_000);
+        assert_eq!(cfg.token_lifetime, Duration::from_secs(5));
+        assert_eq!(
+            cfg.sa_client_id.as_deref(),
+            Some("mdb_sa_id_0123456789abcdef01234567")
+        );
         assert_eq!(parse(&args(&["-h"])).unwrap(), Command::Help);
         assert!(parse(&args(&["--bogus"])).is_err());
         assert!(parse(&args(&["--listen"])).is_err());
@@ -216,7 +272,7 @@ mod tests {
         let path = dir.path().join("sim.json");
         std::fs::write(
             &path,
-            r#"{"org_name":"from file","public_key":"filekeyy","latency_ms":7,
+            r#"{"org_name":"from file","public_key":"filekeyy","latency_ms":7,"token_lifetime_ms":1500,
                 "extra_keys":[{"desc":"member","org_roles":["ORG_MEMBER"]}]}"#,
         )
         .unwrap();
@@ -230,6 +286,7 @@ mod tests {
         assert_eq!(cfg.public_key.as_deref(), Some("flagkeyy"));
         assert_eq!(cfg.latency, Duration::from_millis(7));
         assert_eq!(cfg.extra_keys.len(), 1);
+        assert_eq!(cfg.token_lifetime, Duration::from_millis(1500));
         std::fs::write(&path, r#"{"unknown":1}"#).unwrap();
         assert!(parse(&args(&["--config", &p])).is_err());
     }

@@ -1,5 +1,5 @@
-//! Simulator configuration: seeds (org, project, root key, extra keys), auth, rate limits,
-//! latency, journal, TLS and proxy. Built in code ([`SimConfig::default`]) or from a JSON
+//! Simulator configuration: seeds (org, project, root key, extra keys, root service
+//! account), auth (nonces, token lifetime), rate limits, latency, journal, TLS and proxy. Built in code ([`SimConfig::default`]) or from a JSON
 //! file ([`FileConfig`]) plus command-line flags.
 
 use std::net::SocketAddr;
@@ -48,12 +48,20 @@ pub struct SimConfig {
     pub private_key: Option<String>,
     pub key_desc: String,
     pub extra_keys: Vec<SeedKey>,
+    /// The seeded ORG_OWNER service account (random when None): client id
+    /// `mdb_sa_id_<24 hex>` and secret `mdb_sa_sk_<letters and digits>`.
+    pub sa_client_id: Option<String>,
+    pub sa_client_secret: Option<String>,
+    pub sa_name: String,
     /// How long a digest nonce stays valid (then `stale=true`).
     pub nonce_lifetime: Duration,
+    /// Lifetime of OAuth access tokens (`expires_in`, rounded up to whole seconds).
+    pub token_lifetime: Duration,
     /// Added to every HTTP request, digest challenges included (models network RTT).
     pub latency: Duration,
     pub rate_limit: RateLimitConfig,
     pub max_keys_per_org: usize,
+    pub max_service_accounts_per_org: usize,
     /// Journal entries kept (oldest dropped first); 0 disables the journal.
     pub journal_capacity: usize,
     /// Serve the main listener over HTTPS with a generated CA.
@@ -79,10 +87,15 @@ impl Default for SimConfig {
             private_key: None,
             key_desc: "atlas-sim root key".into(),
             extra_keys: Vec::new(),
+            sa_client_id: None,
+            sa_client_secret: None,
+            sa_name: "atlas-sim root service account".into(),
             nonce_lifetime: Duration::from_secs(300),
+            token_lifetime: Duration::from_secs(3600),
             latency: Duration::ZERO,
             rate_limit: RateLimitConfig::default(),
             max_keys_per_org: 500,
+            max_service_accounts_per_org: 200,
             journal_capacity: 10_000,
             tls: false,
             ca_path: None,
@@ -107,10 +120,15 @@ pub struct FileConfig {
     pub key_desc: Option<String>,
     #[serde(default)]
     pub extra_keys: Vec<SeedKey>,
+    pub sa_client_id: Option<String>,
+    pub sa_client_secret: Option<String>,
+    pub sa_name: Option<String>,
     pub nonce_lifetime_secs: Option<u64>,
+    pub token_lifetime_ms: Option<u64>,
     pub latency_ms: Option<u64>,
     pub rate_limit: Option<RateLimitConfig>,
     pub max_keys_per_org: Option<usize>,
+    pub max_service_accounts_per_org: Option<usize>,
     pub journal_capacity: Option<usize>,
     pub tls: Option<bool>,
     pub ca_path: Option<PathBuf>,
@@ -143,14 +161,21 @@ impl FileConfig {
         set!(opt private_key);
         set!(key_desc);
         cfg.extra_keys.extend(self.extra_keys);
+        set!(opt sa_client_id);
+        set!(opt sa_client_secret);
+        set!(sa_name);
         if let Some(s) = self.nonce_lifetime_secs {
             cfg.nonce_lifetime = Duration::from_secs(s);
+        }
+        if let Some(ms) = self.token_lifetime_ms {
+            cfg.token_lifetime = Duration::from_millis(ms);
         }
         if let Some(ms) = self.latency_ms {
             cfg.latency = Duration::from_millis(ms);
         }
         set!(rate_limit);
         set!(max_keys_per_org);
+        set!(max_service_accounts_per_org);
         set!(journal_capacity);
         set!(tls);
         set!(opt ca_path);
@@ -170,6 +195,12 @@ pub struct StartupInfo {
     pub public_key: String,
     pub private_key: String,
     pub key_id: String,
+    /// The seeded ORG_OWNER service account's client id and secret (OAuth client
+    /// credentials for `POST /api/oauth/token`).
+    #[serde(default)]
+    pub sa_client_id: String,
+    #[serde(default)]
+    pub sa_client_secret: String,
     pub tls: bool,
     /// `http://127.0.0.1:<port>` when the CONNECT proxy runs.
     pub proxy_url: Option<String>,

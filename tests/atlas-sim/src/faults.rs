@@ -3,8 +3,10 @@
 //!
 //! Each rule counts the requests it matches. With `nth` it acts only on the nth match
 //! (1-based); with `times` on the first `times` matches; with neither on every match.
-//! Rules are evaluated after digest authentication succeeded (so counts are logical calls,
+//! Rules are evaluated after authentication succeeded (Digest, a bearer token, or the client
+//! credentials of `/api/oauth/token` and `/api/oauth/revoke`; so counts are logical calls,
 //! independent of how many challenge round trips a client makes) unless `before_auth` is set.
+//! Paths are matched as sent, so `^/api/oauth/token$` targets the token endpoint.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -59,7 +61,8 @@ pub struct FaultRule {
     /// Act on the first `times` matching requests.
     #[serde(default)]
     pub times: Option<u64>,
-    /// Evaluate before digest authentication (then challenges count as matches too).
+    /// Evaluate before authentication (then challenges and refused credentials count as
+    /// matches too).
     #[serde(default)]
     pub before_auth: bool,
 }

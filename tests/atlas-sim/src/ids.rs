@@ -35,6 +35,25 @@ pub fn service_account_secret() -> String {
     format!("mdb_sa_sk_{tail}")
 }
 
+/// An OAuth access token shaped like a JWT (`header.payload.signature`, base64url): the
+/// payload names the client and the validity window, the "signature" is random. The
+/// simulator never parses it back: tokens are looked up as opaque strings.
+pub fn access_token(client_id: &str, issued_at: i64, expires_at: i64) -> String {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = serde_json::json!({
+        "iss": "atlas-sim",
+        "sub": client_id,
+        "iat": issued_at,
+        "exp": expires_at,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    let payload = b64(payload.to_string().as_bytes());
+    let signature: [u8; 32] = rand::rng().random();
+    format!("{header}.{payload}.{}", b64(&signature))
+}
+
 pub fn is_object_id(s: &str) -> bool {
     s.len() == 24
         && s.bytes()
@@ -52,6 +71,13 @@ pub fn is_private_key(s: &str) -> bool {
 pub fn is_service_account_client_id(s: &str) -> bool {
     s.strip_prefix("mdb_sa_id_")
         .is_some_and(|rest| rest.len() == 24 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A service-account secret as the simulator accepts it in configuration: `mdb_sa_sk_`
+/// followed by at least one ASCII letter or digit.
+pub fn is_service_account_secret(s: &str) -> bool {
+    s.strip_prefix("mdb_sa_sk_")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// Atlas shows a private key after creation only as `********-****-****-<last 12>`.
@@ -78,6 +104,7 @@ mod tests {
             assert!(is_public_key(&public_key()));
             assert!(is_private_key(&private_key()));
             assert!(is_service_account_client_id(&service_account_client_id()));
+            assert!(is_service_account_secret(&service_account_secret()));
         }
     }
 
@@ -89,6 +116,18 @@ mod tests {
         assert!(!is_public_key("gswvkoc"));
         assert!(!is_public_key("gswvkoc1"));
         assert!(!is_private_key("not-a-uuid"));
+        assert!(!is_service_account_secret("mdb_sa_sk_"));
+        assert!(!is_service_account_secret("mdb_sa_sk_a:b"));
+        assert!(!is_service_account_client_id("mdb_sa_id_0123"));
+    }
+
+    #[test]
+    fn access_tokens_look_like_jwts() {
+        let t = access_token("mdb_sa_id_0123456789abcdef01234567", 1, 2);
+        let parts: Vec<&str> = t.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        assert!(t.starts_with("eyJ"));
+        assert_ne!(t, access_token("mdb_sa_id_0123456789abcdef01234567", 1, 2));
     }
 
     #[test]

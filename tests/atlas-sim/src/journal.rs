@@ -2,8 +2,10 @@
 //! e.g. to validate request and response bodies against the OpenAPI spec.
 //!
 //! Secrets never enter the journal: `privateKey` values are redacted the way Atlas redacts
-//! them on reads, and service-account `secret` values are masked. Authorization headers are
-//! not recorded at all.
+//! them on reads, service-account `secret` values are masked, OAuth `access_token`,
+//! `refresh_token` and `client_secret` values in JSON bodies and `token`, `client_secret`
+//! (and similar) parameters in form bodies are replaced by `REDACTED`. Authorization headers
+//! (Digest, Basic, Bearer) are not recorded at all.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,8 +24,12 @@ pub struct JournalEntry {
     pub path: String,
     /// Route template, e.g. `POST /api/atlas/v2/orgs/{orgId}/apiKeys`.
     pub route: String,
-    /// Public key of the authenticated caller, if authentication succeeded.
+    /// Public key of the authenticated caller, if an API key authenticated.
     pub public_key: Option<String>,
+    /// Client id of the authenticated service account (bearer token, or Basic credentials
+    /// at the OAuth endpoints).
+    #[serde(default)]
+    pub client_id: Option<String>,
     pub request_content_type: Option<String>,
     pub request_body: String,
     pub status: u16,
@@ -67,8 +73,8 @@ impl Journal {
         if capacity == 0 {
             return;
         }
-        entry.request_body = redact_secrets(entry.request_body);
-        entry.response_body = redact_secrets(entry.response_body);
+        entry.request_body = redact_body(entry.request_body);
+        entry.response_body = redact_body(entry.response_body);
         entry.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let mut entries = self
             .entries
@@ -97,6 +103,23 @@ impl Journal {
     }
 }
 
+/// Replaces secrets in place: what a redacted value reads.
+const REDACTED: &str = "REDACTED";
+
+/// JSON fields whose string values are OAuth credentials.
+const JSON_TOKEN_FIELDS: &[&str] = &["access_token", "refresh_token", "id_token", "client_secret"];
+
+/// Form parameters whose values are credentials.
+const FORM_SECRET_FIELDS: &[&str] = &[
+    "token",
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "client_assertion",
+    "assertion",
+    "password",
+];
+
 fn redact_value(v: &mut Value) {
     match v {
         Value::Object(map) => {
@@ -106,6 +129,9 @@ fn redact_value(v: &mut Value) {
                         *val = Value::String(ids::redact_private_key(s));
                     }
                     ("secret", Value::String(s)) => *val = Value::String(ids::mask_secret(s)),
+                    (field, Value::String(_)) if JSON_TOKEN_FIELDS.contains(&field) => {
+                        *val = Value::String(REDACTED.into());
+                    }
                     _ => redact_value(val),
                 }
             }
@@ -115,18 +141,62 @@ fn redact_value(v: &mut Value) {
     }
 }
 
-/// Redacts secrets in a JSON body; bodies without secret-looking fields pass unchanged.
-fn redact_secrets(body: String) -> String {
-    if !body.contains("\"privateKey\"") && !body.contains("\"secret\"") {
-        return body;
-    }
-    match serde_json::from_str::<Value>(&body) {
-        Ok(mut v) => {
-            redact_value(&mut v);
-            serde_json::to_string(&v).unwrap_or_default()
+fn has_json_secret(body: &str) -> bool {
+    body.contains("\"privateKey\"")
+        || body.contains("\"secret\"")
+        || JSON_TOKEN_FIELDS
+            .iter()
+            .any(|f| body.contains(&format!("\"{f}\"")))
+}
+
+/// Redacts credential parameters of a form body, keeping the other pairs byte for byte.
+fn redact_form(body: &str) -> String {
+    body.split('&')
+        .map(|pair| {
+            let raw_key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            let key = url::form_urlencoded::parse(raw_key.as_bytes())
+                .next()
+                .map(|(k, _)| k.into_owned())
+                .unwrap_or_default();
+            if FORM_SECRET_FIELDS.contains(&key.as_str()) {
+                format!("{raw_key}={REDACTED}")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn looks_like_form_secret(body: &str) -> bool {
+    FORM_SECRET_FIELDS
+        .iter()
+        .any(|f| body.contains(&format!("{f}=")))
+}
+
+/// Redacts secrets in a JSON or form body; bodies without secret-looking fields pass
+/// unchanged. A body that looks secret-bearing but parses as neither is withheld.
+fn redact_body(body: String) -> String {
+    let trimmed = body.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        if !has_json_secret(&body) {
+            return body;
         }
-        Err(_) => String::from("<unparsable body containing secrets withheld>"),
+        return match serde_json::from_str::<Value>(&body) {
+            Ok(mut v) => {
+                redact_value(&mut v);
+                serde_json::to_string(&v).unwrap_or_default()
+            }
+            Err(_) => String::from("<unparsable body containing secrets withheld>"),
+        };
     }
+    if looks_like_form_secret(&body) {
+        return redact_form(&body);
+    }
+    if has_json_secret(&body) {
+        return String::from("<unparsable body containing secrets withheld>");
+    }
+    body
 }
 
 #[cfg(test)]
@@ -140,6 +210,7 @@ mod tests {
             path: "/p".into(),
             route: "POST /p".into(),
             public_key: None,
+            client_id: None,
             request_content_type: None,
             request_body: String::new(),
             status: 200,
@@ -169,5 +240,38 @@ mod tests {
         j.set_capacity(0);
         j.push(entry("{}"));
         assert!(j.entries(0).is_empty());
+    }
+
+    #[test]
+    fn oauth_tokens_and_form_secrets_are_redacted() {
+        let j = Journal::new(10);
+        j.push(entry(
+            r#"{"access_token":"eyJhbGciOi.payload.sig","expires_in":3600,"token_type":"Bearer"}"#,
+        ));
+        let mut e = entry("");
+        e.request_body = "token=eyJhbGciOi.payload.sig&token_type_hint=access_token".into();
+        j.push(e);
+        let mut e = entry("");
+        e.request_body = "grant_type=client_credentials&client_secret=mdb_sa_sk_zzzz1234".into();
+        j.push(e);
+        let mut e = entry("");
+        e.request_body = "grant_type=client_credentials".into();
+        j.push(e);
+        let all = j.entries(0);
+        assert!(!all[0].response_body.contains("eyJhbGciOi"));
+        assert!(all[0].response_body.contains(r#""expires_in":3600"#));
+        assert_eq!(
+            all[1].request_body,
+            "token=REDACTED&token_type_hint=access_token"
+        );
+        assert_eq!(
+            all[2].request_body,
+            "grant_type=client_credentials&client_secret=REDACTED"
+        );
+        assert_eq!(all[3].request_body, "grant_type=client_credentials");
+        assert_eq!(
+            redact_body(r#"secret: "secret" oops"#.into()),
+            "<unparsable body containing secrets withheld>"
+        );
     }
 }

@@ -1,12 +1,32 @@
 //! A local, stateful MongoDB Atlas Administration API simulator (the `atlas-sim` binary),
-//! faithful to recorded Atlas traffic for programmatic API keys.
+//! faithful to recorded Atlas traffic for programmatic API keys, and to the official spec
+//! (resource version 2024-08-05) for service accounts.
 //!
 //! # What it simulates
 //! - Organizations, projects, programmatic API keys (id = 24 hex, public key = 8 lowercase
-//!   letters, private key = UUID) with org/project roles and access lists, and basic
-//!   service accounts (create/get/list/delete).
+//!   letters, private key = UUID) with org/project roles and access lists, and service
+//!   accounts (client id `mdb_sa_id_<24 hex>`, secrets `mdb_sa_sk_...`) with org roles,
+//!   project roles, up to 2 secrets and access lists; 200 service accounts per org.
 //! - HTTP Digest auth exactly like Atlas (see [`digest`](self) docs): realm `MMS Public API`,
 //!   expiring nonces (`stale=true`), nonce reuse with increasing `nc`, MD5 and SHA-256.
+//! - OAuth 2.0 client credentials (outside `/api/atlas`): `POST /api/oauth/token` with
+//!   `Authorization: Basic base64(clientId:secret)` and the form body
+//!   `grant_type=client_credentials` answers `{"access_token","expires_in","token_type":"Bearer"}`
+//!   (JWT-shaped opaque token, lifetime 3600 s by default, [`SimConfig::token_lifetime`]);
+//!   `POST /api/oauth/revoke` (`token=...`, RFC 7009) answers 200 and the token stops working.
+//!   Errors are OAuth-shaped: 401 `invalid_client` (unknown client, wrong or expired secret,
+//!   no Basic credentials), 400 `invalid_request` (body not form-encoded, missing or repeated
+//!   parameter, revoking another client's token), 400 `unsupported_grant_type`, 405 for
+//!   other methods. Atlas-shaped: 403 `IP_ADDRESS_NOT_ON_ACCESS_LIST` (the service account's
+//!   access list does not admit the caller), 429 `RATE_LIMITED` (token bucket per IP and
+//!   client, off by default, see [`RateLimitConfig`]), injected faults. Deleting a secret
+//!   revokes the tokens it obtained; deleting a service account revokes all of its tokens.
+//! - `Authorization: Bearer <token>` on every `/api/atlas/...` endpoint, beside Digest: the
+//!   caller is the service account, with the role rules of API keys and its access list
+//!   enforced on every use. An unknown, expired or revoked token gets 401 with Atlas's
+//!   unauthenticated body (`UNEXPECTED_ERROR`, "You are not authorized for this resource.",
+//!   as for Digest) but no `WWW-Authenticate` challenge; a request without `Authorization`
+//!   still gets the Digest challenge.
 //! - `/api/atlas/v2/...` with `Accept: application/vnd.atlas.<date>+json` negotiation
 //!   (`2023-01-01` for API keys and access lists, `2024-08-05` for service accounts; 406 for a
 //!   missing or other version, 400 `INVALID_VERSION_DATE` for a malformed date) and the
@@ -19,7 +39,16 @@
 //!   `POST` (v2 assign, array body `[{"roles":[..]}]`, 204) `| PATCH` (assign-or-update
 //!   `{"roles":[..]}`, 200; what v1.0 clients use to assign) `| DELETE /groups/{groupId}/apiKeys/{apiUserId}`,
 //!   `GET /orgs/{orgId}`, `GET /groups/{groupId}`,
-//!   v2 only: `GET|POST /orgs/{orgId}/serviceAccounts`, `GET|DELETE /orgs/{orgId}/serviceAccounts/{clientId}`.
+//!   v2 only, under `/orgs/{orgId}` and `/groups/{groupId}` alike (`S` = `.../serviceAccounts`):
+//!   `GET|POST S` (201; a project SA is an `ORG_MEMBER` with roles in the project),
+//!   `GET|PATCH|DELETE S/{clientId}` (project DELETE removes it from that project only),
+//!   `POST S/{clientId}/secrets` (201), `DELETE S/{clientId}/secrets/{secretId}` (204),
+//!   `GET|POST S/{clientId}/accessList` (the paginated list), `DELETE S/{clientId}/accessList/{ip or
+//!   URL-encoded CIDR}` (204); and `GET /orgs/{orgId}/serviceAccounts/{clientId}/groups`,
+//!   `POST /groups/{groupId}/serviceAccounts/{clientId}:invite` `{"roles":[..]}` (200, sets its
+//!   roles in the project). Org-scoped views list org roles, project-scoped ones the project's.
+//!   `secrets[].secret` appears only in the create answers; reads show `maskedSecretValue`.
+//!   `secretExpiresAfterHours` must be 8..=8760; a new secret caps the others' expiry at 7 days.
 //! - Pagination (`pageNum`, `itemsPerPage` 1..=500, `includeCount`) with `self`/`next`/`previous` links.
 //! - Errors `{"detail","error","errorCode","parameters","reason"}` + `X-Error-Code`. Codes:
 //!   `ORG_NOT_FOUND`, `GROUP_NOT_FOUND`, `API_KEY_NOT_FOUND`, `RESOURCE_NOT_FOUND`,
@@ -27,14 +56,22 @@
 //!   `INVALID_ATTRIBUTE`, `INVALID_API_KEY_DESC` (desc 1..=250 chars), `MISSING_API_KEY_ROLES`,
 //!   `INVALID_ROLE_FOR_ORG`, `INVALID_ROLE_FOR_GROUP`, `INVALID_IP_ADDRESS_OR_CIDR_NOTATION`,
 //!   `DUPLICATE_ADDRESSES_IN_INPUT`, `MAX_API_KEYS_PER_ORG_EXCEEDED` (500 keys/org),
-//!   `INVALID_VERSION_DATE` (400); `USER_UNAUTHORIZED` (401, authenticated but not allowed:
-//!   e.g. an `ORG_MEMBER` key creating keys, or a key acting on another org);
-//!   `IP_ADDRESS_NOT_ON_ACCESS_LIST` (403, the calling key has an access list without the
-//!   caller's IP); `NOT_ACCEPTABLE` (406); `DUPLICATE_ACCESS_LIST_ENTRY` (409);
+//!   `MAX_SERVICE_ACCOUNTS_PER_ORG_EXCEEDED`, `MAX_SERVICE_ACCOUNT_SECRETS_EXCEEDED` (a third
+//!   secret), `MAX_ACCESS_LIST_ENTRIES_EXCEEDED` (200 per SA),
+//!   `CANNOT_REMOVE_CALLER_FROM_ACCESS_LIST` (an SA removing the entry that admits its own
+//!   request), `INVALID_VERSION_DATE` (400; service-account names, descriptions, roles and
+//!   hours that break the spec are `INVALID_ATTRIBUTE`, wrong role names
+//!   `INVALID_ROLE_FOR_ORG`/`INVALID_ROLE_FOR_GROUP`); `SERVICE_ACCOUNT_SECRET_NOT_FOUND`
+//!   (404); `USER_UNAUTHORIZED` (401, authenticated but not allowed:
+//!   e.g. an `ORG_MEMBER` key or SA creating keys, or a caller acting on another org);
+//!   `IP_ADDRESS_NOT_ON_ACCESS_LIST` (403, the calling key or SA has an access list without
+//!   the caller's IP); `NOT_ACCEPTABLE` (406); `DUPLICATE_ACCESS_LIST_ENTRY` (409);
 //!   `RATE_LIMITED_TOKEN_BUCKET` (429 + `Retry-After`). Where live Atlas behaviour is
 //!   unrecorded (some codes and messages) these are the simulator's documented choices.
 //! - Atlas token buckets (org: 500, +250/60 s; project: 1200, +500/60 s) with
-//!   `RateLimit-Limit`/`RateLimit-Remaining` headers; on by default.
+//!   `RateLimit-Limit`/`RateLimit-Remaining` headers; on by default. Org service-account
+//!   routes take from the org bucket, project ones (and `:invite`) from the project bucket.
+//!   The token endpoint's bucket (Atlas: 50/min per IP and client) is off by default.
 //! - Reads redact `privateKey` as `********-****-****-<last 12>`; create responses show it once.
 //!
 //! Permissions: org reads need any org role in that org; org writes (keys, access lists,
@@ -48,29 +85,33 @@
 //! | method + path | body | answer |
 //! |---|---|---|
 //! | `GET /admin/health` | | `{"ok":true}` |
-//! | `GET /admin/inventory` | | [`Inventory`]: orgs, projects, live `api_keys` (id, public_key, desc, org_id, roles, access_list, `seeded`), service accounts |
-//! | `GET /admin/stats` | | [`StatsSnapshot`]: `requests_total`, `challenges`, `stale_challenges`, `auth_failures`, `rate_limited`, `faults_fired`, `routes{"POST /api/atlas/v2/orgs/{orgId}/apiKeys":{total,challenges,by_status}}` |
+//! | `GET /admin/inventory` | | [`Inventory`]: orgs, projects, live `api_keys` (id, public_key, desc, org_id, roles, access_list, `seeded`), `service_accounts` (client_id, name, description, org_id, roles, project_roles, secrets `[{id, created_at, expires_at, last_used_at, expired}]` without values, access_list, active_tokens, `seeded` for startup/admin ones) |
+//! | `GET /admin/stats` | | [`StatsSnapshot`]: `requests_total`, `challenges`, `stale_challenges`, `auth_failures`, `bearer_failures`, `token_failures`, `rate_limited`, `faults_fired`, `routes{"POST /api/atlas/v2/orgs/{orgId}/apiKeys":{total,challenges,by_status}, "POST /api/oauth/token":{..}}` |
 //! | `POST /admin/stats/reset` | | 204 |
-//! | `GET /admin/journal?since=SEQ` | | `[`[`JournalEntry`]`]` (method, path, route, public_key, request/response content type and body, status; secrets redacted) |
+//! | `GET /admin/journal?since=SEQ` | | `[`[`JournalEntry`]`]` (method, path, route, public_key or client_id, request/response content type and body, status; private keys, SA secrets, access tokens and form `token`/`client_secret` values redacted, no Authorization header) |
 //! | `DELETE /admin/journal` | | 204 (clear) |
 //! | `PUT /admin/journal` | `{"capacity":N}` | 204 (0 disables) |
 //! | `GET /admin/faults` | | `[{id, rule, matched, fired}]` |
 //! | `POST /admin/faults` | [`FaultRule`] `{"method"?, "path": regex, "action": "status"\|"reset"\|"reset_after"\|"latency"\|"count", "status"?, "error_code"?, "detail"?, "retry_after"?, "latency_ms"?, "nth"?, "times"?, "before_auth"?}` | `{"id":N}` |
 //! | `DELETE /admin/faults` / `DELETE /admin/faults/{id}` | | 204 |
 //! | `GET`/`PUT /admin/latency` | `{"ms":N}` | global added latency per HTTP request (challenges included) |
-//! | `GET`/`PUT /admin/ratelimit` | `{"enabled"?, "org"?: {capacity, refill, period_ms}, "project"?: {...}}` | the new [`RateLimitConfig`] (buckets refilled) |
+//! | `GET`/`PUT /admin/ratelimit` | `{"enabled"?, "org"?: {capacity, refill, period_ms}, "project"?: {...}, "token_enabled"?, "token"?: {...}}` | the new [`RateLimitConfig`] (buckets refilled) |
 //! | `POST /admin/ratelimit/reset` | | 204 (refill all buckets) |
 //! | `GET`/`PUT /admin/auth` | `{"nonce_lifetime_ms":N}` | nonce lifetime |
+//! | `GET`/`PUT /admin/oauth` | `{"token_lifetime_ms":N}` | lifetime of access tokens issued from now on |
 //! | `POST /admin/orgs` | `{"id"?, "name"?}` | the org |
 //! | `POST /admin/projects` | `{"id"?, "org_id"?, "name"?}` | the project |
 //! | `POST /admin/keys` | [`NewKeyRequest`] `{"org_id"?, "desc"?, "org_roles":[..], "project_roles":{"<groupId>":[..]}, "id"?, "public_key"?, "private_key"?}` | [`CreatedKey`] incl. private key |
 //! | `DELETE /admin/keys/{id}` | | 204 (out-of-band deletion) |
+//! | `POST /admin/service_accounts` | [`NewServiceAccountRequest`] `{"org_id"?, "name"?, "description"?, "org_roles":[..], "project_roles":{"<groupId>":[..]}, "secret_expires_after_hours"? (default 8760, 0 = already expired), "client_id"?, "client_secret"?}` | [`CreatedServiceAccount`] incl. `client_secret` |
+//! | `DELETE /admin/service_accounts/{clientId}` | | 204 (out-of-band deletion everywhere, tokens revoked) |
 //!
 //! # In-process use
 //! [`Simulator::start`] serves on the current tokio runtime (use a multi-thread runtime if
 //! the test blocks); [`Simulator::start_background`] runs it on its own thread and runtime
 //! for synchronous tests. Both give a [`SimHandle`] (public fields `base_url`, `admin_url`,
-//! `org_id`, `project_id`, `key_id`, `public_key`, `private_key`, `proxy_url`, `ca_pem`,
+//! `org_id`, `project_id`, `key_id`, `public_key`, `private_key`, `sa_client_id`,
+//! `sa_client_secret` (the seeded ORG_OWNER service account), `proxy_url`, `ca_pem`,
 //! `ca_path`, `tls`) with the admin operations as methods.
 //! ```no_run
 //! # async fn demo() -> Result<(), atlas_sim::SimError> {
@@ -93,9 +134,11 @@ mod error;
 mod faults;
 mod ids;
 mod journal;
+mod oauth;
 mod proxy;
 mod ratelimit;
 mod router;
+mod sa_api;
 mod server;
 mod stats;
 mod store;
@@ -110,14 +153,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use admin::{CreatedKey, NewKeyRequest};
+pub use admin::{CreatedKey, CreatedServiceAccount, NewKeyRequest, NewServiceAccountRequest};
 pub use config::{FileConfig, SeedKey, SimConfig, StartupInfo};
 pub use error::{ApiError, SimError};
 pub use faults::{FaultAction, FaultRule, FaultStatus};
 pub use journal::JournalEntry;
 pub use ratelimit::{BucketConfig, RateLimitConfig};
 pub use stats::{RouteStats, StatsSnapshot};
-pub use store::{Inventory, InventoryKey, InventoryServiceAccount, Org, Project, RoleAssignment};
+pub use store::{
+    Inventory, InventoryKey, InventorySecret, InventoryServiceAccount, Org, Project, RoleAssignment,
+};
 
 use digest::NonceStore;
 use faults::Faults;
@@ -125,7 +170,7 @@ use journal::Journal;
 use ratelimit::RateLimiter;
 use server::Shared;
 use stats::Stats;
-use store::{NewKey, Store};
+use store::{NewKey, NewServiceAccount, Store};
 
 /// Starts simulators.
 pub struct Simulator;
@@ -140,6 +185,9 @@ pub struct SimHandle {
     pub key_id: String,
     pub public_key: String,
     pub private_key: String,
+    /// Seeded ORG_OWNER service account: OAuth client id and secret.
+    pub sa_client_id: String,
+    pub sa_client_secret: String,
     pub proxy_url: Option<String>,
     /// The CA that signed the server certificate (TLS or proxy mode).
     pub ca_pem: Option<String>,
@@ -175,16 +223,46 @@ fn url_host(addr: SocketAddr) -> String {
     }
 }
 
-fn seed(cfg: &SimConfig) -> Result<(Store, String, String, store::ApiKey), SimError> {
+/// What [`seed`] creates: the store and the seeded ids and credentials.
+struct Seeded {
+    store: Store,
+    org_id: String,
+    project_id: String,
+    root: store::ApiKey,
+    sa_client_id: String,
+    sa_client_secret: String,
+}
+
+fn seed(cfg: &SimConfig) -> Result<Seeded, SimError> {
     check_opt(cfg.org_id.as_ref(), "org id", ids::is_object_id)?;
     check_opt(cfg.project_id.as_ref(), "project id", ids::is_object_id)?;
     check_opt(cfg.key_id.as_ref(), "key id", ids::is_object_id)?;
     check_opt(cfg.public_key.as_ref(), "public key", ids::is_public_key)?;
     check_opt(cfg.private_key.as_ref(), "private key", ids::is_private_key)?;
+    check_opt(
+        cfg.sa_client_id.as_ref(),
+        "service account client id",
+        ids::is_service_account_client_id,
+    )?;
+    if cfg
+        .sa_client_secret
+        .as_ref()
+        .is_some_and(|s| !ids::is_service_account_secret(s))
+    {
+        return Err(config_err(
+            "service account secret has the wrong format (mdb_sa_sk_<letters and digits>)",
+        ));
+    }
     if cfg.max_keys_per_org == 0 {
         return Err(config_err("max_keys_per_org must be at least 1"));
     }
+    if cfg.max_service_accounts_per_org == 0 {
+        return Err(config_err(
+            "max_service_accounts_per_org must be at least 1",
+        ));
+    }
     let mut store = Store::new(cfg.max_keys_per_org);
+    store.max_service_accounts_per_org = cfg.max_service_accounts_per_org;
     let org = store
         .create_org(cfg.org_id.clone(), cfg.org_name.clone())
         .map_err(config_err)?;
@@ -204,6 +282,26 @@ fn seed(cfg: &SimConfig) -> Result<(Store, String, String, store::ApiKey), SimEr
             },
         )
         .map_err(|e| config_err(e.detail))?;
+    let root_sa = store
+        .create_service_account(
+            &org.id,
+            NewServiceAccount {
+                client_id: cfg.sa_client_id.clone(),
+                secret: cfg.sa_client_secret.clone(),
+                name: cfg.sa_name.clone(),
+                description: "atlas-sim seeded organization owner".into(),
+                org_roles: vec!["ORG_OWNER".into()],
+                secret_hours: 8760,
+                seeded: true,
+                ..NewServiceAccount::default()
+            },
+        )
+        .map_err(|e| config_err(e.detail))?;
+    let sa_client_secret = root_sa
+        .secrets
+        .first()
+        .map(|s| s.secret.clone())
+        .unwrap_or_default();
     for extra in &cfg.extra_keys {
         check_opt(extra.id.as_ref(), "extra key id", ids::is_object_id)?;
         check_opt(
@@ -241,14 +339,28 @@ fn seed(cfg: &SimConfig) -> Result<(Store, String, String, store::ApiKey), SimEr
             )
             .map_err(|e| config_err(e.detail))?;
     }
-    Ok((store, org.id, project.id, root))
+    Ok(Seeded {
+        store,
+        org_id: org.id,
+        project_id: project.id,
+        root,
+        sa_client_id: root_sa.client_id,
+        sa_client_secret,
+    })
 }
 
 impl Simulator {
     /// Seeds the state, binds the listener(s) and serves in background tasks of the current
     /// tokio runtime.
     pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
-        let (store, org_id, project_id, root) = seed(&cfg)?;
+        let Seeded {
+            store,
+            org_id,
+            project_id,
+            root,
+            sa_client_id,
+            sa_client_secret,
+        } = seed(&cfg)?;
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             nonces: NonceStore::new(cfg.nonce_lifetime),
@@ -257,6 +369,9 @@ impl Simulator {
             stats: Stats::default(),
             journal: Journal::new(cfg.journal_capacity),
             latency_ms: AtomicU64::new(u64::try_from(cfg.latency.as_millis()).unwrap_or(u64::MAX)),
+            token_lifetime_ms: AtomicU64::new(
+                u64::try_from(cfg.token_lifetime.as_millis()).unwrap_or(u64::MAX),
+            ),
             seeded_org: org_id.clone(),
         });
 
@@ -308,6 +423,8 @@ impl Simulator {
             key_id: root.id,
             public_key: root.public_key,
             private_key: root.private_key,
+            sa_client_id,
+            sa_client_secret,
             proxy_url,
             ca_pem: material.map(|m| m.ca_pem),
             ca_path: cfg.ca_path.clone(),
@@ -424,6 +541,8 @@ impl SimHandle {
             public_key: self.public_key.clone(),
             private_key: self.private_key.clone(),
             key_id: self.key_id.clone(),
+            sa_client_id: self.sa_client_id.clone(),
+            sa_client_secret: self.sa_client_secret.clone(),
             tls: self.tls,
             proxy_url: self.proxy_url.clone(),
             ca_path: self.ca_path.clone(),
@@ -505,6 +624,30 @@ impl SimHandle {
     /// Deletes a key out of band; false if it does not exist.
     pub fn delete_key(&self, key_id: &str) -> bool {
         self.shared.delete_key(key_id)
+    }
+
+    /// Creates a service account directly (no Atlas API call, not counted in stats); it is
+    /// `seeded` in the inventory. The answer holds its client secret.
+    pub fn create_service_account(
+        &self,
+        req: NewServiceAccountRequest,
+    ) -> Result<CreatedServiceAccount, String> {
+        self.shared.create_service_account(req)
+    }
+
+    /// Deletes a service account everywhere (revoking its tokens) out of band; false if it
+    /// does not exist.
+    pub fn delete_service_account(&self, client_id: &str) -> bool {
+        self.shared.delete_service_account(client_id)
+    }
+
+    /// Lifetime of OAuth access tokens issued from now on.
+    pub fn token_lifetime(&self) -> Duration {
+        self.shared.token_lifetime()
+    }
+
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.shared.set_token_lifetime(lifetime);
     }
 
     pub fn create_org(&self, id: Option<String>, name: Option<String>) -> Result<Org, String> {

@@ -4,6 +4,13 @@
 //! default capacity 500, +250 every 60 s) and one per project (`/groups/{groupId}/apiKeys…`,
 //! default capacity 1200, +500 every 60 s). Refill is discrete: `refill` tokens each `period`,
 //! capped at `capacity`, which yields Atlas-like `Retry-After` values ("retry after 55 seconds").
+//!
+//! The OAuth token endpoint has its own buckets, one per caller IP and client id (Atlas:
+//! 50 requests per minute). They are off by default (`token_enabled: false`): load tests and
+//! plugin suites obtain many tokens from one address, and a default-on limit would make them
+//! fail for a reason unrelated to what they test. Turn them on with `token_enabled` (admin
+//! `PUT /admin/ratelimit`, config file, or `--token-rate-limit`); `enabled: false` still turns
+//! every bucket off.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
@@ -21,9 +28,24 @@ pub struct BucketConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimitConfig {
+    /// Master switch for every bucket.
     pub enabled: bool,
     pub org: BucketConfig,
     pub project: BucketConfig,
+    /// Whether `POST /api/oauth/token` is limited (per caller IP and client id).
+    #[serde(default)]
+    pub token_enabled: bool,
+    #[serde(default = "default_token_bucket")]
+    pub token: BucketConfig,
+}
+
+/// Atlas's documented token-endpoint limit: 50 requests per minute per IP and client.
+pub fn default_token_bucket() -> BucketConfig {
+    BucketConfig {
+        capacity: 50,
+        refill: 50,
+        period_ms: 60_000,
+    }
 }
 
 impl Default for RateLimitConfig {
@@ -40,6 +62,8 @@ impl Default for RateLimitConfig {
                 refill: 500,
                 period_ms: 60_000,
             },
+            token_enabled: false,
+            token: default_token_bucket(),
         }
     }
 }
@@ -48,6 +72,8 @@ impl Default for RateLimitConfig {
 pub enum Scope {
     Org,
     Project,
+    /// The token endpoint; the id is `<ip>|<client id>`.
+    Token,
 }
 
 /// Outcome of taking one token.
@@ -68,6 +94,7 @@ pub struct RateLimiter {
     config: RwLock<RateLimitConfig>,
     org_buckets: Mutex<HashMap<String, Bucket>>,
     project_buckets: Mutex<HashMap<String, Bucket>>,
+    token_buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -80,6 +107,7 @@ impl RateLimiter {
             config: RwLock::new(config),
             org_buckets: Mutex::new(HashMap::new()),
             project_buckets: Mutex::new(HashMap::new()),
+            token_buckets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -102,17 +130,19 @@ impl RateLimiter {
     pub fn reset(&self) {
         lock(&self.org_buckets).clear();
         lock(&self.project_buckets).clear();
+        lock(&self.token_buckets).clear();
     }
 
     /// Takes a token from the bucket of `id`; None when rate limiting is off.
     pub fn take(&self, scope: Scope, id: &str) -> Option<Decision> {
         let config = self.config();
-        if !config.enabled {
+        if !config.enabled || (scope == Scope::Token && !config.token_enabled) {
             return None;
         }
         let (cfg, buckets) = match scope {
             Scope::Org => (config.org, &self.org_buckets),
             Scope::Project => (config.project, &self.project_buckets),
+            Scope::Token => (config.token, &self.token_buckets),
         };
         let now = Instant::now();
         let period = Duration::from_millis(cfg.period_ms.max(1));
@@ -168,6 +198,12 @@ mod tests {
                 refill: 1,
                 period_ms,
             },
+            token_enabled: true,
+            token: BucketConfig {
+                capacity: 2,
+                refill: 2,
+                period_ms,
+            },
         }
     }
 
@@ -198,6 +234,24 @@ mod tests {
         let d = rl.take(Scope::Org, "o").unwrap();
         assert_eq!(d.retry_after, None);
         assert!(d.remaining <= 2);
+    }
+
+    #[test]
+    fn token_buckets_are_off_by_default_and_separate() {
+        let rl = RateLimiter::new(RateLimitConfig::default());
+        assert_eq!(rl.take(Scope::Token, "127.0.0.1|c"), None);
+        let rl = RateLimiter::new(tiny(60_000));
+        assert_eq!(rl.take(Scope::Token, "ip|c").unwrap().remaining, 1);
+        assert_eq!(rl.take(Scope::Token, "ip|c").unwrap().remaining, 0);
+        assert!(rl.take(Scope::Token, "ip|c").unwrap().retry_after.is_some());
+        assert!(rl.take(Scope::Token, "ip|d").unwrap().retry_after.is_none());
+        assert!(rl.take(Scope::Org, "ip|c").unwrap().retry_after.is_none());
+        let old: RateLimitConfig = serde_json::from_str(
+            r#"{"enabled":true,"org":{"capacity":1,"refill":1,"period_ms":1},"project":{"capacity":1,"refill":1,"period_ms":1}}"#,
+        )
+        .unwrap();
+        assert!(!old.token_enabled);
+        assert_eq!(old.token, default_token_bucket());
     }
 
     #[test]

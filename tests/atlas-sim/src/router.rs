@@ -21,6 +21,13 @@ impl ApiVersion {
     }
 }
 
+/// Where a service-account route lives: under an organization or under a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaScope<'a> {
+    Org(&'a str),
+    Group(&'a str),
+}
+
 /// A recognised resource, with its raw (still percent-encoded) path parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource<'a> {
@@ -53,11 +60,40 @@ pub enum Resource<'a> {
         group: &'a str,
         key: &'a str,
     },
+    /// `/orgs/{orgId}/serviceAccounts` or `/groups/{groupId}/serviceAccounts`.
     ServiceAccounts {
-        org: &'a str,
+        scope: SaScope<'a>,
     },
     ServiceAccount {
+        scope: SaScope<'a>,
+        client: &'a str,
+    },
+    SaAccessList {
+        scope: SaScope<'a>,
+        client: &'a str,
+    },
+    SaAccessEntry {
+        scope: SaScope<'a>,
+        client: &'a str,
+        entry: &'a str,
+    },
+    SaSecrets {
+        scope: SaScope<'a>,
+        client: &'a str,
+    },
+    SaSecret {
+        scope: SaScope<'a>,
+        client: &'a str,
+        secret: &'a str,
+    },
+    /// `/orgs/{orgId}/serviceAccounts/{clientId}/groups`.
+    SaGroups {
         org: &'a str,
+        client: &'a str,
+    },
+    /// `/groups/{groupId}/serviceAccounts/{clientId}:invite` (literal colon).
+    SaInvite {
+        group: &'a str,
         client: &'a str,
     },
 }
@@ -73,26 +109,75 @@ impl Resource<'_> {
             Self::Group { .. } => "/groups/{groupId}",
             Self::GroupKeys { .. } => "/groups/{groupId}/apiKeys",
             Self::GroupKey { .. } => "/groups/{groupId}/apiKeys/{apiUserId}",
-            Self::ServiceAccounts { .. } => "/orgs/{orgId}/serviceAccounts",
-            Self::ServiceAccount { .. } => "/orgs/{orgId}/serviceAccounts/{clientId}",
+            Self::ServiceAccounts { scope } => match scope {
+                SaScope::Org(_) => "/orgs/{orgId}/serviceAccounts",
+                SaScope::Group(_) => "/groups/{groupId}/serviceAccounts",
+            },
+            Self::ServiceAccount { scope, .. } => match scope {
+                SaScope::Org(_) => "/orgs/{orgId}/serviceAccounts/{clientId}",
+                SaScope::Group(_) => "/groups/{groupId}/serviceAccounts/{clientId}",
+            },
+            Self::SaAccessList { scope, .. } => match scope {
+                SaScope::Org(_) => "/orgs/{orgId}/serviceAccounts/{clientId}/accessList",
+                SaScope::Group(_) => "/groups/{groupId}/serviceAccounts/{clientId}/accessList",
+            },
+            Self::SaAccessEntry { scope, .. } => match scope {
+                SaScope::Org(_) => {
+                    "/orgs/{orgId}/serviceAccounts/{clientId}/accessList/{ipAddress}"
+                }
+                SaScope::Group(_) => {
+                    "/groups/{groupId}/serviceAccounts/{clientId}/accessList/{ipAddress}"
+                }
+            },
+            Self::SaSecrets { scope, .. } => match scope {
+                SaScope::Org(_) => "/orgs/{orgId}/serviceAccounts/{clientId}/secrets",
+                SaScope::Group(_) => "/groups/{groupId}/serviceAccounts/{clientId}/secrets",
+            },
+            Self::SaSecret { scope, .. } => match scope {
+                SaScope::Org(_) => "/orgs/{orgId}/serviceAccounts/{clientId}/secrets/{secretId}",
+                SaScope::Group(_) => {
+                    "/groups/{groupId}/serviceAccounts/{clientId}/secrets/{secretId}"
+                }
+            },
+            Self::SaGroups { .. } => "/orgs/{orgId}/serviceAccounts/{clientId}/groups",
+            Self::SaInvite { .. } => "/groups/{groupId}/serviceAccounts/{clientId}:invite",
         }
+    }
+
+    pub fn is_service_account(&self) -> bool {
+        matches!(
+            self,
+            Self::ServiceAccounts { .. }
+                | Self::ServiceAccount { .. }
+                | Self::SaAccessList { .. }
+                | Self::SaAccessEntry { .. }
+                | Self::SaSecrets { .. }
+                | Self::SaSecret { .. }
+                | Self::SaGroups { .. }
+                | Self::SaInvite { .. }
+        )
     }
 
     /// The resource version a v2 client must ask for.
     pub fn v2_version(&self) -> &'static str {
-        match self {
-            Self::ServiceAccounts { .. } | Self::ServiceAccount { .. } => "2024-08-05",
-            _ => "2023-01-01",
+        if self.is_service_account() {
+            "2024-08-05"
+        } else {
+            "2023-01-01"
         }
     }
 
     pub fn exists_in(&self, version: ApiVersion) -> bool {
-        !(version == ApiVersion::V1
-            && matches!(
-                self,
-                Self::ServiceAccounts { .. } | Self::ServiceAccount { .. }
-            ))
+        !(version == ApiVersion::V1 && self.is_service_account())
     }
+}
+
+/// `{clientId}:invite` (the colon possibly percent-encoded) -> the client id.
+fn invite_target(seg: &str) -> Option<&str> {
+    [":invite", "%3Ainvite", "%3ainvite"]
+        .iter()
+        .find_map(|suffix| seg.strip_suffix(suffix))
+        .filter(|client| !client.is_empty())
 }
 
 /// Splits `/api/atlas/<version>/...` into version and resource. None: not an Atlas API path
@@ -125,9 +210,57 @@ pub fn route(path: &str) -> Option<(ApiVersion, Resource<'_>)> {
         (6, ["orgs", org, "apiKeys", key, "accessList", entry]) => {
             Resource::AccessEntry { org, key, entry }
         }
-        (3, ["orgs", org, "serviceAccounts", ..]) => Resource::ServiceAccounts { org },
-        (4, ["orgs", org, "serviceAccounts", client, ..]) => {
-            Resource::ServiceAccount { org, client }
+        (3, ["orgs", org, "serviceAccounts", ..]) => Resource::ServiceAccounts {
+            scope: SaScope::Org(org),
+        },
+        (4, ["orgs", org, "serviceAccounts", client, ..]) => Resource::ServiceAccount {
+            scope: SaScope::Org(org),
+            client,
+        },
+        (5, ["orgs", org, "serviceAccounts", client, "groups", ..]) => {
+            Resource::SaGroups { org, client }
+        }
+        (3, ["groups", group, "serviceAccounts", ..]) => Resource::ServiceAccounts {
+            scope: SaScope::Group(group),
+        },
+        (4, ["groups", group, "serviceAccounts", seg, ..]) => match invite_target(seg) {
+            Some(client) => Resource::SaInvite { group, client },
+            None => Resource::ServiceAccount {
+                scope: SaScope::Group(group),
+                client: seg,
+            },
+        },
+        (5, [kind @ ("orgs" | "groups"), id, "serviceAccounts", client, sub, ..]) => {
+            let scope = if kind == "orgs" {
+                SaScope::Org(id)
+            } else {
+                SaScope::Group(id)
+            };
+            match sub {
+                "accessList" => Resource::SaAccessList { scope, client },
+                "secrets" => Resource::SaSecrets { scope, client },
+                _ => return None,
+            }
+        }
+        (6, [kind @ ("orgs" | "groups"), id, "serviceAccounts", client, sub, last]) => {
+            let scope = if kind == "orgs" {
+                SaScope::Org(id)
+            } else {
+                SaScope::Group(id)
+            };
+            match sub {
+                "accessList" => Resource::SaAccessEntry {
+                    scope,
+                    client,
+                    entry: last,
+                },
+                "secrets" => Resource::SaSecret {
+                    scope,
+                    client,
+                    secret: last,
+                },
+                _ => return None,
+            }
         }
         (2, ["groups", group, ..]) => Resource::Group { group },
         (3, ["groups", group, "apiKeys", ..]) => Resource::GroupKeys { group },
@@ -216,8 +349,53 @@ mod tests {
         );
         assert_eq!(
             route("/api/atlas/v2/orgs/o/serviceAccounts").unwrap().1,
-            Resource::ServiceAccounts { org: "o" }
+            Resource::ServiceAccounts {
+                scope: SaScope::Org("o")
+            }
         );
+        assert_eq!(
+            route("/api/atlas/v2/groups/g/serviceAccounts/mdb_sa_id_1:invite")
+                .unwrap()
+                .1,
+            Resource::SaInvite {
+                group: "g",
+                client: "mdb_sa_id_1"
+            }
+        );
+        assert_eq!(
+            route("/api/atlas/v2/groups/g/serviceAccounts/c%3Ainvite")
+                .unwrap()
+                .1
+                .template(),
+            "/groups/{groupId}/serviceAccounts/{clientId}:invite"
+        );
+        assert_eq!(
+            route("/api/atlas/v2/groups/g/serviceAccounts/c/accessList/10.0.0.0%2F8")
+                .unwrap()
+                .1,
+            Resource::SaAccessEntry {
+                scope: SaScope::Group("g"),
+                client: "c",
+                entry: "10.0.0.0%2F8"
+            }
+        );
+        assert_eq!(
+            route("/api/atlas/v2/orgs/o/serviceAccounts/c/secrets/s")
+                .unwrap()
+                .1
+                .template(),
+            "/orgs/{orgId}/serviceAccounts/{clientId}/secrets/{secretId}"
+        );
+        assert_eq!(
+            route("/api/atlas/v2/orgs/o/serviceAccounts/c/groups")
+                .unwrap()
+                .1
+                .v2_version(),
+            "2024-08-05"
+        );
+        assert!(route("/api/atlas/v2/groups/g/serviceAccounts/c/groups").is_none());
+        assert!(route("/api/atlas/v2/orgs/o/serviceAccounts/c/bogus").is_none());
+        assert!(route("/api/atlas/v1.0/groups/g/serviceAccounts").is_none());
         assert!(route("/api/atlas/v1.0/orgs/o/serviceAccounts").is_none());
         assert!(route("/api/atlas/v2/orgs/o/apiKeys/").is_none());
         assert!(route("/api/atlas/v2/orgs/o/apiKeys/k/accessList/10.0.0.0/24").is_none());

@@ -1,9 +1,15 @@
 //! The HTTP side: listeners (plain or TLS), the per-request pipeline, and shutdown.
 //!
 //! Pipeline for an Atlas request: global latency → read body → faults (`before_auth`) →
-//! digest auth (401 challenge) → route (404) → version negotiation (v2: 406) → faults →
-//! token bucket (429) → handler → stats and journal. Requests under `/admin` skip all of it,
-//! the global latency included.
+//! authentication: `Authorization: Bearer <token>` (401 Atlas body, no challenge) or else
+//! Digest (401 challenge) → route (404) → version negotiation (v2: 406) → faults → token
+//! bucket (429) → handler → stats and journal.
+//!
+//! Pipeline for the OAuth endpoints (`POST /api/oauth/token`, `POST /api/oauth/revoke`):
+//! global latency → read body → faults (`before_auth`) → method (405) → Basic client
+//! credentials (401 `invalid_client`) → service-account access list (403) → faults → token
+//! bucket per IP and client (`/token` only, 429) → form body and grant (400) → handler →
+//! stats and journal. Requests under `/admin` skip all of it, the global latency included.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, PRAGMA, RETRY_AFTER,
+    WWW_AUTHENTICATE,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -22,11 +31,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::atlas_api::{self, ApiCall};
+use super::atlas_api::{self, ApiCall, CallerId};
 use super::digest::{self, AuthOutcome, ChallengeReason, NonceStore};
 use super::error::ApiError;
 use super::faults::{Failure, Faults};
 use super::journal::{Journal, JournalEntry};
+use super::oauth::{self, Endpoint, OAuthError};
 use super::ratelimit::{Decision, RateLimiter, Scope};
 use super::router::{self, ApiVersion, Resource};
 use super::stats::{Challenge, RouteKey, Stats};
@@ -47,8 +57,29 @@ pub struct Shared {
     pub stats: Stats,
     pub journal: Journal,
     pub latency_ms: AtomicU64,
+    /// Lifetime of newly issued OAuth access tokens.
+    pub token_lifetime_ms: AtomicU64,
     /// Default org for admin-created keys and projects.
     pub seeded_org: String,
+}
+
+impl Shared {
+    pub fn lock_store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn token_lifetime(&self) -> Duration {
+        Duration::from_millis(self.token_lifetime_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.token_lifetime_ms.store(
+            u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// Returned by the service to make hyper drop the connection without answering.
@@ -111,16 +142,25 @@ fn versioned_content_type(version: ApiVersion, resource: &Resource<'_>) -> &'sta
 }
 
 fn rate_scope<'a>(resource: &Resource<'a>) -> Option<(Scope, &'a str)> {
+    use super::router::SaScope;
     match *resource {
         Resource::OrgKeys { org }
         | Resource::OrgKey { org, .. }
         | Resource::AccessList { org, .. }
         | Resource::AccessEntry { org, .. }
-        | Resource::ServiceAccounts { org }
-        | Resource::ServiceAccount { org, .. } => Some((Scope::Org, org)),
-        Resource::GroupKeys { group } | Resource::GroupKey { group, .. } => {
-            Some((Scope::Project, group))
-        }
+        | Resource::SaGroups { org, .. } => Some((Scope::Org, org)),
+        Resource::GroupKeys { group }
+        | Resource::GroupKey { group, .. }
+        | Resource::SaInvite { group, .. } => Some((Scope::Project, group)),
+        Resource::ServiceAccounts { scope }
+        | Resource::ServiceAccount { scope, .. }
+        | Resource::SaAccessList { scope, .. }
+        | Resource::SaAccessEntry { scope, .. }
+        | Resource::SaSecrets { scope, .. }
+        | Resource::SaSecret { scope, .. } => match scope {
+            SaScope::Org(org) => Some((Scope::Org, org)),
+            SaScope::Group(group) => Some((Scope::Project, group)),
+        },
         Resource::Org { .. } | Resource::Group { .. } => None,
     }
 }
@@ -128,7 +168,7 @@ fn rate_scope<'a>(resource: &Resource<'a>) -> Option<(Scope, &'a str)> {
 fn rate_limited(version: ApiVersion, scope: Scope, decision: &Decision) -> ApiError {
     let area = match scope {
         Scope::Org => "orgs",
-        Scope::Project => "groups",
+        Scope::Project | Scope::Token => "groups",
     };
     let prefix = version.prefix().trim_start_matches('/');
     let secs = decision.retry_after.unwrap_or(1);
@@ -140,6 +180,62 @@ fn rate_limited(version: ApiVersion, scope: Scope, decision: &Decision) -> ApiEr
     .with_params([format!("{prefix}/{area}"), secs.to_string()]);
     err.retry_after = Some(secs);
     err
+}
+
+/// The token endpoint's 429, shaped like Atlas's (`RATE_LIMITED`, "Resource /api/oauth/token
+/// is limited to N requests every M minutes.").
+fn token_rate_limited(period_ms: u64, decision: &Decision) -> ApiError {
+    let path = oauth::TOKEN_PATH;
+    let limit = decision.limit;
+    let (every, unit) = if period_ms % 60_000 == 0 {
+        (period_ms / 60_000, "minutes")
+    } else {
+        (period_ms.div_ceil(1000), "seconds")
+    };
+    let secs = decision.retry_after.unwrap_or(1);
+    let mut err = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        format!("Resource {path} is limited to {limit} requests every {every} {unit}."),
+    )
+    .with_params([path.to_owned(), limit.to_string(), every.to_string()]);
+    err.retry_after = Some(secs);
+    err
+}
+
+fn oauth_error_response(err: &OAuthError) -> Response<Body> {
+    let mut resp = response(err.status, Some("application/json"), err.body());
+    no_store(&mut resp);
+    if err.status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+    }
+    resp
+}
+
+/// OAuth answers carrying tokens must not be cached (RFC 6749 §5.1).
+fn no_store(resp: &mut Response<Body>) {
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// What a request with an unknown, expired or revoked bearer token gets: 401 with the body
+/// Atlas sends to unauthenticated requests, but no Digest challenge.
+fn bad_bearer_response() -> Response<Body> {
+    response(
+        StatusCode::UNAUTHORIZED,
+        Some("application/json"),
+        digest::CHALLENGE_BODY.as_bytes().to_vec(),
+    )
+}
+
+fn set_rate_headers(resp: &mut Response<Body>, d: &Decision) {
+    resp.headers_mut()
+        .insert("ratelimit-limit", HeaderValue::from(d.limit));
+    resp.headers_mut()
+        .insert("ratelimit-remaining", HeaderValue::from(d.remaining));
 }
 
 /// Per-connection facts the pipeline needs.
@@ -210,27 +306,46 @@ struct Pipeline<'a> {
 struct Outcome {
     response: Result<Response<Body>, ConnectionReset>,
     challenge: Challenge,
-    public_key: Option<String>,
+    caller: Option<CallerId>,
+}
+
+/// One phase of fault rules: either a finished answer, or go on (maybe resetting after).
+enum FaultPhase {
+    Answer(Result<Response<Body>, ConnectionReset>),
+    Continue { reset_after: bool },
 }
 
 impl Pipeline<'_> {
     async fn run(self) -> Result<Response<Body>, ConnectionReset> {
         let path = self.parts.uri.path();
         let method = &self.parts.method;
-        let routed = router::route(path);
-        let key = match &routed {
-            Some((version, resource)) => RouteKey {
+        let endpoint = Endpoint::from_path(path);
+        let routed = if endpoint.is_some() {
+            None
+        } else {
+            router::route(path)
+        };
+        let key = match (endpoint, &routed) {
+            (Some(endpoint), _) => RouteKey {
+                method: method_name(method),
+                prefix: "",
+                template: endpoint.path(),
+            },
+            (None, Some((version, resource))) => RouteKey {
                 method: method_name(method),
                 prefix: version.prefix(),
                 template: resource.template(),
             },
-            None => RouteKey {
+            (None, None) => RouteKey {
                 method: method_name(method),
                 prefix: "",
                 template: "<unmatched>",
             },
         };
-        let outcome = self.outcome(routed.as_ref()).await;
+        let outcome = match endpoint {
+            Some(endpoint) => self.oauth_outcome(endpoint).await,
+            None => self.outcome(routed.as_ref()).await,
+        };
         let status = outcome
             .response
             .as_ref()
@@ -269,7 +384,14 @@ impl Pipeline<'_> {
                 .map(|p| p.as_str().to_owned())
                 .unwrap_or_default(),
             route: key.to_string(),
-            public_key: outcome.public_key.clone(),
+            public_key: match &outcome.caller {
+                Some(CallerId::Key(pk)) => Some(pk.clone()),
+                _ => None,
+            },
+            client_id: match &outcome.caller {
+                Some(CallerId::ServiceAccount(id)) => Some(id.clone()),
+                _ => None,
+            },
             request_content_type: header(&self.parts.headers),
             request_body: String::from_utf8_lossy(self.body).into_owned(),
             status,
@@ -295,30 +417,48 @@ impl Pipeline<'_> {
         }
     }
 
-    async fn outcome(&self, routed: Option<&(ApiVersion, Resource<'_>)>) -> Outcome {
+    /// Evaluates one phase of fault rules (latency is slept here).
+    async fn faults(&self, before_auth: bool) -> FaultPhase {
         let path = self.parts.uri.path();
         let method = self.parts.method.as_str();
-        let plain = |response| Outcome {
-            response,
-            challenge: Challenge::None,
-            public_key: None,
-        };
-
-        let early = self.shared.faults.evaluate(method, path, true);
-        sleep_if(early.latency).await;
-        if early.fired && early.failure.is_none() {
+        let effect = self.shared.faults.evaluate(method, path, before_auth);
+        sleep_if(effect.latency).await;
+        if effect.fired && effect.failure.is_none() {
             self.shared.stats.fault_fired();
         }
-        if let Some(failure) = early.failure {
-            return plain(self.apply_failure(failure));
+        match effect.failure {
+            Some(failure) => FaultPhase::Answer(self.apply_failure(failure)),
+            None => FaultPhase::Continue {
+                reset_after: effect.reset_after,
+            },
         }
+    }
 
-        // Digest authentication.
-        let authorization = self
-            .parts
+    fn authorization(&self) -> Option<&str> {
+        self.parts
             .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// Authenticates an Admin API request: a bearer token, or else Digest. Err is the
+    /// finished 401 answer.
+    fn authenticate(&self) -> Result<CallerId, Box<Outcome>> {
+        let authorization = self.authorization();
+        if let Some(token) = oauth::bearer_token(authorization) {
+            let client = self
+                .shared
+                .lock_store()
+                .bearer(token, peer_ip(self.conn.peer));
+            return client.map(CallerId::ServiceAccount).ok_or_else(|| {
+                Box::new(Outcome {
+                    response: Ok(bad_bearer_response()),
+                    challenge: Challenge::BadBearer,
+                    caller: None,
+                })
+            });
+        }
+        let path = self.parts.uri.path();
         let uri = self
             .parts
             .uri
@@ -327,22 +467,18 @@ impl Pipeline<'_> {
             .unwrap_or(path);
         let outcome = digest::verify(
             &self.shared.nonces,
-            method,
+            self.parts.method.as_str(),
             uri,
             authorization,
             |public_key| {
-                let store = self
-                    .shared
-                    .store
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                store
+                self.shared
+                    .lock_store()
                     .credentials(public_key)
                     .map(|(_, private)| private.to_owned())
             },
         );
-        let public_key = match outcome {
-            AuthOutcome::Authenticated { public_key } => public_key,
+        match outcome {
+            AuthOutcome::Authenticated { public_key } => Ok(CallerId::Key(public_key)),
             AuthOutcome::Challenge(reason) => {
                 let nonce = self.shared.nonces.issue();
                 let mut resp = response(
@@ -360,17 +496,35 @@ impl Pipeline<'_> {
                     ChallengeReason::BadCredentials => Challenge::BadCredentials,
                     ChallengeReason::StaleNonce | ChallengeReason::Replay => Challenge::Stale,
                 };
-                return Outcome {
+                Err(Box::new(Outcome {
                     response: Ok(resp),
                     challenge,
-                    public_key: None,
-                };
+                    caller: None,
+                }))
             }
+        }
+    }
+
+    async fn outcome(&self, routed: Option<&(ApiVersion, Resource<'_>)>) -> Outcome {
+        let path = self.parts.uri.path();
+        let plain = |response| Outcome {
+            response,
+            challenge: Challenge::None,
+            caller: None,
+        };
+
+        if let FaultPhase::Answer(response) = self.faults(true).await {
+            return plain(response);
+        }
+
+        let caller = match self.authenticate() {
+            Ok(caller) => caller,
+            Err(outcome) => return *outcome,
         };
         let authed = |response| Outcome {
             response,
             challenge: Challenge::None,
-            public_key: Some(public_key.clone()),
+            caller: Some(caller.clone()),
         };
 
         let Some((version, resource)) = routed else {
@@ -387,14 +541,10 @@ impl Pipeline<'_> {
             }
         }
 
-        let late = self.shared.faults.evaluate(method, path, false);
-        sleep_if(late.latency).await;
-        if late.fired && late.failure.is_none() {
-            self.shared.stats.fault_fired();
-        }
-        if let Some(failure) = late.failure {
-            return authed(self.apply_failure(failure));
-        }
+        let reset_after = match self.faults(false).await {
+            FaultPhase::Answer(response) => return authed(response),
+            FaultPhase::Continue { reset_after } => reset_after,
+        };
 
         let decision = rate_scope(resource)
             .and_then(|(scope, id)| self.shared.limits.take(scope, id).map(|d| (scope, d)));
@@ -402,25 +552,145 @@ impl Pipeline<'_> {
             Some((scope, d)) if d.retry_after.is_some() => {
                 error_response(&rate_limited(*version, scope, &d))
             }
-            _ => self.handle(*version, resource, &public_key),
+            _ => self.handle(*version, resource, &caller),
         };
-        if late.reset_after {
+        if reset_after {
             return authed(Err(ConnectionReset));
         }
         if let Some((_, d)) = decision {
-            resp.headers_mut()
-                .insert("ratelimit-limit", HeaderValue::from(d.limit));
-            resp.headers_mut()
-                .insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+            set_rate_headers(&mut resp, &d);
         }
         authed(Ok(resp))
+    }
+
+    /// `POST /api/oauth/token` and `POST /api/oauth/revoke`.
+    async fn oauth_outcome(&self, endpoint: Endpoint) -> Outcome {
+        let plain = |response, challenge| Outcome {
+            response,
+            challenge,
+            caller: None,
+        };
+        if let FaultPhase::Answer(response) = self.faults(true).await {
+            return plain(response, Challenge::None);
+        }
+        if self.parts.method != Method::POST {
+            let err = OAuthError::method_not_allowed();
+            return plain(Ok(oauth_error_response(&err)), Challenge::None);
+        }
+        let invalid_client = || {
+            plain(
+                Ok(oauth_error_response(&OAuthError::invalid_client())),
+                Challenge::BadClient,
+            )
+        };
+        let Some((client_id, secret)) = oauth::basic_credentials(self.authorization()) else {
+            return invalid_client();
+        };
+        let peer = peer_ip(self.conn.peer);
+        let checked = {
+            let store = self.shared.lock_store();
+            match store.authenticate_client(&client_id, &secret) {
+                Err(_) => None,
+                Ok(_) => Some(
+                    store
+                        .service_account_by_id(&client_id)
+                        .map_or(Ok(()), |sa| {
+                            atlas_api::check_access_list(&sa.access_list, peer)
+                        }),
+                ),
+            }
+        };
+        let caller = CallerId::ServiceAccount(client_id.clone());
+        let authed = |response| Outcome {
+            response,
+            challenge: Challenge::None,
+            caller: Some(caller.clone()),
+        };
+        match checked {
+            None => return invalid_client(),
+            Some(Err(err)) => return authed(Ok(error_response(&err))),
+            Some(Ok(())) => {}
+        }
+
+        let reset_after = match self.faults(false).await {
+            FaultPhase::Answer(response) => return authed(response),
+            FaultPhase::Continue { reset_after } => reset_after,
+        };
+
+        let decision = match endpoint {
+            Endpoint::Token => self
+                .shared
+                .limits
+                .take(Scope::Token, &format!("{peer}|{client_id}")),
+            Endpoint::Revoke => None,
+        };
+        let mut resp = match decision {
+            Some(d) if d.retry_after.is_some() => {
+                let period = self.shared.limits.config().token.period_ms;
+                error_response(&token_rate_limited(period, &d))
+            }
+            _ => match self.oauth_handle(endpoint, &client_id, &secret) {
+                Ok(resp) => resp,
+                Err(err) if err.error == "invalid_client" => return invalid_client(),
+                Err(err) => oauth_error_response(&err),
+            },
+        };
+        if reset_after {
+            return authed(Err(ConnectionReset));
+        }
+        if let Some(d) = decision {
+            set_rate_headers(&mut resp, &d);
+        }
+        authed(Ok(resp))
+    }
+
+    fn oauth_handle(
+        &self,
+        endpoint: Endpoint,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<Response<Body>, OAuthError> {
+        let content_type = self
+            .parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let params = oauth::form(content_type, self.body)?;
+        match endpoint {
+            Endpoint::Token => {
+                oauth::check_grant(&params)?;
+                let lifetime = self.shared.token_lifetime();
+                let issued = self
+                    .shared
+                    .lock_store()
+                    .issue_token(client_id, secret, lifetime)
+                    .map_err(|_| OAuthError::invalid_client())?;
+                let mut resp = response(
+                    StatusCode::OK,
+                    Some("application/json"),
+                    oauth::token_body(&issued),
+                );
+                no_store(&mut resp);
+                Ok(resp)
+            }
+            Endpoint::Revoke => {
+                let token = oauth::revoked_token(&params)?;
+                self.shared
+                    .lock_store()
+                    .revoke_token(client_id, token)
+                    .map_err(|_| {
+                        OAuthError::invalid_request("The token was not issued to this client.")
+                    })?;
+                Ok(response(StatusCode::OK, None, Vec::new()))
+            }
+        }
     }
 
     fn handle(
         &self,
         version: ApiVersion,
         resource: &Resource<'_>,
-        public_key: &str,
+        caller: &CallerId,
     ) -> Response<Body> {
         let host = self
             .parts
@@ -442,7 +712,7 @@ impl Pipeline<'_> {
             path: self.parts.uri.path(),
             query: self.parts.uri.query(),
             body: self.body,
-            caller_public_key: public_key,
+            caller,
             peer_ip: peer_ip(self.conn.peer),
             base: &base,
         };

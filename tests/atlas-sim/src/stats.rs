@@ -1,7 +1,8 @@
-//! Request counters: totals, digest challenges, and per-route counts by status.
+//! Request counters: totals, digest challenges, bearer and OAuth client failures, and
+//! per-route counts by status.
 //!
-//! Routes are templates such as `POST /api/atlas/v2/orgs/{orgId}/apiKeys`, so a test can
-//! count the Atlas round trips one issuance costs.
+//! Routes are templates such as `POST /api/atlas/v2/orgs/{orgId}/apiKeys` or
+//! `POST /api/oauth/token`, so a test can count the Atlas round trips one issuance costs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,8 @@ pub struct Stats {
     challenges: AtomicU64,
     stale_challenges: AtomicU64,
     auth_failures: AtomicU64,
+    bearer_failures: AtomicU64,
+    token_failures: AtomicU64,
     rate_limited: AtomicU64,
     faults_fired: AtomicU64,
     routes: Mutex<HashMap<RouteKey, RouteCounters>>,
@@ -31,9 +34,9 @@ pub struct Stats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RouteKey {
     pub method: &'static str,
-    /// `/api/atlas/v2`, `/api/atlas/v1.0`, or empty for unmatched paths.
+    /// `/api/atlas/v2`, `/api/atlas/v1.0`, or empty (OAuth endpoints, unmatched paths).
     pub prefix: &'static str,
-    /// E.g. `/orgs/{orgId}/apiKeys`, or `<unmatched>`.
+    /// E.g. `/orgs/{orgId}/apiKeys`, `/api/oauth/token`, or `<unmatched>`.
     pub template: &'static str,
 }
 
@@ -79,6 +82,12 @@ pub struct StatsSnapshot {
     pub stale_challenges: u64,
     /// Requests with digest credentials that were wrong (unknown user, bad digest, ...).
     pub auth_failures: u64,
+    /// Admin API requests with an unknown, expired or revoked bearer token (401).
+    #[serde(default)]
+    pub bearer_failures: u64,
+    /// OAuth endpoint requests answered `invalid_client` (401).
+    #[serde(default)]
+    pub token_failures: u64,
     /// 429 answers from the token buckets.
     pub rate_limited: u64,
     /// Requests a fault rule acted on.
@@ -101,14 +110,27 @@ pub enum Challenge {
     Fresh,
     Stale,
     BadCredentials,
+    /// Not a challenge: a bearer token was refused (401 without `WWW-Authenticate`).
+    BadBearer,
+    /// Not a challenge: the OAuth token endpoint refused the client credentials.
+    BadClient,
 }
 
 impl Stats {
     pub fn record(&self, route: RouteKey, status: u16, challenge: Challenge) {
         self.requests_total.fetch_add(1, Ordering::Relaxed);
-        let challenged = challenge != Challenge::None;
+        let challenged = matches!(
+            challenge,
+            Challenge::Fresh | Challenge::Stale | Challenge::BadCredentials
+        );
         match challenge {
             Challenge::None => {}
+            Challenge::BadBearer => {
+                self.bearer_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            Challenge::BadClient => {
+                self.token_failures.fetch_add(1, Ordering::Relaxed);
+            }
             Challenge::Fresh => {
                 self.challenges.fetch_add(1, Ordering::Relaxed);
             }
@@ -148,6 +170,8 @@ impl Stats {
             challenges: self.challenges.load(Ordering::Relaxed),
             stale_challenges: self.stale_challenges.load(Ordering::Relaxed),
             auth_failures: self.auth_failures.load(Ordering::Relaxed),
+            bearer_failures: self.bearer_failures.load(Ordering::Relaxed),
+            token_failures: self.token_failures.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
             faults_fired: self.faults_fired.load(Ordering::Relaxed),
             routes: routes
@@ -182,6 +206,8 @@ impl Stats {
             &self.challenges,
             &self.stale_challenges,
             &self.auth_failures,
+            &self.bearer_failures,
+            &self.token_failures,
             &self.rate_limited,
             &self.faults_fired,
         ] {
@@ -212,16 +238,19 @@ mod tests {
         stats.record(y, 401, Challenge::Stale);
         stats.record(y, 429, Challenge::None);
         stats.record(y, 401, Challenge::BadCredentials);
+        stats.record(y, 401, Challenge::BadBearer);
+        stats.record(x, 401, Challenge::BadClient);
         let snap = stats.snapshot();
-        assert_eq!(snap.requests_total, 5);
+        assert_eq!(snap.requests_total, 7);
         assert_eq!(snap.challenges, 3);
+        assert_eq!((snap.bearer_failures, snap.token_failures), (1, 1));
         assert_eq!(snap.stale_challenges, 1);
         assert_eq!(snap.auth_failures, 1);
         assert_eq!(snap.rate_limited, 1);
         let x = snap.route("POST /x");
         assert_eq!(
             (x.total, x.challenges, x.authenticated(), x.status(200)),
-            (2, 1, 1, 1)
+            (3, 1, 2, 1)
         );
         assert_eq!(snap.route("nope"), RouteStats::default());
         stats.reset();

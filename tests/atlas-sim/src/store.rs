@@ -1,10 +1,13 @@
 //! The simulator's in-memory Atlas state: organizations, projects, programmatic API keys with
-//! their roles and access lists, and service accounts.
+//! their roles and access lists, service accounts (org and project roles, secrets, access
+//! lists) and the OAuth access tokens issued to them.
 //!
 //! Methods here apply changes and report Atlas errors for missing resources; request
 //! validation and permission checks live in [`super::atlas_api`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -47,9 +50,23 @@ impl RoleAssignment {
 pub struct AccessEntry {
     pub net: IpNet,
     pub created: OffsetDateTime,
+    /// Requests from an address in this entry (tracked for service accounts).
+    pub request_count: u64,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub last_used_address: Option<IpAddr>,
 }
 
 impl AccessEntry {
+    pub fn new(net: IpNet, created: OffsetDateTime) -> Self {
+        Self {
+            net,
+            created,
+            request_count: 0,
+            last_used_at: None,
+            last_used_address: None,
+        }
+    }
+
     /// The `ipAddress` Atlas reports: only for single-host entries.
     pub fn ip_address(&self) -> Option<String> {
         (self.net.prefix_len() == self.net.max_prefix_len()).then(|| self.net.addr().to_string())
@@ -129,6 +146,14 @@ pub struct ServiceAccountSecret {
     pub secret: String,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    /// Last time the secret obtained an access token.
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+impl ServiceAccountSecret {
+    pub fn expired(&self, at: OffsetDateTime) -> bool {
+        at >= self.expires_at
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -137,10 +162,93 @@ pub struct ServiceAccount {
     pub org_id: String,
     pub name: String,
     pub description: String,
+    /// Organization roles.
     pub roles: Vec<String>,
+    /// Project id -> roles in that project.
+    pub project_roles: BTreeMap<String, Vec<String>>,
     pub created_at: OffsetDateTime,
     pub secrets: Vec<ServiceAccountSecret>,
+    pub access_list: Vec<AccessEntry>,
+    /// Created at startup or through the admin API (not through the Atlas API).
+    pub seeded: bool,
 }
+
+impl ServiceAccount {
+    pub fn has_org_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    pub fn in_group(&self, group_id: &str) -> bool {
+        self.project_roles.contains_key(group_id)
+    }
+
+    pub fn group_roles(&self, group_id: &str) -> &[String] {
+        self.project_roles
+            .get(group_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+}
+
+/// What a fresh service account may be given explicitly (ids are generated when absent).
+#[derive(Debug, Clone, Default)]
+pub struct NewServiceAccount {
+    pub client_id: Option<String>,
+    pub secret: Option<String>,
+    pub name: String,
+    pub description: String,
+    pub org_roles: Vec<String>,
+    pub project_roles: BTreeMap<String, Vec<String>>,
+    /// Lifetime of the first secret; 0 gives an already expired secret (admin only).
+    pub secret_hours: u32,
+    pub seeded: bool,
+}
+
+/// Changes to a service account; `None` keeps the value. `roles` are organization roles
+/// for an org-scoped update and the project's roles for a project-scoped one.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceAccountUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub roles: Option<Vec<String>>,
+}
+
+/// An OAuth access token: opaque to the store, looked up by its string.
+#[derive(Debug, Clone)]
+struct AccessToken {
+    client_id: String,
+    secret_id: String,
+    expires: Instant,
+}
+
+/// A freshly issued access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    pub access_token: String,
+    /// Lifetime in whole seconds, rounded up (`expires_in`).
+    pub expires_in: u64,
+}
+
+/// Why a client could not authenticate at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthError {
+    /// Unknown client, wrong secret, or only expired secrets match.
+    InvalidClient,
+}
+
+/// Why a revocation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeError {
+    /// The token belongs to another client.
+    NotIssuedToClient,
+}
+
+/// Secrets a service account may hold at once.
+pub const MAX_SECRETS_PER_SERVICE_ACCOUNT: usize = 2;
+/// Access-list entries a service account may hold.
+pub const MAX_SERVICE_ACCOUNT_ACCESS_ENTRIES: usize = 200;
+/// A new secret caps the other secrets' remaining lifetime at this.
+pub const OTHER_SECRETS_MAX_REMAINING: time::Duration = time::Duration::days(7);
 
 /// What a fresh key may be given explicitly (ids are generated when absent).
 #[derive(Debug, Clone, Default)]
@@ -160,7 +268,11 @@ pub struct Store {
     keys: HashMap<String, ApiKey>,
     by_public_key: HashMap<String, String>,
     service_accounts: HashMap<String, ServiceAccount>,
+    tokens: HashMap<String, AccessToken>,
+    /// Token count at which expired tokens are swept next.
+    next_token_sweep: usize,
     pub max_keys_per_org: usize,
+    pub max_service_accounts_per_org: usize,
 }
 
 /// A live API key as the admin inventory reports it (no private key).
@@ -177,13 +289,43 @@ pub struct InventoryKey {
     pub created: String,
 }
 
+/// A service-account secret as the inventory reports it (never the secret itself).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InventorySecret {
+    pub id: String,
+    pub created_at: String,
+    pub expires_at: String,
+    #[serde(default)]
+    pub last_used_at: Option<String>,
+    #[serde(default)]
+    pub expired: bool,
+}
+
+/// A live service account as the admin inventory reports it (no secret values).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct InventoryServiceAccount {
     pub client_id: String,
     pub org_id: String,
     pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Organization roles.
     pub roles: Vec<String>,
-    pub secrets: usize,
+    /// Project id -> roles in that project.
+    #[serde(default)]
+    pub project_roles: BTreeMap<String, Vec<String>>,
+    pub secrets: Vec<InventorySecret>,
+    /// Access-list entries in CIDR notation.
+    #[serde(default)]
+    pub access_list: Vec<String>,
+    /// Unexpired, unrevoked access tokens.
+    #[serde(default)]
+    pub active_tokens: usize,
+    /// Created at startup or through the admin API.
+    #[serde(default)]
+    pub seeded: bool,
+    #[serde(default)]
+    pub created: String,
 }
 
 /// Everything alive in the simulator; keys sorted by org, then public key.
@@ -204,6 +346,17 @@ impl Inventory {
     pub fn key_by_public_key(&self, public_key: &str) -> Option<&InventoryKey> {
         self.api_keys.iter().find(|k| k.public_key == public_key)
     }
+
+    /// Service accounts created through the Atlas API: what a test checks for leaks.
+    pub fn issued_service_accounts(&self) -> impl Iterator<Item = &InventoryServiceAccount> {
+        self.service_accounts.iter().filter(|s| !s.seeded)
+    }
+
+    pub fn service_account(&self, client_id: &str) -> Option<&InventoryServiceAccount> {
+        self.service_accounts
+            .iter()
+            .find(|s| s.client_id == client_id)
+    }
 }
 
 pub fn format_time(t: OffsetDateTime) -> String {
@@ -218,10 +371,33 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+/// Tokens kept before expired ones are swept.
+const TOKEN_SWEEP_MIN: usize = 1024;
+
+fn sa_secret_not_found(secret_id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "SERVICE_ACCOUNT_SECRET_NOT_FOUND",
+        format!("Secret with ID {secret_id} not found."),
+    )
+    .with_params([secret_id])
+}
+
+fn duplicate_access_entry(net: &IpNet, owner: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "DUPLICATE_ACCESS_LIST_ENTRY",
+        format!("The access list entry {net} already exists for {owner}."),
+    )
+    .with_params([net.to_string()])
+}
+
 impl Store {
     pub fn new(max_keys_per_org: usize) -> Self {
         Self {
             max_keys_per_org,
+            max_service_accounts_per_org: 200,
+            next_token_sweep: TOKEN_SWEEP_MIN,
             ..Self::default()
         }
     }
@@ -458,16 +634,11 @@ impl Store {
             .iter()
             .find(|n| key.access_list.iter().any(|e| e.net == **n))
         {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "DUPLICATE_ACCESS_LIST_ENTRY",
-                format!("The access list entry {dup} already exists for API key {key_id}."),
-            )
-            .with_params([dup.to_string()]));
+            return Err(duplicate_access_entry(dup, &format!("API key {key_id}")));
         }
         let created = now();
         key.access_list
-            .extend(nets.iter().map(|net| AccessEntry { net: *net, created }));
+            .extend(nets.iter().map(|net| AccessEntry::new(*net, created)));
         Ok(())
     }
 
@@ -504,36 +675,89 @@ impl Store {
 
     // ---- service accounts -----------------------------------------------------------------
 
+    fn service_accounts_in_org(&self, org_id: &str) -> usize {
+        self.service_accounts
+            .values()
+            .filter(|s| s.org_id == org_id)
+            .count()
+    }
+
+    /// Creates a service account with one secret. Project roles must name projects of the
+    /// organization.
     pub fn create_service_account(
         &mut self,
         org_id: &str,
-        name: String,
-        description: String,
-        roles: Vec<String>,
-        secret_hours: u32,
+        new: NewServiceAccount,
     ) -> Result<ServiceAccount, ApiError> {
         self.org(org_id)?;
+        for group in new.project_roles.keys() {
+            if self.project(group)?.org_id != org_id {
+                return Err(ApiError::group_not_found(group));
+            }
+        }
+        if self.service_accounts_in_org(org_id) >= self.max_service_accounts_per_org {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "MAX_SERVICE_ACCOUNTS_PER_ORG_EXCEEDED",
+                format!(
+                    "Maximum number of service accounts ({}) per organization exceeded.",
+                    self.max_service_accounts_per_org
+                ),
+            )
+            .with_params([self.max_service_accounts_per_org.to_string()]));
+        }
+        let client_id = match new.client_id {
+            Some(id) => id,
+            None => loop {
+                let id = ids::service_account_client_id();
+                if !self.service_accounts.contains_key(&id) {
+                    break id;
+                }
+            },
+        };
+        if self.service_accounts.contains_key(&client_id) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "DUPLICATE_SERVICE_ACCOUNT",
+                "A service account with this client id already exists.",
+            ));
+        }
         let created_at = now();
         let secret = ServiceAccountSecret {
             id: ids::object_id(),
-            secret: ids::service_account_secret(),
+            secret: new.secret.unwrap_or_else(ids::service_account_secret),
             created_at,
-            expires_at: created_at + time::Duration::hours(i64::from(secret_hours)),
+            expires_at: created_at + time::Duration::hours(i64::from(new.secret_hours)),
+            last_used_at: None,
         };
         let sa = ServiceAccount {
-            client_id: ids::service_account_client_id(),
+            client_id: client_id.clone(),
             org_id: org_id.to_owned(),
-            name,
-            description,
-            roles,
+            name: new.name,
+            description: new.description,
+            roles: new.org_roles,
+            project_roles: new.project_roles,
             created_at,
             secrets: vec![secret],
+            access_list: Vec::new(),
+            seeded: new.seeded,
         };
-        self.service_accounts
-            .insert(sa.client_id.clone(), sa.clone());
+        self.service_accounts.insert(client_id, sa.clone());
         Ok(sa)
     }
 
+    /// Any service account by client id (token endpoint, admin API).
+    pub fn service_account_by_id(&self, client_id: &str) -> Option<&ServiceAccount> {
+        self.service_accounts.get(client_id)
+    }
+
+    fn sa_mut(&mut self, client_id: &str) -> Result<&mut ServiceAccount, ApiError> {
+        self.service_accounts
+            .get_mut(client_id)
+            .ok_or_else(|| ApiError::service_account_not_found(client_id))
+    }
+
+    /// The service account if it belongs to `org_id` (404 otherwise).
     pub fn service_account(
         &self,
         org_id: &str,
@@ -545,12 +769,35 @@ impl Store {
             .ok_or_else(|| ApiError::service_account_not_found(client_id))
     }
 
+    /// The service account if it has roles in the project (404 otherwise).
+    pub fn group_service_account(
+        &self,
+        group_id: &str,
+        client_id: &str,
+    ) -> Result<&ServiceAccount, ApiError> {
+        self.project(group_id)?;
+        self.service_accounts
+            .get(client_id)
+            .filter(|sa| sa.in_group(group_id))
+            .ok_or_else(|| ApiError::service_account_not_found(client_id))
+    }
+
+    /// Service accounts of an organization, oldest first.
     pub fn org_service_accounts(&self, org_id: &str) -> Vec<&ServiceAccount> {
-        let mut list: Vec<&ServiceAccount> = self
-            .service_accounts
-            .values()
-            .filter(|s| s.org_id == org_id)
-            .collect();
+        self.sorted_service_accounts(|s| s.org_id == org_id)
+    }
+
+    /// Service accounts with roles in the project, oldest first.
+    pub fn project_service_accounts(&self, group_id: &str) -> Vec<&ServiceAccount> {
+        self.sorted_service_accounts(|s| s.in_group(group_id))
+    }
+
+    fn sorted_service_accounts(
+        &self,
+        keep: impl Fn(&ServiceAccount) -> bool,
+    ) -> Vec<&ServiceAccount> {
+        let mut list: Vec<&ServiceAccount> =
+            self.service_accounts.values().filter(|s| keep(s)).collect();
         list.sort_unstable_by(|a, b| {
             a.created_at
                 .cmp(&b.created_at)
@@ -559,14 +806,280 @@ impl Store {
         list
     }
 
+    /// Applies an update: `roles` replace the organization roles, or with `group` the roles
+    /// in that project.
+    pub fn update_service_account(
+        &mut self,
+        client_id: &str,
+        group: Option<&str>,
+        update: ServiceAccountUpdate,
+    ) -> Result<ServiceAccount, ApiError> {
+        let sa = self.sa_mut(client_id)?;
+        if let Some(name) = update.name {
+            sa.name = name;
+        }
+        if let Some(description) = update.description {
+            sa.description = description;
+        }
+        if let Some(roles) = update.roles {
+            match group {
+                Some(group) => {
+                    sa.project_roles.insert(group.to_owned(), roles);
+                }
+                None => sa.roles = roles,
+            }
+        }
+        Ok(sa.clone())
+    }
+
+    /// Deletes the service account everywhere and revokes its tokens.
     pub fn delete_service_account(
         &mut self,
         org_id: &str,
         client_id: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<ServiceAccount, ApiError> {
         self.service_account(org_id, client_id)?;
-        self.service_accounts.remove(client_id);
+        let sa = self
+            .service_accounts
+            .remove(client_id)
+            .ok_or_else(|| ApiError::service_account_not_found(client_id))?;
+        self.tokens.retain(|_, t| t.client_id != client_id);
+        Ok(sa)
+    }
+
+    /// Gives the service account exactly `roles` in the project (it must belong to the
+    /// project's organization).
+    pub fn assign_service_account(
+        &mut self,
+        group_id: &str,
+        client_id: &str,
+        roles: Vec<String>,
+    ) -> Result<ServiceAccount, ApiError> {
+        let org_id = self.project(group_id)?.org_id.clone();
+        self.service_account(&org_id, client_id)?;
+        let sa = self.sa_mut(client_id)?;
+        sa.project_roles.insert(group_id.to_owned(), roles);
+        Ok(sa.clone())
+    }
+
+    /// Removes the service account from the project only (its tokens stay valid).
+    pub fn unassign_service_account(
+        &mut self,
+        group_id: &str,
+        client_id: &str,
+    ) -> Result<(), ApiError> {
+        self.group_service_account(group_id, client_id)?;
+        self.sa_mut(client_id)?.project_roles.remove(group_id);
         Ok(())
+    }
+
+    /// Adds a secret (at most [`MAX_SECRETS_PER_SERVICE_ACCOUNT`]); the other secrets then
+    /// expire within [`OTHER_SECRETS_MAX_REMAINING`] at the latest.
+    pub fn add_service_account_secret(
+        &mut self,
+        client_id: &str,
+        hours: u32,
+    ) -> Result<ServiceAccountSecret, ApiError> {
+        let sa = self.sa_mut(client_id)?;
+        if sa.secrets.len() >= MAX_SECRETS_PER_SERVICE_ACCOUNT {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "MAX_SERVICE_ACCOUNT_SECRETS_EXCEEDED",
+                format!(
+                    "A service account can have at most {MAX_SECRETS_PER_SERVICE_ACCOUNT} secrets."
+                ),
+            )
+            .with_params([MAX_SECRETS_PER_SERVICE_ACCOUNT.to_string()]));
+        }
+        let created_at = now();
+        let cap = created_at + OTHER_SECRETS_MAX_REMAINING;
+        for other in &mut sa.secrets {
+            other.expires_at = other.expires_at.min(cap);
+        }
+        let secret = ServiceAccountSecret {
+            id: ids::object_id(),
+            secret: ids::service_account_secret(),
+            created_at,
+            expires_at: created_at + time::Duration::hours(i64::from(hours)),
+            last_used_at: None,
+        };
+        sa.secrets.push(secret.clone());
+        Ok(secret)
+    }
+
+    /// Deletes a secret and revokes the tokens it obtained.
+    pub fn delete_service_account_secret(
+        &mut self,
+        client_id: &str,
+        secret_id: &str,
+    ) -> Result<(), ApiError> {
+        let sa = self.sa_mut(client_id)?;
+        let before = sa.secrets.len();
+        sa.secrets.retain(|s| s.id != secret_id);
+        if sa.secrets.len() == before {
+            return Err(sa_secret_not_found(secret_id));
+        }
+        self.tokens
+            .retain(|_, t| !(t.client_id == client_id && t.secret_id == secret_id));
+        Ok(())
+    }
+
+    /// Adds access-list entries; 409 if one is already present, 400 past the limit
+    /// (nothing is added then).
+    pub fn add_service_account_access_entries(
+        &mut self,
+        client_id: &str,
+        nets: &[IpNet],
+    ) -> Result<(), ApiError> {
+        let sa = self.sa_mut(client_id)?;
+        if let Some(dup) = nets
+            .iter()
+            .find(|n| sa.access_list.iter().any(|e| e.net == **n))
+        {
+            return Err(duplicate_access_entry(
+                dup,
+                &format!("service account {client_id}"),
+            ));
+        }
+        if sa.access_list.len() + nets.len() > MAX_SERVICE_ACCOUNT_ACCESS_ENTRIES {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "MAX_ACCESS_LIST_ENTRIES_EXCEEDED",
+                format!(
+                    "A service account access list can have at most {MAX_SERVICE_ACCOUNT_ACCESS_ENTRIES} entries."
+                ),
+            )
+            .with_params([MAX_SERVICE_ACCOUNT_ACCESS_ENTRIES.to_string()]));
+        }
+        let created = now();
+        sa.access_list
+            .extend(nets.iter().map(|net| AccessEntry::new(*net, created)));
+        Ok(())
+    }
+
+    pub fn delete_service_account_access_entry(
+        &mut self,
+        client_id: &str,
+        net: &IpNet,
+    ) -> Result<(), ApiError> {
+        let sa = self.sa_mut(client_id)?;
+        let before = sa.access_list.len();
+        sa.access_list.retain(|e| e.net != *net);
+        if sa.access_list.len() == before {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "RESOURCE_NOT_FOUND",
+                format!(
+                    "Cannot find resource access list entry {net} for service account {client_id}."
+                ),
+            )
+            .with_params([net.to_string()]));
+        }
+        Ok(())
+    }
+
+    // ---- OAuth tokens -----------------------------------------------------------------------
+
+    /// Checks client credentials: a known client and one of its unexpired secrets.
+    /// Returns the matching secret's id.
+    pub fn authenticate_client(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<String, ClientAuthError> {
+        let at = now();
+        self.service_accounts
+            .get(client_id)
+            .and_then(|sa| {
+                sa.secrets
+                    .iter()
+                    .find(|s| s.secret == secret && !s.expired(at))
+            })
+            .map(|s| s.id.clone())
+            .ok_or(ClientAuthError::InvalidClient)
+    }
+
+    /// Issues an access token for valid client credentials and records the secret's use.
+    pub fn issue_token(
+        &mut self,
+        client_id: &str,
+        secret: &str,
+        lifetime: Duration,
+    ) -> Result<IssuedToken, ClientAuthError> {
+        let secret_id = self.authenticate_client(client_id, secret)?;
+        let issued = now();
+        if let Some(s) = self
+            .service_accounts
+            .get_mut(client_id)
+            .and_then(|sa| sa.secrets.iter_mut().find(|s| s.id == secret_id))
+        {
+            s.last_used_at = Some(issued);
+        }
+        let expires_in = lifetime.as_secs() + u64::from(lifetime.subsec_nanos() > 0);
+        let exp = issued.unix_timestamp() + i64::try_from(expires_in).unwrap_or(i64::MAX / 2);
+        let instant = Instant::now();
+        if self.tokens.len() >= self.next_token_sweep {
+            self.tokens.retain(|_, t| t.expires > instant);
+            self.next_token_sweep = (self.tokens.len() * 2).max(TOKEN_SWEEP_MIN);
+        }
+        let access_token = loop {
+            let t = ids::access_token(client_id, issued.unix_timestamp(), exp);
+            if !self.tokens.contains_key(&t) {
+                break t;
+            }
+        };
+        self.tokens.insert(
+            access_token.clone(),
+            AccessToken {
+                client_id: client_id.to_owned(),
+                secret_id,
+                expires: instant.checked_add(lifetime).unwrap_or(instant),
+            },
+        );
+        Ok(IssuedToken {
+            access_token,
+            expires_in,
+        })
+    }
+
+    /// The client id a live token belongs to; records the request against the matching
+    /// access-list entry of the service account.
+    pub fn bearer(&mut self, token: &str, peer: IpAddr) -> Option<String> {
+        let t = self.tokens.get(token)?;
+        if t.expires <= Instant::now() {
+            self.tokens.remove(token);
+            return None;
+        }
+        let client_id = t.client_id.clone();
+        let sa = self.service_accounts.get_mut(&client_id)?;
+        if let Some(entry) = sa.access_list.iter_mut().find(|e| e.net.contains(&peer)) {
+            entry.request_count += 1;
+            entry.last_used_at = Some(now());
+            entry.last_used_address = Some(peer);
+        }
+        Some(client_id)
+    }
+
+    /// Revokes one of the client's tokens; unknown or expired tokens are not an error
+    /// (RFC 7009), another client's token is.
+    pub fn revoke_token(&mut self, client_id: &str, token: &str) -> Result<(), RevokeError> {
+        match self.tokens.get(token) {
+            Some(t) if t.client_id != client_id => Err(RevokeError::NotIssuedToClient),
+            Some(_) => {
+                self.tokens.remove(token);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Unexpired tokens of a client.
+    pub fn active_tokens(&self, client_id: &str) -> usize {
+        let instant = Instant::now();
+        self.tokens
+            .values()
+            .filter(|t| t.client_id == client_id && t.expires > instant)
+            .count()
     }
 
     // ---- inventory --------------------------------------------------------------------------
@@ -595,6 +1108,7 @@ impl Store {
                 .cmp(&b.org_id)
                 .then_with(|| a.public_key.cmp(&b.public_key))
         });
+        let at = now();
         let mut service_accounts: Vec<InventoryServiceAccount> = self
             .service_accounts
             .values()
@@ -602,8 +1116,24 @@ impl Store {
                 client_id: s.client_id.clone(),
                 org_id: s.org_id.clone(),
                 name: s.name.clone(),
+                description: s.description.clone(),
                 roles: s.roles.clone(),
-                secrets: s.secrets.len(),
+                project_roles: s.project_roles.clone(),
+                secrets: s
+                    .secrets
+                    .iter()
+                    .map(|x| InventorySecret {
+                        id: x.id.clone(),
+                        created_at: format_time(x.created_at),
+                        expires_at: format_time(x.expires_at),
+                        last_used_at: x.last_used_at.map(format_time),
+                        expired: x.expired(at),
+                    })
+                    .collect(),
+                access_list: s.access_list.iter().map(AccessEntry::cidr_block).collect(),
+                active_tokens: self.active_tokens(&s.client_id),
+                seeded: s.seeded,
+                created: format_time(s.created_at),
             })
             .collect();
         service_accounts.sort_by(|a, b| a.client_id.cmp(&b.client_id));

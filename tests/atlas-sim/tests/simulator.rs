@@ -984,9 +984,11 @@ async fn service_accounts_basic_crud() {
             .call(Method::GET, &path, Some(V2_SA), None)
             .await
             .json()["totalCount"],
-        1
+        2,
+        "the seeded service account and the new one"
     );
-    assert_eq!(sim.inventory().service_accounts.len(), 1);
+    assert_eq!(sim.inventory().service_accounts.len(), 2);
+    assert_eq!(sim.inventory().issued_service_accounts().count(), 1);
     assert_eq!(
         atlas
             .call(
@@ -1030,6 +1032,7 @@ async fn token_bucket_rate_limits() {
             refill: 1,
             period_ms: 200,
         },
+        ..RateLimitConfig::default()
     });
     let atlas = Atlas::for_sim(&sim);
     let path = format!("/orgs/{}/apiKeys", sim.org_id);
@@ -1496,6 +1499,7 @@ async fn binary_prints_startup_json_and_exits_on_sigterm() {
     assert!(help.status.success());
     let help = String::from_utf8(help.stdout).unwrap();
     assert!(help.contains("/admin/faults") && help.contains("--proxy"));
+    assert!(help.contains("/api/oauth/token") && help.contains("/admin/service_accounts"));
 
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atlas-sim"))
         .args([
@@ -1505,6 +1509,8 @@ async fn binary_prints_startup_json_and_exits_on_sigterm() {
             "a0123456789abcdef012345a",
             "--public-key",
             "abcdefgh",
+            "--sa-client-id",
+            "mdb_sa_id_b0123456789abcdef012345b",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -1531,9 +1537,13 @@ async fn binary_prints_startup_json_and_exits_on_sigterm() {
         "project_id",
         "public_key",
         "private_key",
+        "sa_client_id",
+        "sa_client_secret",
     ] {
         assert!(raw[field].is_string(), "{field} missing: {line}");
     }
+    assert_eq!(info.sa_client_id, "mdb_sa_id_b0123456789abcdef012345b");
+    assert!(info.sa_client_secret.starts_with("mdb_sa_sk_"));
     assert_eq!(info.org_id, "a0123456789abcdef012345a");
     assert_eq!(info.public_key, "abcdefgh");
     assert_eq!(info.admin_url, format!("{}/admin", info.base_url));
@@ -1545,6 +1555,29 @@ async fn binary_prints_startup_json_and_exits_on_sigterm() {
             .status,
         StatusCode::OK
     );
+    // The seeded service account's credentials obtain a token that works.
+    let token: Value = http()
+        .post(format!("{}/api/oauth/token", info.base_url))
+        .basic_auth(&info.sa_client_id, Some(&info.sa_client_secret))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = http()
+        .get(format!(
+            "{}/api/atlas/v2/orgs/{}/serviceAccounts",
+            info.base_url, info.org_id
+        ))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .header("Accept", V2_SA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), StatusCode::OK);
 
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
