@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/conformance/internal/atlassim"
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/atlassim"
 )
 
 // atlasSim is the shared simulator launcher (internal/atlassim) with helpers that fail the
