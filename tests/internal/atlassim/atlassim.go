@@ -254,11 +254,16 @@ type Project struct {
 	OrgID string `json:"org_id"`
 }
 
+// get reads one admin resource (GET, 200, JSON).
+func get[T any](ctx context.Context, s *Sim, path string) (T, error) {
+	var out T
+	err := s.Admin(ctx, http.MethodGet, path, nil, http.StatusOK, &out)
+	return out, err
+}
+
 // Inventory reads the live inventory.
 func (s *Sim) Inventory(ctx context.Context) (Inventory, error) {
-	var inv Inventory
-	err := s.Admin(ctx, http.MethodGet, "/inventory", nil, http.StatusOK, &inv)
-	return inv, err
+	return get[Inventory](ctx, s, "/inventory")
 }
 
 // IssuedKeys are the live keys other than the seeded one.
@@ -365,9 +370,7 @@ func (s *Sim) AddFault(ctx context.Context, rule map[string]any) (int, error) {
 
 // Faults lists the fault rules.
 func (s *Sim) Faults(ctx context.Context) ([]Fault, error) {
-	var out []Fault
-	err := s.Admin(ctx, http.MethodGet, "/faults", nil, http.StatusOK, &out)
-	return out, err
+	return get[[]Fault](ctx, s, "/faults")
 }
 
 // RemoveFault removes one fault rule.
@@ -400,9 +403,7 @@ type RateLimit struct {
 
 // RateLimit reads the rate-limit configuration.
 func (s *Sim) RateLimit(ctx context.Context) (RateLimit, error) {
-	var rl RateLimit
-	err := s.Admin(ctx, http.MethodGet, "/ratelimit", nil, http.StatusOK, &rl)
-	return rl, err
+	return get[RateLimit](ctx, s, "/ratelimit")
 }
 
 // SetRateLimit replaces the rate-limit configuration; the simulator refills every bucket.
@@ -424,9 +425,7 @@ type Stats struct {
 
 // Stats reads the request counters.
 func (s *Sim) Stats(ctx context.Context) (Stats, error) {
-	var st Stats
-	err := s.Admin(ctx, http.MethodGet, "/stats", nil, http.StatusOK, &st)
-	return st, err
+	return get[Stats](ctx, s, "/stats")
 }
 
 // Describe formats keys for a failure message (no secrets: the inventory holds none).
