@@ -48,7 +48,7 @@ official="$("$root/scripts/servers.sh" official-plugin)"
 [[ -x "$official" ]] || die "official plugin not found at $official"
 
 log "building the benchmark driver (tests/bench)"
-(cd tests/bench && go build -o "$out/bench-driver" .) >&2
+(cd tests && go build -o "$out/bench-driver" ./bench) >&2
 
 version="$(awk -F'"' '/^\[package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version[[:space:]]*=/ { print $2; exit }' Cargo.toml)"
 [[ -n "$version" ]] || die "no [package] version in Cargo.toml"

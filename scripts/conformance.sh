@@ -36,7 +36,9 @@ if [[ -z "$version" ]]; then
 fi
 
 echo "conformance: $binary, $engine, $sim (v$version)" >&2
-cd tests/conformance
+# The conformance packages and the launchers they share (tests/internal), all in the one Go
+# module rooted at tests/.
+cd tests
 PLUGIN_BINARY="$binary" PLUGIN_VERSION="$version" PLUGIN_PROFILE=example \
 ENGINE_BINARY="$engine" ATLAS_SIM_BINARY="$sim" \
-  go test -count=1 -v -timeout "${CONFORMANCE_TIMEOUT:-600s}" ./... "$@"
+  go test -count=1 -v -timeout "${CONFORMANCE_TIMEOUT:-600s}" ./conformance/... ./internal/... "$@"

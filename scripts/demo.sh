@@ -11,15 +11,16 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # shellcheck source=scripts/lib/vault-dev.sh
 source scripts/lib/vault-dev.sh
+# shellcheck source=scripts/lib/atlas-sim.sh
+source scripts/lib/atlas-sim.sh
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*" >&2; "$@"; }
 
 state="$(mktemp -d "${TMPDIR:-/tmp}/mongodbatlas-demo.XXXXXX")"
-sim_pid=""
 cleanup() {
   vdev_stop || true
-  [[ -n "$sim_pid" ]] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+  sim_stop
   rm -rf "$state"
 }
 trap cleanup EXIT
@@ -35,14 +36,9 @@ vault_bin="$(scripts/servers.sh vault)"
 vault() { "$vault_bin" "$@"; }
 
 say "Starting the Atlas simulator (a local, stateful MongoDB Atlas)"
-"$target_dir/release/atlas-sim" --listen 127.0.0.1:0 >"$state/sim.json" 2>"$state/sim.log" &
-sim_pid=$!
-for _ in $(seq 1 100); do [[ -s "$state/sim.json" ]] && break; sleep 0.1; done
-[[ -s "$state/sim.json" ]] || { echo "atlas-sim did not start" >&2; cat "$state/sim.log" >&2; exit 1; }
-sim() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$state/sim.json" "$1"; }
-admin_url="$(sim admin_url)"
+sim_start "$target_dir/release/atlas-sim" "$state/sim"
 issued_keys() { # <expected count>
-  curl -fsS "$admin_url/inventory" | python3 -c '
+  sim_admin_get /inventory | python3 -c '
 import json, sys
 keys = [k for k in json.load(sys.stdin)["api_keys"] if not k["seeded"]]
 if len(keys) != int(sys.argv[1]):
@@ -52,7 +48,7 @@ for k in keys:
     roles = [r["roleName"] for r in k["roles"]]
     print("  public_key=%s desc=%s roles=%s access_list=%s" % (k["public_key"], k["desc"], roles, k["access_list"]))' "$1"
 }
-echo "simulator at $(sim base_url), organization $(sim org_id)"
+echo "simulator at $SIM_BASE_URL, organization $SIM_ORG_ID"
 
 say "Starting a dev Vault with a plugin directory"
 vdev_start "$vault_bin" "$state/vault"
@@ -65,9 +61,9 @@ show vault plugin register -sha256="$sha" -version="$version" secret vault-plugi
 show vault secrets enable -path=mongodbatlas vault-plugin-secrets-mongodbatlas
 
 say "Configuring Atlas credentials and a role"
-show vault write mongodbatlas/config public_key="$(sim public_key)" private_key="$(sim private_key)" base_url="$(sim base_url)"
+show vault write mongodbatlas/config public_key="$SIM_PUBLIC_KEY" private_key="$SIM_PRIVATE_KEY" base_url="$SIM_BASE_URL"
 show vault read mongodbatlas/config
-show vault write mongodbatlas/roles/demo organization_id="$(sim org_id)" roles=ORG_READ_ONLY \
+show vault write mongodbatlas/roles/demo organization_id="$SIM_ORG_ID" roles=ORG_READ_ONLY \
   ip_addresses=192.0.2.10 cidr_blocks=198.51.100.0/24 ttl=1h max_ttl=24h
 show vault read mongodbatlas/roles/demo
 

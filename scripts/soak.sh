@@ -71,8 +71,8 @@ for built in "$engine" "$sim"; do
 done
 
 log "building the soak driver and running its own tests (bookkeeping, self-test of the counters)"
-(cd tests/soak && go build -o "$out/soak" . >&2)
-(cd tests/soak && ENGINE_BINARY="$engine" ATLAS_SIM_BINARY="$sim" go test -count=1 -timeout 300s . >&2) ||
+(cd tests && go build -o "$out/soak" ./soak >&2)
+(cd tests && ENGINE_BINARY="$engine" ATLAS_SIM_BINARY="$sim" go test -count=1 -timeout 300s ./soak >&2) ||
     die "the soak driver's own tests failed"
 
 # Bound the whole run: the operations' wall time plus time to settle every lease.

@@ -61,11 +61,12 @@ show_logs() {
 }
 
 log "$("$vault" version); plugin $plugin (v$version); simulator $sim; logs in $logs"
-cd tests/conformance
+# tests/ is one Go module; fetch its modules before the bounded test run.
+cd tests
 go mod download
 rc=0
 VAULT_BINARY="$vault" PLUGIN_BINARY="$plugin" PLUGIN_VERSION="v$version" ATLAS_SIM_BINARY="$sim" \
-    STORM_LOG_DIR="$logs" go test -count=1 -v -timeout "${STORM_TIMEOUT:-700s}" -run TestStorm ./storm/ "$@" || rc=$?
+    STORM_LOG_DIR="$logs" go test -count=1 -v -timeout "${STORM_TIMEOUT:-700s}" -run TestStorm ./conformance/storm/ "$@" || rc=$?
 if ((rc != 0)); then
     show_logs
     log "FAIL (go test exited $rc); full logs in $logs"

@@ -20,6 +20,22 @@ step() {
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+# `timeout` runs programs, not shell functions: the functions below are exported to a child bash.
+export root
+# The Go test code is one module (tests/go.mod): fetch its modules, then gofmt and go vet
+# over every package of it.
+go_checks() {
+  cd "$root/tests" && go mod download || return
+  local unformatted
+  unformatted="$(gofmt -l .)" || return
+  if [[ -n "$unformatted" ]]; then
+    printf 'gofmt: not formatted (run gofmt -w in tests/):\n%s\n' "$unformatted" >&2
+    return 1
+  fi
+  go vet ./...
+}
+export -f go_checks
+step "Go test module: gofmt and go vet (tests/)" timeout 900 bash -c go_checks
 # --workspace: the plugin and the Atlas simulator (tests/atlas-sim), with its own tests.
 step "shellcheck over scripts/ and .ci/run (scripts/shellcheck.sh)" timeout 900 scripts/shellcheck.sh
 step "cargo test" timeout 1800 cargo test --locked --workspace --all-targets
@@ -29,10 +45,8 @@ openapi_check() {
   mkdir -p "$(dirname "$journal")"
   ATLAS_CLIENT_JOURNAL_OUT="$journal" cargo test --locked --test atlas_client every_call_works
   cargo build --locked -p atlas-sim
-  (cd tests/openapi && ATLAS_SIM_JOURNAL="$journal" go test -count=1 ./...)
+  (cd tests && ATLAS_SIM_JOURNAL="$journal" go test -count=1 ./openapi/)
 }
-# `timeout` runs programs, not shell functions: export the function to a child bash.
-export root
 export -f openapi_check
 step "OpenAPI conformance of our client's requests and the simulator's answers" timeout 900 bash -c openapi_check
 step "conformance harness (Go, Vault SDK client)" timeout 1200 scripts/conformance.sh

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/conformance"
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/atlassim"
 )
 
 // Plan is how much of everything a mode measures.
@@ -82,7 +83,7 @@ type Results struct {
 	Machine       Machine                 `json:"machine"`
 	Network       string                  `json:"network"`
 	SimArgs       []string                `json:"sim_args"`
-	DefaultLimits RateLimit               `json:"default_rate_limits"`
+	DefaultLimits atlassim.RateLimit      `json:"default_rate_limits"`
 	Sides         map[string]*SideResults `json:"sides"`
 	// Extra plugin environment given with -ours-env/-official-env (experiments only).
 	ExtraEnv map[string][]string `json:"extra_env,omitempty"`
@@ -104,8 +105,8 @@ func (e *envList) Set(v string) error {
 // Bench holds what every phase needs.
 type Bench struct {
 	plan          Plan
-	sim           *Sim
-	defaultLimits RateLimit
+	sim           *atlassim.Sim
+	defaultLimits atlassim.RateLimit
 	log           io.Writer
 }
 
@@ -179,12 +180,12 @@ func run(mode, ours, official, oursVersion, simBinary, out, rustc string, timeou
 	simArgs := []string{"--tls", "--proxy", "--ca-out", caPath, "--no-rate-limit",
 		"--max-keys-per-org", "5000", "--journal-capacity", "0"}
 	startCtx, startCancel := context.WithTimeout(ctx, 30*time.Second)
-	sim, err := StartSim(startCtx, simBinary, simArgs, simLog)
+	sim, err := atlassim.Launch(startCtx, simBinary, atlassim.Config{Flags: simArgs, Stderr: simLog, AdminTimeout: 30 * time.Second})
 	startCancel()
 	if err != nil {
 		return 1, err
 	}
-	defer sim.Stop()
+	defer func() { _ = sim.Stop() }()
 	if sim.Info.ProxyURL == "" || sim.Info.CAPath == "" {
 		return 1, errors.New("atlas-sim reported no proxy_url or ca_path")
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/conformance"
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/atlassim"
 	"github.com/hashicorp/vault/sdk/logical"
 	bplugin "github.com/hashicorp/vault/sdk/plugin"
 )
@@ -145,7 +146,7 @@ func ColdStart(ctx context.Context, side *Side, id *conformance.Identity) (time.
 // FirstRequest times what the first `vault read <mount>/config` after enabling a mount costs:
 // the catalog launches the plugin (checksum, handshake, AutoMTLS, gRPC dial), Setup and
 // Initialize run, then one read goes through. Storage already holds the config.
-func FirstRequest(ctx context.Context, side *Side, sim *SimInfo) (time.Duration, error) {
+func FirstRequest(ctx context.Context, side *Side, sim *atlassim.Info) (time.Duration, error) {
 	h, err := side.NewHost()
 	if err != nil {
 		return 0, err
@@ -354,7 +355,7 @@ func (b *Bench) Load(ctx context.Context, side *Side) (*LoadRound, error) {
 }
 
 func (b *Bench) scenario(ctx context.Context, side *Side, m *conformance.Mount, pid int, sc Scenario) (*ScenarioResult, error) {
-	if err := b.sim.SetLatency(ctx, sc.LatencyMS); err != nil {
+	if err := b.sim.SetLatency(ctx, time.Duration(sc.LatencyMS)*time.Millisecond); err != nil {
 		return nil, err
 	}
 	before, err := b.sim.Stats(ctx)

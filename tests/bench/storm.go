@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/atlassim"
 )
 
 // Vault's expiration manager (vault/expiration.go): a failed revocation is retried after
@@ -44,9 +46,9 @@ type StormResult struct {
 	Atlas   uint64  `json:"atlas_requests"`
 	Limited uint64  `json:"atlas_rate_limited"`
 	// Seconds at which each lease was revoked, sorted (for the plot).
-	RevokedAtS []float64 `json:"revoked_at_s"`
-	FirstError string    `json:"first_error,omitempty"`
-	RateLimit  RateLimit `json:"rate_limit"`
+	RevokedAtS []float64          `json:"revoked_at_s"`
+	FirstError string             `json:"first_error,omitempty"`
+	RateLimit  atlassim.RateLimit `json:"rate_limit"`
 }
 
 // Storm issues the leases with rate limits off, restores the default Atlas limits, then

@@ -3,12 +3,11 @@ package conformance
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/conformance/internal/atlassim"
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/atlassim"
 )
 
 // atlasSim is the shared simulator launcher (internal/atlassim) with helpers that fail the
@@ -18,23 +17,12 @@ type atlasSim struct {
 }
 
 type (
-	simInventory = atlassim.Inventory
-	simKey       = atlassim.Key
-	simRole      = atlassim.Role
+	simInventory  = atlassim.Inventory
+	simKey        = atlassim.Key
+	simRole       = atlassim.Role
+	simCreatedKey = atlassim.CreatedKey
+	simFault      = atlassim.Fault
 )
-
-// simCreatedKey is the admin API's answer to POST /admin/keys.
-type simCreatedKey struct {
-	ID        string `json:"id"`
-	OrgID     string `json:"org_id"`
-	PublicKey string `json:"public_key"`
-}
-
-type simFault struct {
-	ID      int `json:"id"`
-	Matched int `json:"matched"`
-	Fired   int `json:"fired"`
-}
 
 // startSim launches atlas-sim on a free port and stops it when the test ends; its stderr is
 // printed only if the test fails.
@@ -43,31 +31,23 @@ func startSim(t *testing.T, _ context.Context, binary string) *atlasSim {
 	return &atlasSim{atlassim.Start(t, binary)}
 }
 
-// admin calls the admin API; want is the expected status; out (if non-nil) receives the JSON body.
-func (s *atlasSim) admin(t *testing.T, ctx context.Context, method, path string, body any, want int, out any) {
-	t.Helper()
-	if err := s.Admin(ctx, method, path, body, want, out); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func (s *atlasSim) inventory(t *testing.T, ctx context.Context) simInventory {
 	t.Helper()
-	var inv simInventory
-	s.admin(t, ctx, http.MethodGet, "/inventory", nil, http.StatusOK, &inv)
+	inv, err := s.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return inv
 }
 
 // issuedKeys are the keys other than the seeded one.
 func (s *atlasSim) issuedKeys(t *testing.T, ctx context.Context) []simKey {
 	t.Helper()
-	var out []simKey
-	for _, k := range s.inventory(t, ctx).APIKeys {
-		if !k.Seeded {
-			out = append(out, k)
-		}
+	keys, err := s.IssuedKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return keys
 }
 
 func (s *atlasSim) keyByPublicKey(t *testing.T, ctx context.Context, publicKey string) (simKey, bool) {
@@ -102,14 +82,13 @@ func (s *atlasSim) requireNoIssuedKeys(t *testing.T, ctx context.Context, when s
 // plugin, had created it). orgRoles apply in the seeded org, projectRoles in its project.
 func (s *atlasSim) createKey(t *testing.T, ctx context.Context, desc string, orgRoles, projectRoles []string) simCreatedKey {
 	t.Helper()
-	body := map[string]any{"desc": desc, "org_roles": orgRoles}
+	var perProject map[string][]string
 	if len(projectRoles) > 0 {
-		body["project_roles"] = map[string][]string{s.ProjectID: projectRoles}
+		perProject = map[string][]string{s.ProjectID: projectRoles}
 	}
-	var key simCreatedKey
-	s.admin(t, ctx, http.MethodPost, "/keys", body, http.StatusOK, &key)
-	if key.ID == "" {
-		t.Fatalf("atlas-sim created a key without an id: %+v", key)
+	key, err := s.CreateKey(ctx, desc, orgRoles, perProject)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return key
 }
@@ -117,28 +96,34 @@ func (s *atlasSim) createKey(t *testing.T, ctx context.Context, desc string, org
 // deleteKey removes a key out of band.
 func (s *atlasSim) deleteKey(t *testing.T, ctx context.Context, id string) {
 	t.Helper()
-	s.admin(t, ctx, http.MethodDelete, "/keys/"+id, nil, http.StatusNoContent, nil)
+	if err := s.DeleteKey(ctx, id); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (s *atlasSim) addFault(t *testing.T, ctx context.Context, rule map[string]any) int {
 	t.Helper()
-	var out struct {
-		ID int `json:"id"`
+	id, err := s.AddFault(ctx, rule)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s.admin(t, ctx, http.MethodPost, "/faults", rule, http.StatusOK, &out)
-	return out.ID
+	return id
 }
 
 func (s *atlasSim) faults(t *testing.T, ctx context.Context) []simFault {
 	t.Helper()
-	var out []simFault
-	s.admin(t, ctx, http.MethodGet, "/faults", nil, http.StatusOK, &out)
+	out, err := s.Faults(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return out
 }
 
 func (s *atlasSim) clearFaults(t *testing.T, ctx context.Context) {
 	t.Helper()
-	s.admin(t, ctx, http.MethodDelete, "/faults", nil, http.StatusNoContent, nil)
+	if err := s.ClearFaults(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // hasRole reports whether k holds role in the given org (group empty) or project.

@@ -42,24 +42,11 @@ func (s *atlasSim) waitFaultMatched(t *testing.T, ctx context.Context, id, n int
 	}
 }
 
-// simKeyWithSecret is POST /admin/keys' answer including the private half.
-type simKeyWithSecret struct {
-	ID         string `json:"id"`
-	OrgID      string `json:"org_id"`
-	PublicKey  string `json:"public_key"`
-	PrivateKey string `json:"private_key"`
-}
-
 // createOwnerKey makes a second Organization Owner key of the seeded org (another valid
 // config for the engine).
-func (s *atlasSim) createOwnerKey(t *testing.T, ctx context.Context, desc string) simKeyWithSecret {
+func (s *atlasSim) createOwnerKey(t *testing.T, ctx context.Context, desc string) simCreatedKey {
 	t.Helper()
-	var key simKeyWithSecret
-	s.admin(t, ctx, http.MethodPost, "/keys", map[string]any{"desc": desc, "org_roles": []string{"ORG_OWNER"}}, http.StatusOK, &key)
-	if key.ID == "" || key.PublicKey == "" || key.PrivateKey == "" {
-		t.Fatalf("atlas-sim created an owner key without id or credentials: id=%q public_key=%q", key.ID, key.PublicKey)
-	}
-	return key
+	return s.createKey(t, ctx, desc, []string{"ORG_OWNER"}, nil)
 }
 
 // requireLiveLeases checks the invariant of every fault test: the keys in the simulator,

@@ -18,7 +18,6 @@
 package openapi
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/md5"
@@ -30,7 +29,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -43,6 +41,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/atlassim"
 )
 
 const (
@@ -61,17 +61,6 @@ type journalEntry struct {
 	Status              int     `json:"status"`
 	ResponseContentType *string `json:"response_content_type"`
 	ResponseBody        string  `json:"response_body"`
-}
-
-type startupInfo struct {
-	BaseURL    string `json:"base_url"`
-	AdminURL   string `json:"admin_url"`
-	OrgID      string `json:"org_id"`
-	ProjectID  string `json:"project_id"`
-	PublicKey  string `json:"public_key"`
-	PrivateKey string `json:"private_key"`
-	ProxyURL   string `json:"proxy_url"`
-	CAPath     string `json:"ca_path"`
 }
 
 // ---- spec -------------------------------------------------------------------------------
@@ -254,7 +243,9 @@ func validateAll(t *testing.T, entries []journalEntry) (checked int) {
 
 // ---- the simulator and a digest client ----------------------------------------------------
 
-func startSim(t *testing.T, extraArgs ...string) startupInfo {
+// startSim starts atlas-sim with its journal on (the test validates the journal) for this
+// test; internal/atlassim stops it at the end and logs its stderr if the test fails.
+func startSim(t *testing.T, extraArgs ...string) atlassim.Info {
 	bin := os.Getenv("ATLAS_SIM_BIN")
 	if bin == "" {
 		bin = "../../target/debug/atlas-sim"
@@ -262,40 +253,7 @@ func startSim(t *testing.T, extraArgs ...string) startupInfo {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("atlas-sim binary not found at %s (run `cargo build -p atlas-sim` or set ATLAS_SIM_BIN)", bin)
 	}
-	cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--journal-capacity", "100000"}, extraArgs...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	})
-	lines := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(stdout).ReadString('\n')
-		lines <- line
-	}()
-	var info startupInfo
-	select {
-	case line := <-lines:
-		if err := json.Unmarshal([]byte(line), &info); err != nil {
-			t.Fatalf("startup line %q: %v", line, err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("atlas-sim did not print its startup line")
-	}
-	return info
+	return atlassim.Start(t, bin, append([]string{"--journal-capacity", "100000"}, extraArgs...)...).Info
 }
 
 type digestClient struct {

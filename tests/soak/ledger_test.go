@@ -67,14 +67,3 @@ func TestClaimIsExclusive(t *testing.T) {
 		t.Fatal("a released lease cannot be claimed again")
 	}
 }
-
-func TestFaultExhaustion(t *testing.T) {
-	two, three := 2, 3
-	var nth, times, forever faultStatus
-	nth.Rule.Nth, nth.Matched = &two, 2
-	times.Rule.Times, times.Fired = &three, 2
-	forever.Matched, forever.Fired = 9, 9
-	if !nth.exhausted() || times.exhausted() || forever.exhausted() {
-		t.Fatalf("exhausted: nth %v times %v unlimited %v, want true false false", nth.exhausted(), times.exhausted(), forever.exhausted())
-	}
-}

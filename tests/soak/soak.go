@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +18,12 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/conformance"
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/atlassim"
+)
+
+type (
+	simKey     = atlassim.Key
+	createdKey = atlassim.CreatedKey
 )
 
 // config is one soak run's parameters.
@@ -81,7 +88,7 @@ type opCount struct {
 
 type soak struct {
 	cfg    config
-	sim    *sim
+	sim    *atlassim.Sim
 	host   *conformance.Host
 	mount  *conformance.Mount
 	ledger *ledger
@@ -138,7 +145,11 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer sm.stop()
+	defer func() {
+		if err := sm.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "soak: %v\n", err)
+		}
+	}()
 
 	host, err := conformance.NewHost(conformance.HostConfig{
 		Name:    "mongodbatlas",
@@ -221,12 +232,12 @@ func (p *panicWatch) Write(b []byte) (int, error) {
 // setup writes the config (the seeded key), makes a second ORG_OWNER key for config edits
 // and a second project, and creates every role.
 func (s *soak) setup(ctx context.Context) error {
-	second, err := s.sim.createOrgKey(ctx, "soak second config key", []string{"ORG_OWNER"}, nil)
+	second, err := s.sim.CreateKey(ctx, "soak second config key", []string{"ORG_OWNER"}, nil)
 	if err != nil {
 		return err
 	}
 	s.configKeys = [2]createdKey{{ID: s.sim.KeyID, PublicKey: s.sim.PublicKey, PrivateKey: s.sim.PrivateKey}, second}
-	project, err := s.sim.createProject(ctx, "soak-second-project")
+	project, err := s.sim.CreateProject(ctx, "soak-second-project")
 	if err != nil {
 		return err
 	}
@@ -302,10 +313,10 @@ func (s *soak) injectOutOfBand(ctx context.Context) error {
 		return err
 	}
 	s.ledger.add(ls)
-	if err := s.sim.deleteKey(ctx, ls.keyID); err != nil {
+	if err := s.sim.DeleteKey(ctx, ls.keyID); err != nil {
 		return err
 	}
-	_, err = s.sim.createOrgKey(ctx, "out-of-band key", []string{"ORG_MEMBER"}, nil)
+	_, err = s.sim.CreateKey(ctx, "out-of-band key", []string{"ORG_MEMBER"}, nil)
 	return err
 }
 
@@ -491,7 +502,7 @@ func (s *soak) revoke(ctx context.Context, rng *rand.Rand) {
 // revokeLease checks the key is still there if the lease was never revoked, then revokes.
 func (s *soak) revokeLease(ctx context.Context, ls *lease) bool {
 	if !ls.revokeSent {
-		alive, err := s.sim.liveKeyIDs(ctx)
+		alive, err := liveKeys(ctx, s.sim)
 		if err != nil {
 			s.unexpectedf("inventory before revoke: %v", err)
 			return false
@@ -626,7 +637,7 @@ func (s *soak) injectFault(ctx context.Context, rng *rand.Rand) {
 	default:
 		rule["times"] = 4 + rng.IntN(6)
 	}
-	if _, err := s.sim.addFault(ctx, rule); err != nil {
+	if _, err := s.sim.AddFault(ctx, rule); err != nil {
 		s.unexpectedf("add fault %v: %v", rule, err)
 		return
 	}
@@ -636,13 +647,13 @@ func (s *soak) injectFault(ctx context.Context, rng *rand.Rand) {
 
 // pruneFaults removes rules that can no longer fire, so the simulator's rule list stays short.
 func (s *soak) pruneFaults(ctx context.Context) {
-	list, err := s.sim.faults(ctx)
+	list, err := s.sim.Faults(ctx)
 	if err != nil || len(list) < 16 {
 		return
 	}
 	for _, f := range list {
-		if f.exhausted() {
-			_ = s.sim.removeFault(ctx, f.ID)
+		if f.Exhausted() {
+			_ = s.sim.RemoveFault(ctx, f.ID)
 		}
 	}
 }
@@ -650,7 +661,7 @@ func (s *soak) pruneFaults(ctx context.Context) {
 // settle ends the run as an operator would: no more faults, every lease revoked (retried a
 // bounded number of times), an immediate rollback pass; then counts what is left.
 func (s *soak) settle(ctx context.Context) (*result, error) {
-	if err := s.sim.clearFaults(ctx); err != nil {
+	if err := s.sim.ClearFaults(ctx); err != nil {
 		return nil, err
 	}
 	for _, ls := range s.ledger.claimAll() {
@@ -678,26 +689,26 @@ func (s *soak) settle(ctx context.Context) (*result, error) {
 			s.unexpectedf("final rollback (try %d, no faults active): status %d: %v", try+1, status, err)
 		}
 	}
-	alive, err := s.sim.liveKeyIDs(ctx)
+	alive, err := liveKeys(ctx, s.sim)
 	if err != nil {
 		return nil, err
 	}
 	excluded := map[string]bool{s.configKeys[0].ID: true, s.configKeys[1].ID: true}
-	stats, err := s.sim.stats(ctx)
+	stats, err := s.sim.Stats(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if p := s.mount.Process(); p == nil || p.Exited() {
 		s.unexpectedf("the plugin process exited during the soak")
 	}
-	if !s.sim.alive() {
+	if !s.sim.Alive() {
 		s.unexpectedf("atlas-sim exited during the soak")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return &result{
 		operations:  int(s.ops.Load()),
-		faults:      stats.FaultsFired,
+		faults:      int(stats.FaultsFired),
 		leaked:      leakedKeys(alive, s.ledger.all(), excluded),
 		premature:   s.ledger.prematureDeletes(),
 		unexpected:  s.unexpected,
@@ -708,6 +719,29 @@ func (s *soak) settle(ctx context.Context) (*result, error) {
 		revoked:     s.ledger.revoked,
 		maxIssue:    s.maxIssue,
 	}, nil
+}
+
+// startSim launches atlas-sim (its stderr to logs) without its rate limit (the soak injects
+// its own 429s) and without its journal (the soak reads the inventory).
+func startSim(ctx context.Context, binary string, logs io.Writer) (*atlassim.Sim, error) {
+	return atlassim.Launch(ctx, binary, atlassim.Config{
+		Flags:        []string{"--no-rate-limit", "--journal-capacity", "0"},
+		Stderr:       logs,
+		AdminTimeout: 20 * time.Second,
+	})
+}
+
+// liveKeys are the keys alive in the simulator by id.
+func liveKeys(ctx context.Context, sim *atlassim.Sim) (map[string]simKey, error) {
+	inv, err := sim.Inventory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]simKey, len(inv.APIKeys))
+	for _, k := range inv.APIKeys {
+		out[k.ID] = k
+	}
+	return out, nil
 }
 
 func wait(ctx context.Context, d time.Duration) {

@@ -17,8 +17,8 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/conformance/internal/atlassim"
-	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/conformance/internal/vaultserver"
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/atlassim"
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/vaultserver"
 )
 
 const (
