@@ -71,6 +71,14 @@ impl Storage for Tripwire {
     }
 }
 
+/// How the mount logs in to Atlas.
+#[derive(Clone, Copy, Debug)]
+enum Login {
+    ApiKey,
+    /// A service account: every Atlas call may first wait for a token.
+    ServiceAccount,
+}
+
 struct Mount {
     backend: Backend,
     storage: Arc<InMemStorage>,
@@ -80,6 +88,10 @@ struct Mount {
 
 impl Mount {
     async fn new(settings: Settings) -> Self {
+        Self::logged_in(settings, Login::ApiKey).await
+    }
+
+    async fn logged_in(settings: Settings, login: Login) -> Self {
         let cfg = SimConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             ..SimConfig::default()
@@ -96,7 +108,14 @@ impl Mount {
             system,
             sim,
         };
-        let config = json!({"public_key": m.sim.public_key, "private_key": m.sim.private_key, "base_url": m.sim.base_url});
+        let config = match login {
+            Login::ApiKey => {
+                json!({"public_key": m.sim.public_key, "private_key": m.sim.private_key, "base_url": m.sim.base_url})
+            }
+            Login::ServiceAccount => {
+                json!({"client_id": m.sim.sa_client_id, "client_secret": m.sim.sa_client_secret, "base_url": m.sim.base_url})
+            }
+        };
         m.call(m.storage.clone(), Operation::Update, "config", config)
             .await
             .expect("config");
@@ -110,6 +129,13 @@ impl Mount {
         .await
         .expect("role");
         m.call(m.storage.clone(), Operation::Update, "roles/both", json!({"organization_id": org, "project_id": project, "roles": "ORG_MEMBER", "project_roles": "GROUP_READ_ONLY"}))
+            .await
+            .expect("role");
+        // The same shapes as service accounts.
+        m.call(m.storage.clone(), Operation::Update, "roles/sa-acl", json!({"credential_type": "service_account", "organization_id": org, "roles": "ORG_MEMBER", "ip_addresses": "192.0.2.1"}))
+            .await
+            .expect("role");
+        m.call(m.storage.clone(), Operation::Update, "roles/sa-both", json!({"credential_type": "service_account", "organization_id": org, "project_id": project, "roles": "ORG_MEMBER", "project_roles": "GROUP_READ_ONLY"}))
             .await
             .expect("role");
         m
@@ -135,11 +161,17 @@ impl Mount {
         self.backend.handle_request(req)
     }
 
+    /// Issued credentials in Atlas: API keys' public keys and service accounts' client ids.
     fn keys(&self) -> Vec<String> {
-        self.sim
-            .inventory()
+        let inventory = self.sim.inventory();
+        inventory
             .issued_keys()
             .map(|k| k.public_key.clone())
+            .chain(
+                inventory
+                    .issued_service_accounts()
+                    .map(|a| a.client_id.clone()),
+            )
             .collect()
     }
 
@@ -180,18 +212,25 @@ impl Mount {
         self.settle(&[], what).await;
     }
 
-    /// Deletes the keys of completed issuances in the simulator (no Vault holds their leases here).
+    /// Deletes the credentials of completed issuances in the simulator (no Vault holds their leases here).
     async fn forget_issued_keys(&self) {
-        for key in self.sim.inventory().issued_keys() {
+        let inventory = self.sim.inventory();
+        for key in inventory.issued_keys() {
             self.sim.delete_key(&key.id);
+        }
+        for account in inventory.issued_service_accounts() {
+            self.sim.delete_service_account(&account.client_id);
         }
     }
 }
 
+/// The issued credential's public half: an API key's public key or a service account's client id.
 fn public_key(resp: &Response) -> String {
-    resp.data.as_ref().expect("data")["public_key"]
-        .as_str()
-        .expect("public_key")
+    let data = resp.data.as_ref().expect("data");
+    data.get("public_key")
+        .or_else(|| data.get("client_id"))
+        .and_then(Value::as_str)
+        .expect("public_key or client_id")
         .to_string()
 }
 
@@ -202,7 +241,7 @@ fn settings() -> Settings {
 #[tokio::test]
 async fn abandoning_a_request_at_each_storage_step_leaves_nothing_behind() {
     let m = Mount::new(settings()).await;
-    for role in ["acl", "both"] {
+    for role in ["acl", "both", "sa-acl", "sa-both"] {
         let mut abandoned = 0;
         for at in 1.. {
             let (wire, fired) = Tripwire::new(m.storage.clone(), at);
@@ -235,11 +274,19 @@ async fn abandoning_a_request_at_each_storage_step_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn abandoning_a_request_while_atlas_works_leaves_nothing_behind() {
-    let m = Mount::new(settings()).await;
+    for login in [Login::ApiKey, Login::ServiceAccount] {
+        let m = Mount::logged_in(settings(), login).await;
+        // Tokens live a second: some abandonments land while one is fetched.
+        m.sim.set_token_lifetime(Duration::from_secs(1));
+        abandon_while_atlas_works(&m, login).await;
+    }
+}
+
+async fn abandon_while_atlas_works(m: &Mount, login: Login) {
     // Each Atlas call takes 30 ms: abandoning every 5 ms lands in every call of
     // an issuance (create, access list, project assignment) and between them.
     m.sim.set_latency(Duration::from_millis(30));
-    for role in ["acl", "both"] {
+    for role in ["acl", "both", "sa-acl", "sa-both"] {
         let (mut completed, mut deleted_by_the_task) = (0, 0);
         for step in 0.. {
             let journal = m.sim.journal(0).len();
@@ -250,7 +297,7 @@ async fn abandoning_a_request_while_atlas_works_leaves_nothing_behind() {
                 &format!("creds/{role}"),
                 json!({}),
             );
-            let what = format!("creds/{role} abandoned after {after:?}");
+            let what = format!("creds/{role} ({login:?} login) abandoned after {after:?}");
             match tokio::time::timeout(after, issue).await {
                 Ok(done) => {
                     let resp = done.expect("issued").expect("response");
