@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use atlas_sim::{FaultRule, SimConfig, SimHandle, Simulator};
 use vault_mongodbatlas::atlas::{
-    AccessListEntry, AtlasClient, AtlasError, ClientConfig, RetryPolicy,
+    AccessListEntry, AccountScope, AtlasClient, AtlasError, ClientConfig, RetryPolicy,
 };
 
 async fn sim() -> SimHandle {
@@ -137,6 +137,8 @@ async fn every_call_works_and_leaves_nothing_behind() {
         .expect_err("gone")
         .is_not_found());
     assert_eq!(sim.inventory().issued_keys().count(), 0);
+
+    service_account_calls(&sim).await;
     // scripts/test.sh validates what our client sent (and what the simulator
     // answered) against the official OpenAPI spec (tests/openapi).
     if let Ok(path) = std::env::var("ATLAS_CLIENT_JOURNAL_OUT") {
@@ -144,6 +146,78 @@ async fn every_call_works_and_leaves_nothing_behind() {
             .expect("journal written");
     }
     sim.shutdown().await;
+}
+
+/// Every service-account call, logged in as a service account (bearer tokens).
+async fn service_account_calls(sim: &SimHandle) {
+    let c = AtlasClient::new(
+        ClientConfig::service_account(sim.sa_client_id.clone(), sim.sa_client_secret.clone())
+            .with_base_url(sim.base_url.clone()),
+    )
+    .expect("client");
+    let (org, project) = (sim.org_id.clone(), sim.project_id.clone());
+    let account = c
+        .create_service_account(
+            AccountScope::Org(&org),
+            "vault-client-sa-1",
+            "Issued by Vault for role client",
+            &roles(&["ORG_MEMBER"]),
+            8,
+        )
+        .await
+        .expect("create org service account");
+    assert!(
+        account.secret.is_some(),
+        "the create answer carries the secret"
+    );
+    assert!(account.secret_expires_at.is_some());
+    let entries = vec![AccessListEntry::CidrBlock(
+        "198.51.100.0/24".parse().expect("cidr"),
+    )];
+    c.add_service_account_access_list(AccountScope::Org(&org), &account.client_id, &entries)
+        .await
+        .expect("access list");
+    c.invite_service_account(&project, &account.client_id, &roles(&["GROUP_READ_ONLY"]))
+        .await
+        .expect("invite");
+    let found = c
+        .find_service_account_by_name(AccountScope::Org(&org), "vault-client-sa-1")
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(found.client_id, account.client_id);
+    assert!(found.secret.is_none(), "reads never carry the secret");
+    let in_project = c
+        .create_service_account(
+            AccountScope::Project(&project),
+            "vault-client-sa-2",
+            "Issued by Vault for role client",
+            &roles(&["GROUP_READ_ONLY"]),
+            8,
+        )
+        .await
+        .expect("create project service account");
+    assert_eq!(c.project_org_id(&project).await.expect("project"), org);
+    assert!(c
+        .list_service_accounts(AccountScope::Project(&project))
+        .await
+        .expect("project accounts")
+        .iter()
+        .any(|a| a.client_id == in_project.client_id));
+    c.remove_service_account_from_project(&project, &in_project.client_id)
+        .await
+        .expect("remove from project");
+    for id in [&account.client_id, &in_project.client_id] {
+        c.delete_service_account(&org, id).await.expect("delete");
+    }
+    assert!(c
+        .delete_service_account(&org, &account.client_id)
+        .await
+        .expect_err("gone")
+        .is_not_found());
+    assert_eq!(sim.inventory().issued_service_accounts().count(), 0);
+    assert!(c.revoke_token().await.expect("revoke the token"));
+    assert!(!c.revoke_token().await.expect("nothing to revoke"));
 }
 
 #[tokio::test]
