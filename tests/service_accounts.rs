@@ -473,3 +473,86 @@ async fn bad_input_names_the_field() {
     assert!(!data(&shown).contains_key("client_secret"));
     assert!(!data(&shown).contains_key("private_key"));
 }
+
+/// Everything the process logs, at trace level, for the hygiene check below.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("capture").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn no_secret_or_token_reaches_the_logs_or_errors() {
+    // The only test in this binary that installs a subscriber: a global one,
+    // so every test's lines are scanned too.
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("trace")
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+
+    let m = Mount::new(Login::ServiceAccount).await;
+    let org = m.sim.org_id.clone();
+    m.ok(Operation::Update, "roles/sa", json!({"credential_type": "service_account", "organization_id": org, "roles": "ORG_MEMBER", "ip_addresses": "127.0.0.1"}))
+        .await;
+    let resp = m.issue("sa").await;
+    let issued_secret = text(&resp, "client_secret").to_string();
+    // A token the plugin fetched is rejected once: the replacement path logs too.
+    m.sim
+        .add_fault(FaultRule::status(Some("POST"), "/serviceAccounts$", 401).times(1))
+        .expect("fault");
+    let again = m.issue("sa").await;
+    // A failure after the create: the error and the cleanup are logged.
+    m.sim
+        .add_fault(FaultRule::status(Some("POST"), "/accessList$", 400).times(1))
+        .expect("fault");
+    let err = m
+        .call(Operation::Read, "creds/sa", json!({}))
+        .await
+        .expect_err("access list fails");
+    m.sim.clear_faults();
+    // The issued account logs in itself (its token never reaches the plugin's logs either).
+    service_account_works(&m, &again, AccountScope::Org(&org)).await;
+    for secret in [resp.secret.clone(), again.secret.clone()] {
+        m.with_secret(Operation::Revoke, secret.expect("lease"))
+            .await
+            .expect("revoke");
+    }
+
+    let logs = String::from_utf8(captured.0.lock().expect("capture").clone()).expect("utf8");
+    assert!(
+        logs.contains("oauth/token"),
+        "token requests are logged: {logs}"
+    );
+    let login_secret = m.sim.sa_client_secret.clone();
+    let again_secret = text(&again, "client_secret").to_string();
+    for secret in [
+        login_secret.as_str(),
+        issued_secret.as_str(),
+        again_secret.as_str(),
+        "Bearer ",
+        "Basic ",
+        "access_token",
+    ] {
+        assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
+        assert!(!err.to_string().contains(secret), "{secret:?} in an error");
+    }
+}

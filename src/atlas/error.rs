@@ -150,7 +150,7 @@ pub enum AtlasError {
     /// did not send (a proxy's 3xx or 4xx, an unexpected status). Whoever holds `desc` must
     /// look it up later (`find_org_key_by_desc`) and delete it.
     #[error(
-        "Atlas may have created API key {desc:?}{}, and that could not be ruled out: {source}",
+        "Atlas may have created {desc:?}{}, and that could not be ruled out: {source}",
         OrphanId(orphan_key_id.as_deref())
     )]
     CreateUncertain {
