@@ -21,8 +21,12 @@
 use std::future::Future;
 use std::time::Duration;
 
+use rand::Rng;
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+use super::lease::Record;
+use crate::atlas::AtlasClient;
 use tokio::time::{timeout_at, Instant};
 
 use super::{lease, roles::Role, AtlasContext, Engine, ISSUE_TIMEOUT_ENV};
@@ -46,11 +50,9 @@ pub(crate) struct Handout {
 /// One credential type's part of an issuance.
 pub(crate) trait Credential: Send + Sync + Sized + 'static {
     /// The WAL entry's data and the lease's internal data.
-    type Record: Serialize + Send + Sync + 'static;
+    type Record: Record;
     /// What a create returns: the credential, with its secret.
     type Issued: Send + Sync + 'static;
-    /// How messages name one: "key", "service account".
-    const NOUN: &'static str;
     /// How the debug log line of an issuance names one.
     const ISSUED_LOG: &'static str;
     /// Whether the create needs the lease's TTLs (else they are read while Atlas creates).
@@ -82,16 +84,36 @@ pub(crate) trait Credential: Send + Sync + Sized + 'static {
         ttls: Ttls,
     ) -> Result<Handout, BackendError>;
 
-    /// Deletes what `record` names. `Ok(true)`: it is gone (deleted now or
-    /// before); `Ok(false)`: nothing the record names exists (yet).
-    fn delete(
-        &self,
-        req: &Request,
-        record: &Self::Record,
-    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+    /// The mount's Atlas client, which also deletes what the issuance created.
+    fn client(&self) -> &AtlasClient;
+}
 
-    /// The credential's id, for logs (empty before the create answered).
-    fn id(record: &Self::Record) -> &str;
+/// Random characters that make a name unique per issuance.
+pub(crate) const RANDOM_SUFFIX: usize = 20;
+
+/// `vault-<role>-<20 random base62>`: unique per issuance, so a credential
+/// whose create answer was lost can be found by it. Role characters other
+/// than ASCII letters, digits and `allowed` become `_`, and the role is
+/// shortened so the whole fits `max` characters.
+pub(crate) fn unique_name(role: &str, allowed: &str, max: usize) -> String {
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let room = max.saturating_sub("vault-".len() + 1 + RANDOM_SUFFIX);
+    let sanitized: String = role
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || allowed.contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(room)
+        .collect();
+    let mut rng = rand::rng();
+    let suffix: String = (0..RANDOM_SUFFIX)
+        .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
+        .collect();
+    format!("vault-{sanitized}-{suffix}")
 }
 
 /// Runs an issuance of `credential` for `role` as a detached task and waits for its answer.
@@ -187,7 +209,7 @@ impl<C: Credential> Issuance<C> {
             Ok(Err(e)) => e,
             Err(_) => BackendError::internal(format!(
                 "Atlas did not finish issuing the {} within {}s ({ISSUE_TIMEOUT_ENV}); the issuance was abandoned",
-                C::NOUN,
+                C::Record::NOUN,
                 self.limit.as_secs()
             )),
         };
@@ -199,7 +221,7 @@ impl<C: Credential> Issuance<C> {
         tokio::pin!(cleanup);
         match timeout_at(deadline + CLEANUP_GRACE, &mut cleanup).await {
             Ok(outcome) => {
-                let failure = match outcome.note(C::NOUN) {
+                let failure = match outcome.note(C::Record::NOUN) {
                     Some(note) => failure.with_note(&note),
                     None => failure,
                 };
@@ -209,10 +231,10 @@ impl<C: Credential> Issuance<C> {
                 let _ = answer
                     .deliver(Err(failure.with_note(&format!(
                         "the plugin is still deleting any {} it created, and records it for the WAL rollback until it is gone",
-                        C::NOUN
+                        C::Record::NOUN
                     ))))
                     .await;
-                if let Some(note) = cleanup.await.note(C::NOUN) {
+                if let Some(note) = cleanup.await.note(C::Record::NOUN) {
                     tracing::warn!(role = %self.name, outcome = %note, "finished cleaning up an issuance that ran out of time");
                 }
             }
@@ -250,7 +272,7 @@ impl<C: Credential> Issuance<C> {
                 if !matches!(e, AtlasError::CreateUncertain { .. }) {
                     progress.created = Created::Nothing;
                 }
-                return Err(e).context(&format!("creating the Atlas {}", C::NOUN));
+                return Err(e).context(&format!("creating the Atlas {}", C::Record::NOUN));
             }
         };
         progress.created = Created::Exists;
@@ -263,7 +285,7 @@ impl<C: Credential> Issuance<C> {
             wal::put_at(storage, &wal_id, self.kind(), to_value(&progress.record)),
             self.credential.configure(&issued, &progress.record),
         );
-        configured.context(&format!("configuring the new Atlas {}", C::NOUN))?;
+        configured.context(&format!("configuring the new Atlas {}", C::Record::NOUN))?;
         recorded?;
         let handout = self.credential.answer(issued, &progress.record, ttls?)?;
         let (ttl, max_ttl) = handout.ttls;
@@ -297,14 +319,14 @@ impl<C: Credential> Issuance<C> {
             Some(wal_id) => match wal::delete(storage, &wal_id).await {
                 Ok(()) => {
                     if answer.deliver(Ok(response)).await {
-                        tracing::debug!(role = %self.name, key_id = %C::id(&progress.record), "{}", C::ISSUED_LOG);
+                        tracing::debug!(role = %self.name, key_id = %progress.record.id(), "{}", C::ISSUED_LOG);
                         return;
                     }
                     // The request went before taking it: record it again, then delete it.
                     if let Err(e) =
                         wal::put_at(storage, &wal_id, self.kind(), to_value(&progress.record)).await
                     {
-                        tracing::warn!(key_id = %C::id(&progress.record), error = %e, "could not record an abandoned credential again; deleting it now");
+                        tracing::warn!(key_id = %progress.record.id(), error = %e, "could not record an abandoned credential again; deleting it now");
                     }
                     return self.clean_up_abandoned(progress).await;
                 }
@@ -316,7 +338,7 @@ impl<C: Credential> Issuance<C> {
             return self.clean_up_abandoned(progress).await;
         }
         let outcome = self.clean_up(&mut progress).await;
-        let failure = match outcome.note(C::NOUN) {
+        let failure = match outcome.note(C::Record::NOUN) {
             Some(note) => failure.with_note(&note),
             None => failure,
         };
@@ -327,8 +349,8 @@ impl<C: Credential> Issuance<C> {
         let outcome = self.clean_up(&mut progress).await;
         tracing::warn!(
             role = %self.name,
-            key_id = %C::id(&progress.record),
-            outcome = outcome.note(C::NOUN).as_deref().unwrap_or("nothing was created"),
+            key_id = %progress.record.id(),
+            outcome = outcome.note(C::Record::NOUN).as_deref().unwrap_or("nothing was created"),
             "the request for this credential was abandoned (the client went away or Vault's deadline passed)"
         );
     }
@@ -343,13 +365,17 @@ impl<C: Credential> Issuance<C> {
         let outcome = match progress.created {
             Created::Nothing => Cleanup::NothingCreated,
             Created::Exists | Created::Unknown => {
-                match self.credential.delete(&self.req, &progress.record).await {
+                match progress
+                    .record
+                    .delete(self.credential.client(), &self.req)
+                    .await
+                {
                     Ok(true) => Cleanup::Deleted,
                     // A create still in flight at Atlas may land later: keep the record.
                     Ok(false) => {
                         return Cleanup::LeftForRollback(format!(
                             "Atlas shows no {} by that name yet",
-                            C::NOUN
+                            C::Record::NOUN
                         ))
                     }
                     Err(e) => {
@@ -376,7 +402,7 @@ impl<C: Credential> Issuance<C> {
     fn abandoned(&self) -> BackendError {
         BackendError::internal(format!(
             "the request was abandoned before the {} was handed over",
-            C::NOUN
+            C::Record::NOUN
         ))
     }
 }

@@ -1,14 +1,96 @@
 //! What every lease of this engine shares, whatever its credential type: TTLs
-//! come from its role (else the mount), and renewal extends within them.
+//! come from its role (else the mount), renewal extends within them, and
+//! revocation and WAL rollback delete what the lease's (or entry's) record names.
 
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::roles::{self, Role};
 use super::Engine;
-use crate::vault::framework::{BackendError, FieldData, Request, Response};
+use crate::atlas::AtlasClient;
+use crate::vault::framework::{
+    handler_with, rollback_handler, BackendError, FieldData, Handler, Request, Response, SecretType,
+};
+
+/// A credential type's record: both its lease's internal data and its WAL
+/// entries' data, so revocation and rollback find the same credential.
+pub(crate) trait Record: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The lease's `secret_type` and the kind of the WAL entries.
+    const KIND: &'static str;
+    /// How messages name the credential: "key", "service account".
+    const NOUN: &'static str;
+
+    /// The credential's id in Atlas; empty until its create answered.
+    fn id(&self) -> &str;
+
+    /// Deletes what the record names (by id, else by looking it up).
+    /// `Ok(true)`: it is gone, now or before; `Ok(false)`: nothing by the
+    /// record's name exists (yet).
+    fn delete(
+        &self,
+        client: &AtlasClient,
+        req: &Request,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    fn read(value: Value) -> Result<Self, BackendError> {
+        serde_json::from_value(value)
+            .map_err(|e| BackendError::internal(format!("unreadable {} record: {e}", Self::KIND)))
+    }
+}
+
+/// The secret type of records `R`: `renew` as given, revocation and rollback
+/// through [`Record::delete`].
+pub(crate) fn secret_type<R: Record>(engine: &Engine, renew: Handler) -> SecretType {
+    let rolling_back = engine.clone();
+    SecretType {
+        name: R::KIND,
+        renew: Some(renew),
+        revoke: Some(handler_with(engine, revoke::<R>)),
+        rollback: Some(rollback_handler(move |req, data| {
+            rollback::<R>(rolling_back.clone(), req, data)
+        })),
+    }
+}
+
+/// Deletes the credential behind a lease. Fails (so Vault retries) unless it is gone.
+async fn revoke<R: Record>(
+    engine: Engine,
+    req: Request,
+    _: FieldData,
+) -> Result<Option<Response>, BackendError> {
+    let secret = req
+        .secret
+        .as_ref()
+        .ok_or_else(|| BackendError::internal("revoke without a secret"))?;
+    let record = R::read(Value::Object(secret.internal_data.clone()))?;
+    if record.id().is_empty() {
+        return Err(BackendError::internal(format!(
+            "the lease names no Atlas {}; nothing identifies what to delete",
+            R::NOUN
+        )));
+    }
+    let client = engine.revoking_client(&req).await?;
+    record.delete(&client, &req).await.map_err(|e| {
+        BackendError::internal(format!("revoking Atlas {} {}: {e}", R::NOUN, record.id()))
+    })?;
+    tracing::debug!(id = %record.id(), kind = R::KIND, "revoked an Atlas credential");
+    Ok(None)
+}
+
+/// Undoes the WAL entry of an issuance: deletes its credential if one exists.
+async fn rollback<R: Record>(
+    engine: Engine,
+    req: Request,
+    data: Value,
+) -> Result<(), BackendError> {
+    let record = R::read(data)?;
+    let client = engine.revoking_client(&req).await?;
+    record.delete(&client, &req).await.map(drop)
+}
 
 /// The part of every lease's internal data that renewal reads.
 #[derive(Deserialize)]

@@ -1,50 +1,10 @@
-//! Deleting keys: revocation of a lease, and the WAL rollback of an issuance
-//! that never became one.
-
-use serde_json::Value;
+//! Deleting the key a lease or WAL entry records: by id, or, when the
+//! create's answer never came, by its unique description.
 
 use super::KeyRecord;
 use crate::atlas::{AtlasClient, AtlasError};
-use crate::engine::{roles, AtlasContext, Engine};
-use crate::vault::framework::{BackendError, FieldData, Request, Response};
-
-/// Deletes the key behind a lease. Fails (so Vault retries) unless the key is gone.
-pub(super) async fn revoke(
-    engine: Engine,
-    req: Request,
-    _: FieldData,
-) -> Result<Option<Response>, BackendError> {
-    let secret = req
-        .secret
-        .as_ref()
-        .ok_or_else(|| BackendError::internal("revoke without a secret"))?;
-    let key = KeyRecord::from_value(Value::Object(secret.internal_data.clone()))?;
-    if key.programmatic_api_key_id.is_empty() {
-        return Err(BackendError::internal(
-            "the lease has no programmatic_api_key_id; nothing identifies the key to delete",
-        ));
-    }
-    let client = engine.revoking_client(&req).await?;
-    delete_recorded_key(&client, &key).await.map_err(|e| {
-        BackendError::internal(format!(
-            "revoking Atlas API key {}: {e}",
-            key.programmatic_api_key_id
-        ))
-    })?;
-    tracing::debug!(key_id = %key.programmatic_api_key_id, "revoked Atlas API key");
-    Ok(None)
-}
-
-/// Undoes the WAL entry of an issuance: deletes its key if one exists.
-pub(super) async fn rollback(
-    engine: Engine,
-    req: Request,
-    data: Value,
-) -> Result<(), BackendError> {
-    let key = KeyRecord::from_value(data)?;
-    let client = engine.revoking_client(&req).await?;
-    delete_wal_key(&client, &req, &key).await.map(|_| ())
-}
+use crate::engine::{roles, AtlasContext};
+use crate::vault::framework::{BackendError, Request};
 
 /// Deletes a key; a key that is already gone counts as deleted.
 async fn delete_key(client: &AtlasClient, org_id: &str, key_id: &str) -> Result<(), AtlasError> {
@@ -93,7 +53,7 @@ pub(super) async fn delete_wal_key(
     req: &Request,
     key: &KeyRecord,
 ) -> Result<bool, BackendError> {
-    const DELETING: &str = "rolling back an Atlas API key";
+    const DELETING: &str = "deleting an Atlas API key";
     if !key.programmatic_api_key_id.is_empty() {
         delete_recorded_key(client, key).await.context(DELETING)?;
         return Ok(true);
@@ -107,7 +67,7 @@ pub(super) async fn delete_wal_key(
         let found = client
             .find_org_key_by_desc(org, &key.description)
             .await
-            .context("rollback lookup")?;
+            .context("looking up an Atlas API key")?;
         if let Some(found) = found {
             delete_key(client, org, &found.id).await.context(DELETING)?;
             return Ok(true);
@@ -116,7 +76,7 @@ pub(super) async fn delete_wal_key(
     for project in &projects {
         let keys = match client.list_project_keys(project).await {
             Err(e) if e.is_not_found() => continue,
-            other => other.context("rollback lookup")?,
+            other => other.context("looking up an Atlas API key")?,
         };
         if let Some(found) = keys.iter().find(|k| k.desc == key.description) {
             let org = found.org_id().unwrap_or_default();

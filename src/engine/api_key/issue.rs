@@ -1,19 +1,16 @@
 //! Issuing a programmatic API key: its part of an [`issuance`](crate::engine::issuance).
 
-use rand::Rng;
 use serde_json::{Map, Value};
 
-use super::delete::delete_wal_key;
 use super::{secret_type, KeyRecord, KeyScope};
 use crate::atlas::{AccessListEntry, ApiKey, AtlasClient, AtlasError};
-use crate::engine::issuance::{self, Credential, Handout, Ttls};
+use crate::engine::issuance::{self, unique_name, Credential, Handout, Ttls};
 use crate::engine::roles::Role;
 use crate::engine::Engine;
 use crate::vault::framework::{BackendError, Request, Response};
 
 /// Atlas' limit on an API key description.
 const MAX_DESCRIPTION: usize = 250;
-const RANDOM_SUFFIX: usize = 20;
 
 /// Issues a key for a validated role, with the mount's Atlas client.
 pub(crate) async fn issue(
@@ -45,24 +42,7 @@ pub(crate) async fn issue(
 /// `vault-<role>-<20 random base62>`, role sanitised as the official plugin does
 /// and shortened if needed to stay within Atlas' 250 characters.
 fn description(role: &str) -> String {
-    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let sanitized: String = role
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let room = MAX_DESCRIPTION - "vault-".len() - 1 - RANDOM_SUFFIX;
-    let sanitized: String = sanitized.chars().take(room).collect();
-    let mut rng = rand::rng();
-    let suffix: String = (0..RANDOM_SUFFIX)
-        .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
-        .collect();
-    format!("vault-{sanitized}-{suffix}")
+    unique_name(role, "+=,.@_-", MAX_DESCRIPTION)
 }
 
 /// The key a role describes, about to be created.
@@ -77,7 +57,6 @@ struct NewKey {
 impl Credential for NewKey {
     type Record = KeyRecord;
     type Issued = ApiKey;
-    const NOUN: &'static str = "key";
     const ISSUED_LOG: &'static str = "issued Atlas API key";
 
     fn record(&self) -> KeyRecord {
@@ -144,18 +123,15 @@ impl Credential for NewKey {
         Ok(Handout { data, ttls })
     }
 
-    async fn delete(&self, req: &Request, record: &KeyRecord) -> Result<bool, BackendError> {
-        delete_wal_key(&self.client, req, record).await
-    }
-
-    fn id(record: &KeyRecord) -> &str {
-        &record.programmatic_api_key_id
+    fn client(&self) -> &AtlasClient {
+        &self.client
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::issuance::RANDOM_SUFFIX;
 
     #[test]
     fn descriptions_are_sanitised_unique_and_short_enough() {

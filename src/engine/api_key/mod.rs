@@ -7,11 +7,12 @@ mod delete;
 mod issue;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use super::lease::{self, Record};
 use super::roles::{Role, Scope as KeyScope};
-use super::{lease, Engine};
-use crate::vault::framework::{handler_with, BackendError, SecretType};
+use super::Engine;
+use crate::atlas::AtlasClient;
+use crate::vault::framework::{handler_with, BackendError, Request, SecretType};
 
 pub(crate) use issue::issue;
 
@@ -41,10 +42,16 @@ pub(crate) struct KeyRecord {
     pub key_org_id: String,
 }
 
-impl KeyRecord {
-    pub(crate) fn from_value(value: Value) -> Result<Self, BackendError> {
-        serde_json::from_value(value)
-            .map_err(|e| BackendError::internal(format!("unreadable {SECRET_TYPE} record: {e}")))
+impl Record for KeyRecord {
+    const KIND: &'static str = SECRET_TYPE;
+    const NOUN: &'static str = "key";
+
+    fn id(&self) -> &str {
+        &self.programmatic_api_key_id
+    }
+
+    async fn delete(&self, client: &AtlasClient, req: &Request) -> Result<bool, BackendError> {
+        delete::delete_wal_key(client, req, self).await
     }
 }
 
@@ -54,15 +61,7 @@ pub(crate) fn check_role(role: &Role) -> Result<(), BackendError> {
 }
 
 pub(crate) fn secret_type(engine: &Engine) -> SecretType {
-    let rolling_back = engine.clone();
-    SecretType {
-        name: SECRET_TYPE,
-        renew: Some(handler_with(engine, lease::renew)),
-        revoke: Some(handler_with(engine, delete::revoke)),
-        rollback: Some(crate::vault::framework::rollback_handler(
-            move |req, data| delete::rollback(rolling_back.clone(), req, data),
-        )),
-    }
+    lease::secret_type::<KeyRecord>(engine, handler_with(engine, lease::renew))
 }
 
 #[cfg(test)]
@@ -73,12 +72,12 @@ mod tests {
     #[test]
     fn reads_the_official_wal_entry_and_lease() {
         let wal = json!({"Role": "vault-r-abc", "ProjectID": "p", "OrganizationID": "", "ProgrammaticAPIKeyID": ""});
-        let record = KeyRecord::from_value(wal).expect("wal");
+        let record = KeyRecord::read(wal).expect("wal");
         assert_eq!(record.description, "vault-r-abc");
         assert_eq!(record.project_id, "p");
         assert!(record.role.is_empty());
         let lease = json!({"programmatic_api_key_id": "k", "project_id": "", "organization_id": "o", "role": "r", "secret_type": SECRET_TYPE});
-        let record = KeyRecord::from_value(lease).expect("lease");
+        let record = KeyRecord::read(lease).expect("lease");
         assert_eq!(
             (
                 record.role.as_str(),

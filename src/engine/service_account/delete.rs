@@ -1,50 +1,10 @@
-//! Deleting service accounts: revocation of a lease, and the WAL rollback of
-//! an issuance that never became one.
-
-use serde_json::Value;
+//! Deleting the service account a lease or WAL entry records: by client id,
+//! or, when the create's answer never came, by its unique name.
 
 use super::AccountRecord;
 use crate::atlas::{AccountScope, AtlasClient, AtlasError};
-use crate::engine::{AtlasContext, Engine};
-use crate::vault::framework::{BackendError, FieldData, Request, Response};
-
-/// Deletes the account behind a lease. Fails (so Vault retries) unless it is gone.
-pub(super) async fn revoke(
-    engine: Engine,
-    req: Request,
-    _: FieldData,
-) -> Result<Option<Response>, BackendError> {
-    let secret = req
-        .secret
-        .as_ref()
-        .ok_or_else(|| BackendError::internal("revoke without a secret"))?;
-    let record = AccountRecord::from_value(Value::Object(secret.internal_data.clone()))?;
-    if record.client_id.is_empty() {
-        return Err(BackendError::internal(
-            "the lease has no client_id; nothing identifies the service account to delete",
-        ));
-    }
-    let client = engine.revoking_client(&req).await?;
-    delete_recorded(&client, &record).await.map_err(|e| {
-        BackendError::internal(format!(
-            "revoking Atlas service account {}: {e}",
-            record.client_id
-        ))
-    })?;
-    tracing::debug!(client_id = %record.client_id, "revoked Atlas service account");
-    Ok(None)
-}
-
-/// Undoes the WAL entry of an issuance: deletes its account if one exists.
-pub(super) async fn rollback(
-    engine: Engine,
-    req: Request,
-    data: Value,
-) -> Result<(), BackendError> {
-    let record = AccountRecord::from_value(data)?;
-    let client = engine.revoking_client(&req).await?;
-    delete_recorded(&client, &record).await.map(|_| ())
-}
+use crate::engine::AtlasContext;
+use crate::vault::framework::BackendError;
 
 /// Deletes the account a record names, looking it up by name when the create's
 /// answer never came. `Ok(true)`: it is gone; `Ok(false)`: no such account (yet).

@@ -2,20 +2,17 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use serde_json::{Map, Value};
 
-use super::delete::delete_recorded;
 use super::{secret_hours, secret_type, AccountRecord};
 use crate::atlas::{AccessListEntry, AccountScope, AtlasClient, AtlasError, ServiceAccount};
-use crate::engine::issuance::{self, Credential, Handout, Ttls};
+use crate::engine::issuance::{self, unique_name, Credential, Handout, Ttls};
 use crate::engine::roles::{Role, Scope};
 use crate::engine::Engine;
 use crate::vault::framework::{BackendError, Request, Response};
 
 /// Atlas' limit on a service account's name.
 const MAX_NAME: usize = 64;
-const RANDOM_SUFFIX: usize = 20;
 
 /// Issues a service account for a validated role, with the mount's Atlas client.
 pub(crate) async fn issue(
@@ -44,26 +41,9 @@ pub(crate) async fn issue(
 }
 
 /// `vault-<role>-<20 random base62>` within Atlas' 64 characters, using only
-/// the characters Atlas allows in a name.
+/// characters Atlas allows in a name.
 fn account_name(role: &str) -> String {
-    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let room = MAX_NAME - "vault-".len() - 1 - RANDOM_SUFFIX;
-    let sanitized: String = role
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(room)
-        .collect();
-    let mut rng = rand::rng();
-    let suffix: String = (0..RANDOM_SUFFIX)
-        .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
-        .collect();
-    format!("vault-{sanitized}-{suffix}")
+    unique_name(role, "-_.", MAX_NAME)
 }
 
 /// The account a role describes, about to be created.
@@ -89,7 +69,6 @@ impl NewAccount {
 impl Credential for NewAccount {
     type Record = AccountRecord;
     type Issued = ServiceAccount;
-    const NOUN: &'static str = "service account";
     const ISSUED_LOG: &'static str = "issued Atlas service account";
     // The secret's lifetime follows the lease's maximum TTL.
     const TTLS_BEFORE_CREATE: bool = true;
@@ -199,12 +178,8 @@ impl Credential for NewAccount {
         })
     }
 
-    async fn delete(&self, _: &Request, record: &AccountRecord) -> Result<bool, BackendError> {
-        delete_recorded(&self.client, record).await
-    }
-
-    fn id(record: &AccountRecord) -> &str {
-        &record.client_id
+    fn client(&self) -> &AtlasClient {
+        &self.client
     }
 }
 

@@ -16,10 +16,11 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::lease::{self, Record};
 use super::roles::Role;
-use super::{lease, Engine};
+use super::Engine;
 use crate::vault::framework::{
-    handler_with, rollback_handler, BackendError, FieldData, Request, Response, SecretType,
+    handler_with, BackendError, FieldData, Request, Response, SecretType,
 };
 
 pub(crate) use issue::issue;
@@ -56,12 +57,24 @@ pub(crate) struct AccountRecord {
     pub secret_expires_at: String,
 }
 
-impl AccountRecord {
-    fn from_value(value: Value) -> Result<Self, BackendError> {
-        serde_json::from_value(value)
-            .map_err(|e| BackendError::internal(format!("unreadable {SECRET_TYPE} record: {e}")))
+impl Record for AccountRecord {
+    const KIND: &'static str = SECRET_TYPE;
+    const NOUN: &'static str = "service account";
+
+    fn id(&self) -> &str {
+        &self.client_id
     }
 
+    async fn delete(
+        &self,
+        client: &crate::atlas::AtlasClient,
+        _: &Request,
+    ) -> Result<bool, BackendError> {
+        delete::delete_recorded(client, self).await
+    }
+}
+
+impl AccountRecord {
     /// The secret's expiry, if the record has a readable one.
     fn secret_expiry(&self) -> Option<SystemTime> {
         let at = time::OffsetDateTime::parse(
@@ -103,15 +116,7 @@ pub(crate) fn check_role(role: &Role) -> Result<(), BackendError> {
 }
 
 pub(crate) fn secret_type(engine: &Engine) -> SecretType {
-    let rolling_back = engine.clone();
-    SecretType {
-        name: SECRET_TYPE,
-        renew: Some(handler_with(engine, renew)),
-        revoke: Some(handler_with(engine, delete::revoke)),
-        rollback: Some(rollback_handler(move |req, data| {
-            delete::rollback(rolling_back.clone(), req, data)
-        })),
-    }
+    lease::secret_type::<AccountRecord>(engine, handler_with(engine, renew))
 }
 
 /// Renews as every lease does, but never past the secret's expiry in Atlas.
@@ -121,7 +126,7 @@ async fn renew(
     fields: FieldData,
 ) -> Result<Option<Response>, BackendError> {
     let record = match &req.secret {
-        Some(secret) => AccountRecord::from_value(Value::Object(secret.internal_data.clone()))?,
+        Some(secret) => AccountRecord::read(Value::Object(secret.internal_data.clone()))?,
         None => return Err(BackendError::internal("renew without a secret")),
     };
     let mut response = lease::renew(engine, req, fields).await?;
