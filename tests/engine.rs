@@ -5,142 +5,16 @@
 // Test helpers outside #[test] fns: clippy.toml's allow-*-in-tests does not reach them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use atlas_sim::{FaultRule, NewKeyRequest, SimConfig, SimHandle, Simulator};
-use serde_json::{json, Map, Value};
-use vault_mongodbatlas::engine::MongoDbAtlas;
-use vault_mongodbatlas::vault::framework::{
-    wal, Backend, BackendError, Operation, Request, Response, Secret,
-};
-use vault_mongodbatlas::vault::in_memory::InMemoryMount;
-use vault_mongodbatlas::vault::storage::{InMemStorage, Storage, StorageEntry};
-use vault_mongodbatlas::vault::system_view::StaticSystemView;
-
-struct Mount {
-    backend: Backend,
-    storage: Arc<InMemStorage>,
-    system: Arc<StaticSystemView>,
-    sim: SimHandle,
-}
-
-fn obj(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
-}
-
-impl Mount {
-    async fn new() -> Self {
-        Self::with_sim(SimConfig::default()).await
-    }
-
-    async fn with_sim(mut cfg: SimConfig) -> Self {
-        cfg.listen = "127.0.0.1:0".parse().expect("addr");
-        let sim = Simulator::start(cfg).await.expect("simulator starts");
-        let InMemoryMount {
-            backend,
-            storage,
-            system,
-        } = InMemoryMount::new(&MongoDbAtlas::default()).expect("backend");
-        let mount = Self {
-            backend,
-            storage,
-            system,
-            sim,
-        };
-        mount
-            .ok(Operation::Update, "config", json!({"public_key": mount.sim.public_key, "private_key": mount.sim.private_key, "base_url": mount.sim.base_url}))
-            .await;
-        mount
-    }
-
-    fn request(
-        &self,
-        operation: Operation,
-        path: &str,
-        data: Value,
-        secret: Option<Secret>,
-    ) -> Request {
-        Request {
-            operation,
-            path: path.into(),
-            data: obj(data),
-            secret,
-            mount_point: "mongodbatlas/".into(),
-            id: "req".into(),
-            storage: self.storage.clone(),
-            system: self.system.clone(),
-        }
-    }
-
-    async fn call(
-        &self,
-        op: Operation,
-        path: &str,
-        data: Value,
-    ) -> Result<Option<Response>, BackendError> {
-        self.backend
-            .handle_request(self.request(op, path, data, None))
-            .await
-    }
-
-    async fn ok(&self, op: Operation, path: &str, data: Value) -> Option<Response> {
-        match self.call(op, path, data).await {
-            Ok(r) => r,
-            Err(e) => panic!("{} {path} failed: {e:?}", op.as_str()),
-        }
-    }
-
-    async fn user_error(&self, op: Operation, path: &str, data: Value) -> String {
-        match self.call(op, path, data).await {
-            Err(e) if e.is_user() => e.to_string(),
-            other => panic!("expected a user error (400) from {path}, got {other:?}"),
-        }
-    }
-
-    async fn issue(&self, role: &str) -> Response {
-        self.ok(Operation::Read, &format!("creds/{role}"), json!({}))
-            .await
-            .expect("creds response")
-    }
-
-    async fn revoke(&self, secret: Secret) -> Result<Option<Response>, BackendError> {
-        self.backend
-            .handle_request(self.request(Operation::Revoke, "creds/x", json!({}), Some(secret)))
-            .await
-    }
-
-    async fn renew(&self, mut secret: Secret, increment: Duration) -> Secret {
-        secret.lease.increment = increment;
-        secret.lease.issue_time = Some(SystemTime::now());
-        let resp = self
-            .backend
-            .handle_request(self.request(Operation::Renew, "creds/x", json!({}), Some(secret)))
-            .await;
-        resp.expect("renew")
-            .expect("response")
-            .secret
-            .expect("secret")
-    }
-
-    fn issued_keys(&self) -> usize {
-        self.sim.inventory().issued_keys().count()
-    }
-
-    async fn wal_entries(&self) -> Vec<String> {
-        wal::list(self.storage.as_ref()).await.expect("wal list")
-    }
-
-    async fn rollback_now(&self) -> Result<Option<Response>, BackendError> {
-        self.call(Operation::Rollback, "", json!({"immediate": true}))
-            .await
-    }
-}
-
-fn data(resp: &Response) -> &Map<String, Value> {
-    resp.data.as_ref().expect("data")
-}
+use atlas_sim::{FaultRule, NewKeyRequest, SimConfig};
+use serde_json::{json, Value};
+use support::{data, Login, Mount};
+use vault_mongodbatlas::vault::framework::{wal, BackendError, Operation, Secret};
+use vault_mongodbatlas::vault::storage::{Storage, StorageEntry};
 
 #[tokio::test]
 async fn every_role_mode_issues_renews_and_revokes_leaving_nothing() {
@@ -460,10 +334,13 @@ async fn revoking_a_key_that_is_already_gone_succeeds() {
 
 #[tokio::test]
 async fn project_key_leases_of_the_official_plugin_revoke_beyond_500_keys() {
-    let m = Mount::with_sim(SimConfig {
-        max_keys_per_org: 2000,
-        ..SimConfig::default()
-    })
+    let m = Mount::with_sim(
+        SimConfig {
+            max_keys_per_org: 2000,
+            ..SimConfig::default()
+        },
+        Login::ApiKey,
+    )
     .await;
     let project = m.sim.project_id.clone();
     let mut last = None;
@@ -484,7 +361,7 @@ async fn project_key_leases_of_the_official_plugin_revoke_beyond_500_keys() {
     }
     let last = last.expect("created");
     // Exactly what the official plugin stores for a project key: no organization.
-    let internal = obj(
+    let internal = support::obj(
         json!({"programmatic_api_key_id": last.id, "project_id": project, "organization_id": "", "role": "r", "secret_type": "programmatic_api_key"}),
     );
     let secret = Secret {

@@ -5,144 +5,18 @@
 // Test helpers outside #[test] fns: clippy.toml's allow-*-in-tests does not reach them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use atlas_sim::{FaultRule, SimConfig, SimHandle, Simulator};
-use serde_json::{json, Map, Value};
+use atlas_sim::FaultRule;
+use serde_json::json;
+use support::{data, Login, Mount};
 use vault_mongodbatlas::atlas::{AccountScope, AtlasClient, ClientConfig};
-use vault_mongodbatlas::engine::MongoDbAtlas;
-use vault_mongodbatlas::vault::framework::{
-    wal, Backend, BackendError, Operation, Request, Response, Secret,
-};
-use vault_mongodbatlas::vault::in_memory::InMemoryMount;
-use vault_mongodbatlas::vault::storage::InMemStorage;
-use vault_mongodbatlas::vault::system_view::StaticSystemView;
+use vault_mongodbatlas::vault::framework::{BackendError, Operation, Response};
 
 const TOKEN_ROUTE: &str = "POST /api/oauth/token";
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Login {
-    ApiKey,
-    ServiceAccount,
-}
-
-struct Mount {
-    backend: Backend,
-    storage: Arc<InMemStorage>,
-    system: Arc<StaticSystemView>,
-    sim: SimHandle,
-}
-
-impl Mount {
-    async fn new(login: Login) -> Self {
-        let sim = Simulator::start(SimConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            ..SimConfig::default()
-        })
-        .await
-        .expect("simulator starts");
-        let InMemoryMount {
-            backend,
-            storage,
-            system,
-        } = InMemoryMount::new(&MongoDbAtlas::default()).expect("backend");
-        let m = Self {
-            backend,
-            storage,
-            system,
-            sim,
-        };
-        m.ok(Operation::Update, "config", m.login(login)).await;
-        m
-    }
-
-    fn login(&self, login: Login) -> Value {
-        match login {
-            Login::ApiKey => {
-                json!({"public_key": self.sim.public_key, "private_key": self.sim.private_key, "base_url": self.sim.base_url})
-            }
-            Login::ServiceAccount => {
-                json!({"client_id": self.sim.sa_client_id, "client_secret": self.sim.sa_client_secret, "base_url": self.sim.base_url})
-            }
-        }
-    }
-
-    fn request(&self, operation: Operation, path: &str, data: Value) -> Request {
-        Request {
-            operation,
-            path: path.into(),
-            data: data.as_object().cloned().unwrap_or_else(Map::new),
-            secret: None,
-            mount_point: "mongodbatlas/".into(),
-            id: "req".into(),
-            storage: self.storage.clone(),
-            system: self.system.clone(),
-        }
-    }
-
-    async fn call(
-        &self,
-        op: Operation,
-        path: &str,
-        data: Value,
-    ) -> Result<Option<Response>, BackendError> {
-        self.backend
-            .handle_request(self.request(op, path, data))
-            .await
-    }
-
-    async fn ok(&self, op: Operation, path: &str, data: Value) -> Option<Response> {
-        match self.call(op, path, data).await {
-            Ok(r) => r,
-            Err(e) => panic!("{} {path} failed: {e}", op.as_str()),
-        }
-    }
-
-    async fn user_error(&self, op: Operation, path: &str, data: Value) -> String {
-        match self.call(op, path, data).await {
-            Err(e) if e.is_user() => e.to_string(),
-            other => panic!("expected a 400 from {path}, got {other:?}"),
-        }
-    }
-
-    async fn issue(&self, role: &str) -> Response {
-        self.ok(Operation::Read, &format!("creds/{role}"), json!({}))
-            .await
-            .expect("creds response")
-    }
-
-    async fn with_secret(
-        &self,
-        op: Operation,
-        secret: Secret,
-    ) -> Result<Option<Response>, BackendError> {
-        let mut req = self.request(op, "creds/x", json!({}));
-        req.secret = Some(secret);
-        self.backend.handle_request(req).await
-    }
-
-    /// Issued (not seeded) credentials in Atlas.
-    fn live(&self) -> (usize, usize) {
-        let inventory = self.sim.inventory();
-        (
-            inventory.issued_keys().count(),
-            inventory.issued_service_accounts().count(),
-        )
-    }
-
-    fn token_requests(&self) -> u64 {
-        self.sim.stats().route(TOKEN_ROUTE).total
-    }
-
-    fn base_url(&self) -> String {
-        self.sim.base_url.clone()
-    }
-}
-
-fn data(resp: &Response) -> &Map<String, Value> {
-    resp.data.as_ref().expect("data")
-}
 
 fn text<'a>(resp: &'a Response, field: &str) -> &'a str {
     data(resp)[field]
@@ -150,11 +24,30 @@ fn text<'a>(resp: &'a Response, field: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{field} in {:?}", data(resp).keys()))
 }
 
+fn token_requests(m: &Mount) -> u64 {
+    m.sim.stats().route(TOKEN_ROUTE).total
+}
+
+/// Issued (not seeded) credentials in Atlas: API keys, service accounts.
+fn live(m: &Mount) -> (usize, usize) {
+    (m.issued_keys(), m.issued_service_accounts())
+}
+
+/// The state after an issuance that failed once the account existed.
+async fn assert_deleted_before_answering(m: &Mount, err: &BackendError) {
+    assert!(
+        err.to_string().contains("the service account was deleted"),
+        "{err}"
+    );
+    assert_eq!(live(m), (0, 0));
+    assert!(m.wal_entries().await.is_empty());
+}
+
 /// Proves an issued service account works: it gets a token and reads Atlas.
 async fn service_account_works(m: &Mount, resp: &Response, read: AccountScope<'_>) {
     let client = AtlasClient::new(
         ClientConfig::service_account(text(resp, "client_id"), text(resp, "client_secret"))
-            .with_base_url(m.base_url()),
+            .with_base_url(m.sim.base_url.clone()),
     )
     .expect("client");
     match read {
@@ -170,7 +63,7 @@ async fn service_account_works(m: &Mount, resp: &Response, read: AccountScope<'_
 #[tokio::test]
 async fn every_login_issues_both_credential_types_that_work_and_are_gone_after_revocation() {
     for login in [Login::ApiKey, Login::ServiceAccount] {
-        let m = Mount::new(login).await;
+        let m = Mount::logged_in(login).await;
         let (org, project) = (m.sim.org_id.clone(), m.sim.project_id.clone());
         let roles = [
             (
@@ -254,20 +147,18 @@ async fn every_login_issues_both_credential_types_that_work_and_are_gone_after_r
             }
             secrets.push(resp.secret.clone().expect("lease"));
         }
-        assert_eq!(m.live(), (1, 3), "{login:?}: every credential exists");
+        assert_eq!(live(&m), (1, 3), "{login:?}: every credential exists");
         for secret in secrets {
-            m.with_secret(Operation::Revoke, secret)
-                .await
-                .expect("revoke");
+            m.revoke(secret).await.expect("revoke");
         }
-        assert_eq!(m.live(), (0, 0), "{login:?}: revocation deleted everything");
-        assert!(wal::list(m.storage.as_ref()).await.expect("wal").is_empty());
+        assert_eq!(live(&m), (0, 0), "{login:?}: revocation deleted everything");
+        assert!(m.wal_entries().await.is_empty());
     }
 }
 
 #[tokio::test]
 async fn concurrent_requests_share_one_token() {
-    let m = Mount::new(Login::ServiceAccount).await;
+    let m = Mount::logged_in(Login::ServiceAccount).await;
     let org = m.sim.org_id.clone();
     m.ok(
         Operation::Update,
@@ -276,12 +167,12 @@ async fn concurrent_requests_share_one_token() {
     )
     .await;
     m.sim.set_latency(Duration::from_millis(20));
-    let before = m.token_requests();
+    let before = token_requests(&m);
     let issues = (0..64).map(|_| m.issue("r"));
     let issued = futures::future::join_all(issues).await;
     assert_eq!(issued.len(), 64);
     assert_eq!(
-        m.token_requests() - before,
+        token_requests(&m) - before,
         1,
         "64 concurrent issuances with no token yet fetch exactly one"
     );
@@ -289,7 +180,7 @@ async fn concurrent_requests_share_one_token() {
 
 #[tokio::test]
 async fn a_rejected_token_is_replaced_once_and_the_request_sent_again() {
-    let m = Mount::new(Login::ServiceAccount).await;
+    let m = Mount::logged_in(Login::ServiceAccount).await;
     let org = m.sim.org_id.clone();
     m.ok(
         Operation::Update,
@@ -298,13 +189,13 @@ async fn a_rejected_token_is_replaced_once_and_the_request_sent_again() {
     )
     .await;
     m.issue("r").await;
-    let before = m.token_requests();
+    let before = token_requests(&m);
     // Atlas stops honouring the token once (as if revoked early).
     m.sim
         .add_fault(FaultRule::status(Some("POST"), "/orgs/[0-9a-f]{24}/apiKeys$", 401).times(1))
         .expect("fault");
     m.issue("r").await;
-    assert_eq!(m.token_requests() - before, 1, "one new token");
+    assert_eq!(token_requests(&m) - before, 1, "one new token");
     // Rejected twice in a row: the second 401 is the answer.
     m.sim
         .add_fault(FaultRule::status(Some("POST"), "/orgs/[0-9a-f]{24}/apiKeys$", 401).times(2))
@@ -314,12 +205,12 @@ async fn a_rejected_token_is_replaced_once_and_the_request_sent_again() {
         .await
         .expect_err("401 twice");
     assert!(err.to_string().contains("401"), "{err}");
-    assert_eq!(m.live().0, 2, "only the two issued keys exist");
+    assert_eq!(live(&m).0, 2, "only the two issued keys exist");
 }
 
 #[tokio::test]
 async fn a_new_config_revokes_the_old_token() {
-    let m = Mount::new(Login::ServiceAccount).await;
+    let m = Mount::logged_in(Login::ServiceAccount).await;
     let org = m.sim.org_id.clone();
     m.ok(
         Operation::Update,
@@ -347,7 +238,7 @@ async fn a_new_config_revokes_the_old_token() {
 
 #[tokio::test]
 async fn a_failure_after_the_create_deletes_the_account_before_answering() {
-    let m = Mount::new(Login::ApiKey).await;
+    let m = Mount::logged_in(Login::ApiKey).await;
     let (org, project) = (m.sim.org_id.clone(), m.sim.project_id.clone());
     m.ok(Operation::Update, "roles/invited", json!({"credential_type": "service_account", "organization_id": org, "project_id": project, "roles": "ORG_MEMBER", "project_roles": "GROUP_READ_ONLY"}))
         .await;
@@ -361,17 +252,12 @@ async fn a_failure_after_the_create_deletes_the_account_before_answering() {
         .await
         .expect_err("invite fails");
     assert!(err.is_user(), "Atlas refused the role: {err:?}");
-    assert!(
-        err.to_string().contains("the service account was deleted"),
-        "{err}"
-    );
-    assert_eq!(m.live(), (0, 0));
-    assert!(wal::list(m.storage.as_ref()).await.expect("wal").is_empty());
+    assert_deleted_before_answering(&m, &err).await;
 }
 
 #[tokio::test]
 async fn a_lost_create_answer_is_found_by_name_and_deleted() {
-    let m = Mount::new(Login::ServiceAccount).await;
+    let m = Mount::logged_in(Login::ServiceAccount).await;
     let org = m.sim.org_id.clone();
     m.ok(Operation::Update, "roles/r", json!({"credential_type": "service_account", "organization_id": org, "roles": "ORG_MEMBER"}))
         .await;
@@ -383,23 +269,18 @@ async fn a_lost_create_answer_is_found_by_name_and_deleted() {
         .call(Operation::Read, "creds/r", json!({}))
         .await
         .expect_err("answer lost");
-    assert!(
-        err.to_string().contains("the service account was deleted"),
-        "{err}"
-    );
-    assert_eq!(m.live(), (0, 0));
-    assert!(wal::list(m.storage.as_ref()).await.expect("wal").is_empty());
+    assert_deleted_before_answering(&m, &err).await;
 }
 
 #[tokio::test]
 async fn renewal_never_outlives_the_secret() {
-    let m = Mount::new(Login::ApiKey).await;
+    let m = Mount::logged_in(Login::ApiKey).await;
     let org = m.sim.org_id.clone();
     m.ok(Operation::Update, "roles/r", json!({"credential_type": "service_account", "organization_id": org, "roles": "ORG_MEMBER", "ttl": "1h", "max_ttl": "2h"}))
         .await;
     let resp = m.issue("r").await;
     // Atlas' minimum secret lifetime is 8 hours.
-    let mut secret = resp.secret.clone().expect("lease");
+    let secret = resp.secret.clone().expect("lease");
     // The role now allows far longer leases than the secret lives.
     m.ok(
         Operation::Update,
@@ -407,10 +288,8 @@ async fn renewal_never_outlives_the_secret() {
         json!({"ttl": "100h", "max_ttl": "200h"}),
     )
     .await;
-    secret.lease.increment = Duration::from_secs(100 * 3600);
-    secret.lease.issue_time = Some(SystemTime::now());
     let renewed = m
-        .with_secret(Operation::Renew, secret)
+        .renew_response(secret, Duration::from_secs(100 * 3600))
         .await
         .expect("renew")
         .expect("response");
@@ -426,7 +305,7 @@ async fn renewal_never_outlives_the_secret() {
 
 #[tokio::test]
 async fn bad_input_names_the_field() {
-    let m = Mount::new(Login::ApiKey).await;
+    let m = Mount::logged_in(Login::ApiKey).await;
     let (org, project) = (m.sim.org_id.clone(), m.sim.project_id.clone());
     let cases = [
         (
@@ -509,7 +388,7 @@ async fn no_secret_or_token_reaches_the_logs_or_errors() {
         .finish();
     tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
 
-    let m = Mount::new(Login::ServiceAccount).await;
+    let m = Mount::logged_in(Login::ServiceAccount).await;
     let org = m.sim.org_id.clone();
     m.ok(Operation::Update, "roles/sa", json!({"credential_type": "service_account", "organization_id": org, "roles": "ORG_MEMBER", "ip_addresses": "127.0.0.1"}))
         .await;
@@ -532,9 +411,7 @@ async fn no_secret_or_token_reaches_the_logs_or_errors() {
     // The issued account logs in itself (its token never reaches the plugin's logs either).
     service_account_works(&m, &again, AccountScope::Org(&org)).await;
     for secret in [resp.secret.clone(), again.secret.clone()] {
-        m.with_secret(Operation::Revoke, secret.expect("lease"))
-            .await
-            .expect("revoke");
+        m.revoke(secret.expect("lease")).await.expect("revoke");
     }
 
     let logs = String::from_utf8(captured.0.lock().expect("capture").clone()).expect("utf8");
