@@ -28,7 +28,7 @@ pub use config::{
     RetryPolicy, Timeouts, DEFAULT_BASE_URL,
 };
 pub use error::{ApiProblem, AtlasError};
-pub use models::{AccessListEntry, ApiKey, RoleAssignment, ServiceAccount};
+pub use models::{AccessListEntry, AccountSecret, ApiKey, RoleAssignment, ServiceAccount};
 pub use secret::PrivateKey;
 pub use service_accounts::AccountScope;
 pub use transport::{API_KEYS_MEDIA_TYPE, SERVICE_ACCOUNTS_MEDIA_TYPE};

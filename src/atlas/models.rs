@@ -108,6 +108,30 @@ pub struct ServiceAccount {
     pub secret: Option<PrivateKey>,
     /// When the newest secret expires (RFC 3339), as Atlas says.
     pub secret_expires_at: Option<String>,
+    /// Every secret of the account (reads show them masked).
+    pub secrets: Vec<AccountSecret>,
+}
+
+/// One secret of a service account.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AccountSecret {
+    pub id: String,
+    pub created_at: Option<String>,
+    pub expires_at: Option<String>,
+    /// `mdb_sa_sk_...abcd`: the last characters of the secret.
+    pub masked: Option<String>,
+    /// The plain text: only in the answer to a create.
+    pub secret: Option<PrivateKey>,
+}
+
+impl AccountSecret {
+    /// Whether this is the secret `plain` (by the characters Atlas shows of it).
+    pub fn is(&self, plain: &str) -> bool {
+        self.masked
+            .as_deref()
+            .and_then(|m| m.rsplit("...").next())
+            .is_some_and(|tail| tail.len() >= 4 && plain.ends_with(tail))
+    }
 }
 
 // ---- wire forms ----
@@ -126,24 +150,39 @@ pub(crate) struct WireServiceAccount {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireServiceAccountSecret {
+pub(crate) struct WireServiceAccountSecret {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    created_at: Option<String>,
     #[serde(default)]
     expires_at: Option<String>,
+    #[serde(default)]
+    masked_secret_value: Option<String>,
     #[serde(default)]
     secret: Option<String>,
 }
 
+impl From<WireServiceAccountSecret> for AccountSecret {
+    fn from(wire: WireServiceAccountSecret) -> Self {
+        AccountSecret {
+            id: wire.id,
+            created_at: wire.created_at,
+            expires_at: wire.expires_at,
+            masked: wire.masked_secret_value,
+            secret: wire.secret.filter(|v| !v.is_empty()).map(PrivateKey::new),
+        }
+    }
+}
+
 impl From<WireServiceAccount> for ServiceAccount {
     fn from(wire: WireServiceAccount) -> Self {
-        let newest = wire
-            .secrets
-            .into_iter()
+        let secrets: Vec<AccountSecret> = wire.secrets.into_iter().map(Into::into).collect();
+        let newest = secrets
+            .iter()
             .max_by(|a, b| a.expires_at.cmp(&b.expires_at));
         let (secret, secret_expires_at) = match newest {
-            Some(s) => (
-                s.secret.filter(|v| !v.is_empty()).map(PrivateKey::new),
-                s.expires_at,
-            ),
+            Some(s) => (s.secret.clone(), s.expires_at.clone()),
             None => (None, None),
         };
         ServiceAccount {
@@ -152,8 +191,16 @@ impl From<WireServiceAccount> for ServiceAccount {
             description: wire.description,
             secret,
             secret_expires_at,
+            secrets,
         }
     }
+}
+
+/// Body of a new secret for a service account.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CreateSecretBody {
+    pub(crate) secret_expires_after_hours: u32,
 }
 
 /// Body of both service-account creates (organization and project).

@@ -12,8 +12,8 @@ use http::Method;
 use super::client::{create_failure, decode, to_json, with_segment, AtlasClient};
 use super::error::AtlasError;
 use super::models::{
-    AccessListEntry, CreateServiceAccountBody, ProjectRolesBody, ServiceAccount,
-    WireAccessListRequest, WireServiceAccount,
+    AccessListEntry, AccountSecret, CreateSecretBody, CreateServiceAccountBody, ProjectRolesBody,
+    ServiceAccount, WireAccessListRequest, WireServiceAccount, WireServiceAccountSecret,
 };
 use super::transport::{ApiRequest, Idempotency, SERVICE_ACCOUNTS_MEDIA_TYPE};
 
@@ -187,6 +187,89 @@ impl AtlasClient {
             .await?
             .into_iter()
             .find(|account| account.name == name))
+    }
+
+    /// One organization service account, its secrets masked.
+    pub async fn get_service_account(
+        &self,
+        org_id: &str,
+        client_id: &str,
+    ) -> Result<ServiceAccount, AtlasError> {
+        let url = self.url(&[("orgs", org_id), ("serviceAccounts", client_id)])?;
+        let request = ApiRequest::new(Method::GET, url, Idempotency::Idempotent)
+            .with_media_type(SERVICE_ACCOUNTS_MEDIA_TYPE);
+        let response = self.send(request, self.deadline()).await?;
+        Ok(decode::<WireServiceAccount>(&response, "service account")?.into())
+    }
+
+    /// Adds a secret to an organization service account; the answer holds its
+    /// plain text, which Atlas never shows again. Never resent once Atlas may
+    /// have acted: the caller compares the account's secrets afterwards.
+    pub async fn create_service_account_secret(
+        &self,
+        org_id: &str,
+        client_id: &str,
+        secret_expires_after_hours: u32,
+    ) -> Result<AccountSecret, AtlasError> {
+        let url = self.url(&[("orgs", org_id), ("serviceAccounts", client_id)])?;
+        let request = ApiRequest::new(
+            Method::POST,
+            with_segment(url, "secrets"),
+            Idempotency::NonIdempotent,
+        )
+        .with_media_type(SERVICE_ACCOUNTS_MEDIA_TYPE)
+        .with_json_body(to_json(&CreateSecretBody {
+            secret_expires_after_hours,
+        })?);
+        let response = self
+            .transport
+            .send(&request, self.deadline())
+            .await
+            .map_err(|failure| create_failure(failure, client_id))?;
+        let secret: AccountSecret = decode::<WireServiceAccountSecret>(&response, "created secret")
+            .map_err(|e| uncertain(client_id, e))?
+            .into();
+        if secret.secret.is_none() {
+            return Err(uncertain(
+                client_id,
+                AtlasError::Unexpected {
+                    message: "Atlas created a secret but did not return it".to_owned(),
+                    problem: None,
+                },
+            ));
+        }
+        Ok(secret)
+    }
+
+    /// Deletes one secret of an organization service account (and its tokens).
+    pub async fn delete_service_account_secret(
+        &self,
+        org_id: &str,
+        client_id: &str,
+        secret_id: &str,
+    ) -> Result<(), AtlasError> {
+        let url = self.url(&[
+            ("orgs", org_id),
+            ("serviceAccounts", client_id),
+            ("secrets", secret_id),
+        ])?;
+        let request = ApiRequest::new(Method::DELETE, url, Idempotency::Idempotent)
+            .with_media_type(SERVICE_ACCOUNTS_MEDIA_TYPE);
+        self.send(request, self.deadline()).await.map(drop)
+    }
+
+    /// The organizations the client's credential belongs to.
+    pub async fn list_org_ids(&self) -> Result<Vec<String>, AtlasError> {
+        #[derive(serde::Deserialize)]
+        struct Org {
+            id: String,
+        }
+        let mut url = self.url(&[])?;
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.push("orgs");
+        }
+        let orgs: Vec<Org> = self.list_all(url, self.deadline()).await?;
+        Ok(orgs.into_iter().map(|o| o.id).collect())
     }
 
     /// The organization a project belongs to.

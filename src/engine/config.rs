@@ -37,6 +37,10 @@ pub(crate) struct Config {
     pub client_id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub client_secret: String,
+    /// The Atlas id of the credential above (the API key's id, or the
+    /// service-account secret's), once a rotation has learnt it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credential_id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub base_url: String,
     /// Not in the official plugin's format: optional, and absent when false.
@@ -122,6 +126,20 @@ impl Config {
 
 pub(crate) async fn load(storage: &dyn Storage) -> Result<Option<Config>, BackendError> {
     Ok(get_json(storage, CONFIG_KEY).await?)
+}
+
+/// Writes the config, seal-wrapped.
+pub(crate) async fn store(storage: &dyn Storage, config: &Config) -> Result<(), BackendError> {
+    let value = serde_json::to_vec(config)
+        .map_err(|e| BackendError::internal(format!("encoding config: {e}")))?;
+    storage
+        .put(StorageEntry {
+            key: CONFIG_KEY.into(),
+            value,
+            seal_wrap: true,
+        })
+        .await?;
+    Ok(())
 }
 
 /// The base URL to store: checked by the client's own rules, normalised, and
@@ -296,15 +314,7 @@ async fn write_config(
         Some(url) if !url.trim().is_empty() => validate_base_url(&url, config.allow_insecure_http)?,
         _ => String::new(),
     };
-    let value = serde_json::to_vec(&config)
-        .map_err(|e| BackendError::internal(format!("encoding config: {e}")))?;
-    req.storage
-        .put(StorageEntry {
-            key: CONFIG_KEY.into(),
-            value,
-            seal_wrap: true,
-        })
-        .await?;
+    store(req.storage.as_ref(), &config).await?;
     engine.reset_client();
     if config.insecure_http_in_effect() {
         let mut resp = Response::default();

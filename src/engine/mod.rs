@@ -12,6 +12,7 @@ mod creds;
 mod issuance;
 mod lease;
 mod roles;
+mod rotation;
 mod service_account;
 mod settings;
 
@@ -87,6 +88,8 @@ struct Inner {
     // rare admin calls, and Vault sends every write to the active node, so a
     // per-process lock is enough.
     role_writes: tokio::sync::Mutex<()>,
+    // Held for a whole root rotation: a second one waits for the first.
+    rotation: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -103,6 +106,7 @@ impl Engine {
         let mut paths = roles::paths(self);
         paths.push(config::path(self));
         paths.push(creds::path(self));
+        paths.push(rotation::path(self));
         let invalidating = self.clone();
         Backend {
             help: BACKEND_HELP,
@@ -111,6 +115,7 @@ impl Engine {
                 api_key::secret_type(self),
                 service_account::secret_type(self),
             ],
+            wal_rollbacks: vec![rotation::wal_rollback(self)],
             wal_rollback_min_age: self.inner.settings.wal_rollback_min_age,
             invalidate: Some(Arc::new(move |key: &str| {
                 if key == config::CONFIG_KEY {
@@ -152,6 +157,11 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// One root rotation at a time (see `Inner::rotation`).
+    async fn rotation_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.rotation.lock().await
     }
 
     /// Serializes role writes and deletes (see `Inner::role_writes`).

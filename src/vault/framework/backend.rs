@@ -72,6 +72,9 @@ pub struct Backend {
     pub paths: Vec<Path>,
     /// Secret types; each rolls back the WAL entries of its own kind.
     pub secrets: Vec<SecretType>,
+    /// WAL kinds that are not secret types (work on the backend's own
+    /// credential, say), with what rolls each back.
+    pub wal_rollbacks: Vec<(&'static str, WalRollback)>,
     /// WAL entries younger than this are left alone (their request may still be running).
     pub wal_rollback_min_age: Duration,
     /// Called when another node changed a storage key (e.g. `config`).
@@ -190,6 +193,7 @@ impl Backend {
             .secrets
             .iter()
             .filter_map(|s| s.rollback.clone().map(|r| (s.name, r)))
+            .chain(self.wal_rollbacks.iter().cloned())
             .collect();
         if rollbacks.is_empty() {
             return Err(BackendError::UnsupportedOperation);

@@ -593,6 +593,26 @@ pub fn handle(store: &Mutex<Store>, call: &ApiCall<'_>) -> Result<ApiReply, ApiE
     let store = &mut *store;
     let m = call.method;
     match *call.resource {
+        Resource::Orgs => {
+            // A key or service account belongs to one organization.
+            let who = caller(store, call)?;
+            only(m, &[Method::GET])?;
+            let p = paging(call.query)?;
+            let o = store.org(who.org_id())?;
+            let prefix = call.version.prefix();
+            Ok(ApiReply::json(
+                StatusCode::OK,
+                &page(call, vec![o], &p, |o| OrgView {
+                    id: &o.id,
+                    is_deleted: false,
+                    links: [Link {
+                        href: format!("{}{prefix}/orgs/{}", call.base, o.id),
+                        rel: "self",
+                    }],
+                    name: &o.name,
+                }),
+            ))
+        }
         Resource::Org { org } => {
             check_object_id("orgId", org)?;
             let o = store.org(org)?;

@@ -31,6 +31,8 @@ pub enum SaScope<'a> {
 /// A recognised resource, with its raw (still percent-encoded) path parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource<'a> {
+    /// `/orgs`: the organizations the caller belongs to.
+    Orgs,
     Org {
         org: &'a str,
     },
@@ -101,6 +103,7 @@ pub enum Resource<'a> {
 impl Resource<'_> {
     pub fn template(&self) -> &'static str {
         match self {
+            Self::Orgs => "/orgs",
             Self::Org { .. } => "/orgs/{orgId}",
             Self::OrgKeys { .. } => "/orgs/{orgId}/apiKeys",
             Self::OrgKey { .. } => "/orgs/{orgId}/apiKeys/{apiUserId}",
@@ -203,6 +206,7 @@ pub fn route(path: &str) -> Option<(ApiVersion, Resource<'_>)> {
         return None;
     }
     let r = match (n, segs) {
+        (1, ["orgs", ..]) => Resource::Orgs,
         (2, ["orgs", org, ..]) => Resource::Org { org },
         (3, ["orgs", org, "apiKeys", ..]) => Resource::OrgKeys { org },
         (4, ["orgs", org, "apiKeys", key, ..]) => Resource::OrgKey { org, key },

@@ -161,7 +161,7 @@ fn rate_scope<'a>(resource: &Resource<'a>) -> Option<(Scope, &'a str)> {
             SaScope::Org(org) => Some((Scope::Org, org)),
             SaScope::Group(group) => Some((Scope::Project, group)),
         },
-        Resource::Org { .. } | Resource::Group { .. } => None,
+        Resource::Orgs | Resource::Org { .. } | Resource::Group { .. } => None,
     }
 }
 
