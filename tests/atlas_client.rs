@@ -187,6 +187,21 @@ async fn service_account_calls(sim: &SimHandle) {
         .expect("found");
     assert_eq!(found.client_id, account.client_id);
     assert!(found.secret.is_none(), "reads never carry the secret");
+    // Root rotation's calls: the login's organizations, its account, a new secret.
+    assert_eq!(c.list_org_ids().await.expect("orgs"), vec![org.clone()]);
+    let login = c
+        .get_service_account(&org, &sim.sa_client_id)
+        .await
+        .expect("the login account");
+    assert!(login.secrets.iter().any(|s| s.is(&sim.sa_client_secret)));
+    let second = c
+        .create_service_account_secret(&org, &account.client_id, 8)
+        .await
+        .expect("new secret");
+    assert!(second.secret.is_some());
+    c.delete_service_account_secret(&org, &account.client_id, &second.id)
+        .await
+        .expect("delete secret");
     let in_project = c
         .create_service_account(
             AccountScope::Project(&project),
