@@ -58,6 +58,7 @@ step "real servers: Vault and OpenBao (built or cached)" timeout 3600 \
   bash -c 'scripts/servers.sh vault >/dev/null && scripts/servers.sh bao >/dev/null'
 step "demo (README's main command)" timeout 1800 scripts/demo.sh
 step "end-to-end suites in Vault and OpenBao (scripts/e2e.sh)" timeout 1200 scripts/e2e.sh
+step "service accounts end to end in Vault and OpenBao, with a secret scan of the trace-level logs (scripts/e2e-sa.sh)" timeout 600 scripts/e2e-sa.sh
 step "faults with a real Vault (SIGKILL mid-issuance, Atlas outage) and secret hygiene of all logs (scripts/faults-vault.sh)" timeout 900 scripts/faults-vault.sh
 step "cancellation storm through a real Vault, single node and 3-node raft cluster (scripts/storm.sh)" timeout 900 scripts/storm.sh
 step "drop-in migration from Vault's builtin engine (scripts/migration.sh)" timeout 600 scripts/migration.sh

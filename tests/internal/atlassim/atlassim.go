@@ -42,9 +42,12 @@ type Info struct {
 	PublicKey  string `json:"public_key"`
 	PrivateKey string `json:"private_key"`
 	KeyID      string `json:"key_id"`
-	TLS        bool   `json:"tls"`
-	ProxyURL   string `json:"proxy_url"` // set with --proxy
-	CAPath     string `json:"ca_path"`   // set with --ca-out
+	// The seeded ORG_OWNER service account (a login for config's client_id/client_secret).
+	SAClientID     string `json:"sa_client_id"`
+	SAClientSecret string `json:"sa_client_secret"`
+	TLS            bool   `json:"tls"`
+	ProxyURL       string `json:"proxy_url"` // set with --proxy
+	CAPath         string `json:"ca_path"`   // set with --ca-out
 }
 
 // Config says how to launch the simulator.
@@ -226,8 +229,55 @@ func (s *Sim) Admin(ctx context.Context, method, path string, body any, want int
 
 // Inventory is the answer of GET /admin/inventory (the parts the tests read).
 type Inventory struct {
-	APIKeys  []Key     `json:"api_keys"`
-	Projects []Project `json:"projects"`
+	APIKeys         []Key            `json:"api_keys"`
+	Projects        []Project        `json:"projects"`
+	ServiceAccounts []ServiceAccount `json:"service_accounts"`
+}
+
+// ServiceAccount is a live service account in the simulator (no secret values: the
+// inventory never shows them).
+type ServiceAccount struct {
+	ClientID    string `json:"client_id"`
+	OrgID       string `json:"org_id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Organization roles.
+	Roles []string `json:"roles"`
+	// Project id -> roles in that project.
+	ProjectRoles map[string][]string `json:"project_roles"`
+	// Access-list entries in CIDR notation.
+	AccessList []string `json:"access_list"`
+	Secrets    []struct {
+		ID        string `json:"id"`
+		ExpiresAt string `json:"expires_at"`
+		Expired   bool   `json:"expired"`
+	} `json:"secrets"`
+	// Unexpired, unrevoked access tokens.
+	ActiveTokens int `json:"active_tokens"`
+	// Created at startup or through the admin API (not through the Atlas API).
+	Seeded bool `json:"seeded"`
+}
+
+// IssuedServiceAccounts are the live service accounts other than the seeded ones.
+func (inv Inventory) IssuedServiceAccounts() []ServiceAccount {
+	var out []ServiceAccount
+	for _, sa := range inv.ServiceAccounts {
+		if !sa.Seeded {
+			out = append(out, sa)
+		}
+	}
+	return out
+}
+
+// IssuedKeys are the live API keys other than the seeded ones.
+func (inv Inventory) IssuedKeys() []Key {
+	var out []Key
+	for _, k := range inv.APIKeys {
+		if !k.Seeded {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Key is a live API key in the simulator.
@@ -272,13 +322,7 @@ func (s *Sim) IssuedKeys(ctx context.Context) ([]Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Key
-	for _, k := range inv.APIKeys {
-		if !k.Seeded {
-			out = append(out, k)
-		}
-	}
-	return out, nil
+	return inv.IssuedKeys(), nil
 }
 
 // CreatedKey is the admin API's answer to POST /admin/keys (the private key included).

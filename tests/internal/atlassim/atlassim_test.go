@@ -2,6 +2,7 @@ package atlassim
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,13 +62,14 @@ func TestLaunchFailures(t *testing.T) {
 // ends the process.
 func TestLaunchReadsTheStartupLine(t *testing.T) {
 	args := filepath.Join(t.TempDir(), "args")
-	line := `{"base_url":"http://127.0.0.1:1","admin_url":"http://127.0.0.1:1/admin","org_id":"o","project_id":"p","public_key":"pub","private_key":"priv","key_id":"k"}`
+	line := `{"base_url":"http://127.0.0.1:1","admin_url":"http://127.0.0.1:1/admin","org_id":"o","project_id":"p","public_key":"pub","private_key":"priv","key_id":"k","sa_client_id":"mdb_sa_id_c","sa_client_secret":"mdb_sa_sk_s"}`
 	bin := fakeSim(t, `echo "$@" >`+args+`; echo '`+line+`'; exec sleep 60`)
 	sim, err := Launch(context.Background(), bin, Config{Flags: []string{"--no-rate-limit"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sim.OrgID != "o" || sim.ProjectID != "p" || sim.KeyID != "k" || sim.PrivateKey != "priv" || !sim.Alive() {
+	if sim.OrgID != "o" || sim.ProjectID != "p" || sim.KeyID != "k" || sim.PrivateKey != "priv" ||
+		sim.SAClientID != "mdb_sa_id_c" || sim.SAClientSecret != "mdb_sa_sk_s" || !sim.Alive() {
 		t.Errorf("info %+v, alive %v", sim.Info, sim.Alive())
 	}
 	if err := sim.Stop(); err != nil {
@@ -82,5 +84,28 @@ func TestLaunchReadsTheStartupLine(t *testing.T) {
 	}
 	if want := "--listen 127.0.0.1:0 --no-rate-limit\n"; string(got) != want {
 		t.Errorf("arguments %q, want %q", got, want)
+	}
+}
+
+// TestInventoryServiceAccounts: the inventory's service accounts decode, and the issued ones
+// are those not seeded (as for keys).
+func TestInventoryServiceAccounts(t *testing.T) {
+	raw := `{"api_keys":[{"id":"k1","public_key":"seeded","seeded":true},{"id":"k2","public_key":"issued","roles":[{"orgId":"o","roleName":"ORG_MEMBER"}],"access_list":["127.0.0.1/32"]}],
+"service_accounts":[{"client_id":"mdb_sa_id_1","org_id":"o","name":"root","roles":["ORG_OWNER"],"project_roles":{},"secrets":[{"id":"s","created_at":"x","expires_at":"2027-12-01T00:25:01Z","last_used_at":null,"expired":false}],"access_list":[],"active_tokens":2,"seeded":true,"created":"x"},
+{"client_id":"mdb_sa_id_2","org_id":"o","name":"vault-r-x","roles":["ORG_MEMBER"],"project_roles":{"p":["GROUP_READ_ONLY"]},"secrets":[],"access_list":["127.0.0.1/32"],"active_tokens":0,"seeded":false}]}`
+	var inv Inventory
+	if err := json.Unmarshal([]byte(raw), &inv); err != nil {
+		t.Fatal(err)
+	}
+	keys, accounts := inv.IssuedKeys(), inv.IssuedServiceAccounts()
+	if len(keys) != 1 || keys[0].PublicKey != "issued" || keys[0].Roles[0].RoleName != "ORG_MEMBER" {
+		t.Errorf("issued keys %+v", keys)
+	}
+	if len(accounts) != 1 || accounts[0].ClientID != "mdb_sa_id_2" || accounts[0].ProjectRoles["p"][0] != "GROUP_READ_ONLY" ||
+		accounts[0].AccessList[0] != "127.0.0.1/32" {
+		t.Errorf("issued service accounts %+v", accounts)
+	}
+	if inv.ServiceAccounts[0].ActiveTokens != 2 || inv.ServiceAccounts[0].Secrets[0].ExpiresAt == "" {
+		t.Errorf("seeded account %+v", inv.ServiceAccounts[0])
 	}
 }

@@ -1,7 +1,10 @@
-// Package vaultserver starts real `vault server` processes for end-to-end tests: one node
-// or a raft cluster of several, on loopback with free ports, initialised (one key share),
-// unsealed and joined. Every process is started here and stopped by its pid when the test
-// ends (plugin processes it left behind included); every wait is bounded.
+// Package vaultserver starts real `vault server` (or OpenBao `bao server`) processes for
+// end-to-end tests: one node or a raft cluster of several, on loopback with free ports,
+// initialised (one key share), unsealed and joined. Every process is started here and
+// stopped by its pid when the test ends (plugin processes it left behind included); every
+// wait is bounded. A binary whose file name starts with "bao" is taken for OpenBao, as
+// scripts/lib/vault-dev.sh does: its config then has no disable_mlock (OpenBao dropped the
+// option and warns about it).
 package vaultserver
 
 import (
@@ -35,13 +38,24 @@ const (
 
 // Options configure the servers of a cluster.
 type Options struct {
-	Binary    string // the vault binary
+	Binary    string // the vault binary (or OpenBao's bao)
 	PluginDir string // plugin_directory of every node (shared: all run on this host)
 	LogDir    string // each node logs to <LogDir>/<node name>.log; default: a test temp dir
 	LogLevel  string // default "debug" (the plugin's own lines appear at their level)
 	// Env is added to the servers' environment (and so to the plugins they launch).
-	// VAULT_* and MONGODBATLAS_* variables of the test's own environment are never passed.
+	// VAULT_*, BAO_* and MONGODBATLAS_* variables of the test's own environment are never
+	// passed.
 	Env []string
+	// Redact, when set, rewrites the log tails printed on failure (a test that hunts
+	// secrets in the log must not print the ones it finds).
+	Redact func(string) string
+}
+
+func (o Options) redact(s string) string {
+	if o.Redact == nil {
+		return s
+	}
+	return o.Redact(s)
 }
 
 // Node is one running `vault server`.
@@ -86,7 +100,7 @@ func StartCluster(t testing.TB, ctx context.Context, opts Options, n int) *Clust
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, node := range c.Nodes {
-				t.Logf("%s log tail (%s):\n%s", node.Name, node.LogPath, node.LogTail(40))
+				t.Logf("%s log tail (%s):\n%s", node.Name, node.LogPath, opts.redact(node.LogTail(40)))
 			}
 		}
 	})
@@ -317,10 +331,13 @@ listener "tcp" {
 api_addr         = %q
 cluster_addr     = %q
 plugin_directory = %q
-disable_mlock    = true
 log_level        = %q
 ui               = false
 `, node.dataDir, name, ports[0], ports[1], node.Addr, node.ClusterAddr, opts.PluginDir, opts.LogLevel)
+		if !IsOpenBao(opts.Binary) {
+			// Vault insists on an explicit choice with raft storage.
+			config += "disable_mlock    = true\n"
+		}
 		configPath := filepath.Join(dir, "server.hcl")
 		if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 			t.Fatal(err)
@@ -354,7 +371,7 @@ ui               = false
 			t.Logf("vaultserver: a port of %s was taken before it bound it; retrying on others", name)
 			continue
 		}
-		t.Fatalf("vaultserver: %s: %v; log tail:\n%s", name, err, node.LogTail(30))
+		t.Fatalf("vaultserver: %s: %v; log tail:\n%s", name, err, opts.redact(node.LogTail(30)))
 	}
 }
 
@@ -468,13 +485,18 @@ func startTime(pid int) (string, bool) {
 	return fields[19], true
 }
 
-// serverEnv is this process's environment without VAULT_* (client and server settings of
-// whoever runs the tests) and MONGODBATLAS_* (the plugin's tuning knobs).
+// IsOpenBao reports whether binary is OpenBao's server (its file name starts with "bao").
+func IsOpenBao(binary string) bool {
+	return strings.HasPrefix(filepath.Base(binary), "bao")
+}
+
+// serverEnv is this process's environment without VAULT_* and BAO_* (client and server
+// settings of whoever runs the tests) and MONGODBATLAS_* (the plugin's tuning knobs).
 func serverEnv() []string {
 	var out []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "VAULT_") || strings.HasPrefix(name, "MONGODBATLAS_") {
+		if strings.HasPrefix(name, "VAULT_") || strings.HasPrefix(name, "BAO_") || strings.HasPrefix(name, "MONGODBATLAS_") {
 			continue
 		}
 		out = append(out, kv)

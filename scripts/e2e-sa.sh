@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Service accounts end to end through a real Vault and a real OpenBao (tests/e2e, Go, Vault's
+# API client): for each server, one raft node with the release plugin registered by SHA-256
+# and version, against atlas-sim, three mounts: a service-account login issuing API keys, an
+# API-key login issuing service accounts, and a service-account login issuing organization
+# (with an access list), invited and project service accounts. Every credential is used
+# against the simulator (OAuth token + bearer read, or HTTP Digest), one lease of each type
+# renewed, every lease revoked and its credential gone; config reads never show a secret;
+# the server's trace-level log (plugin at trace too) holds none of the secrets the suite saw.
+#
+#   scripts/e2e-sa.sh                # both servers
+#   scripts/e2e-sa.sh vault          # or: bao
+#
+# Builds the release binaries unless E2E_SA_SKIP_BUILD=1; servers come from
+# scripts/servers.sh. The servers' logs stay in E2E_SA_LOG_DIR (default target/e2e-sa,
+# <dir>/<server>/node1.log) and the test output in <dir>/go-test.log. E2E_SA_TIMEOUT bounds
+# `go test` (default 300s). Prints one summary line per server at the end.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+log() { printf 'e2e-sa.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 2; }
+
+servers=("$@")
+[[ ${#servers[@]} -gt 0 ]] || servers=(vault bao)
+for server in "${servers[@]}"; do
+    [[ "$server" == vault || "$server" == bao ]] || die "usage: scripts/e2e-sa.sh [vault|bao]... (got '$server')"
+done
+
+command -v go >/dev/null 2>&1 || die "the Go toolchain (go) is required"
+# shellcheck source=scripts/lib/release.sh
+source "$root/scripts/lib/release.sh"
+target_dir="$(release_target_dir "$root")"
+plugin="$(release_plugin_path "$root")"
+sim="$target_dir/release/atlas-sim"
+
+if [[ "${E2E_SA_SKIP_BUILD:-}" != 1 ]]; then
+    log "building the plugin and atlas-sim (release)"
+    build_release_plugin "$root"
+    cargo build --release --locked -p atlas-sim >&2
+fi
+for built in "$plugin" "$sim"; do
+    [[ -x "$built" ]] || die "$built was not built"
+done
+version="$(awk -F'"' '/^\[package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version[[:space:]]*=/ { print $2; exit }' Cargo.toml)"
+[[ -n "$version" ]] || die "no [package] version in Cargo.toml"
+
+# VAULT_BINARY / BAO_BINARY select the servers the test runs against.
+server_env=()
+for server in "${servers[@]}"; do
+    binary="$("$root/scripts/servers.sh" "$server")"
+    [[ -x "$binary" ]] || die "scripts/servers.sh $server printed no executable ($binary)"
+    log "$("$binary" version)"
+    if [[ "$server" == vault ]]; then
+        server_env+=("VAULT_BINARY=$binary")
+    else
+        server_env+=("BAO_BINARY=$binary")
+    fi
+done
+
+logs="${E2E_SA_LOG_DIR:-$target_dir/e2e-sa}"
+case "$logs" in /*) ;; *) logs="$root/$logs" ;; esac
+rm -rf "$logs"
+mkdir -p "$logs"
+log "plugin $plugin (v$version); simulator $sim; logs in $logs"
+
+# tests/ is one Go module; fetch its modules before the bounded test run.
+cd tests
+go mod download
+rc=0
+# The package's unit tests (the scan finds planted secrets, Digest) run first, then one
+# subtest per server. On failure the test prints the server's log tail, secrets redacted.
+env "${server_env[@]}" PLUGIN_BINARY="$plugin" PLUGIN_VERSION="v$version" ATLAS_SIM_BINARY="$sim" \
+    E2E_SA_LOG_DIR="$logs" go test -count=1 -v -timeout "${E2E_SA_TIMEOUT:-300s}" ./e2e/ 2>&1 |
+    tee "$logs/go-test.log" || rc=$?
+summaries="$(grep -E '^e2e-sa: server=' "$logs/go-test.log" || true)"
+if ((rc != 0)); then
+    [[ -z "$summaries" ]] || printf '%s\n' "$summaries" >&2
+    log "FAIL (go test exited $rc); logs in $logs"
+    exit "$rc"
+fi
+count="$(grep -c . <<<"$summaries" || true)"
+((count == ${#servers[@]})) || die "expected ${#servers[@]} summary lines (one per server), found $count"
+printf '%s\n' "$summaries" >&2
+log "passed"
