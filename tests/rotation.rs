@@ -14,6 +14,7 @@ use atlas_sim::FaultRule;
 use serde_json::json;
 use support::{data, Login, Mount};
 use vault_mongodbatlas::atlas::{AccessListEntry, AtlasClient, AtlasError, ClientConfig};
+use vault_mongodbatlas::engine::Settings;
 use vault_mongodbatlas::vault::framework::Operation;
 
 /// The login credentials in Atlas: Organization Owner keys that are not
@@ -234,5 +235,78 @@ async fn concurrent_rotations_run_one_after_the_other() {
         );
         assert!(a.is_ok() && b.is_ok(), "{login:?}: {a:?} {b:?}");
         assert_one_working_login(&m, login, &format!("{login:?} twice at once")).await;
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_period_rotates_on_vaults_periodic_tick() {
+    for login in [Login::ApiKey, Login::ServiceAccount] {
+        // Test-only knob (MONGODBATLAS_MIN_ROTATION_PERIOD): periods under an hour.
+        let settings = Settings {
+            min_rotation_period: Duration::from_secs(1),
+            ..Settings::default()
+        };
+        let m = Mount::with_settings(settings, login).await;
+        let org = m.sim.org_id.clone();
+        m.ok(
+            Operation::Update,
+            "roles/probe",
+            json!({"organization_id": org, "roles": "ORG_MEMBER"}),
+        )
+        .await;
+        let mut config = m.login(login);
+        config["rotation_period"] = json!("1s");
+        m.ok(Operation::Update, "config", config).await;
+        let shown = m
+            .ok(Operation::Read, "config", json!({}))
+            .await
+            .expect("config");
+        let before = data(&shown).clone();
+        assert_eq!(before["rotation_period"], 1);
+        assert!(
+            before["next_rotation"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty()),
+            "{before:?}"
+        );
+        // Vault's rollback tick runs the schedule; poll it, bounded.
+        let mut rotated = false;
+        for _ in 0..100 {
+            m.rollback_now().await.expect("tick");
+            let now = m
+                .ok(Operation::Read, "config", json!({}))
+                .await
+                .expect("config");
+            if data(&now)["last_rotated"] != before["last_rotated"] {
+                rotated = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            rotated,
+            "{login:?}: no rotation within 10 s of a 1 s period"
+        );
+        let refused = old_client(&m, login).list_org_ids().await;
+        assert!(
+            matches!(refused, Err(AtlasError::Unauthorized(_))),
+            "{refused:?}"
+        );
+        assert_one_working_login(&m, login, &format!("{login:?} scheduled rotation")).await;
+    }
+}
+
+#[tokio::test]
+async fn rotation_settings_are_checked() {
+    let m = mount(Login::ApiKey).await;
+    for (field, value, says) in [
+        ("rotation_period", json!("10m"), "rotation_period"),
+        ("rotation_schedule", json!("0 3 * * *"), "rotation_schedule"),
+        ("rotation_window", json!("1h"), "rotation_window"),
+    ] {
+        let mut config = m.login(Login::ApiKey);
+        config[field] = value;
+        let msg = m.user_error(Operation::Update, "config", config).await;
+        assert!(msg.contains(says), "{msg}");
     }
 }

@@ -20,6 +20,10 @@ use crate::vault::framework::{
 use crate::vault::storage::{get_json, Storage, StorageEntry};
 
 pub(crate) const CONFIG_KEY: &str = "config";
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
 pub const DEFAULT_BASE_URL: &str = crate::atlas::DEFAULT_BASE_URL;
 /// Generous for Atlas' 8-letter public keys and service-account client ids.
 const MAX_PUBLIC_KEY_LEN: usize = 64;
@@ -41,6 +45,20 @@ pub(crate) struct Config {
     /// service-account secret's), once a rotation has learnt it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub credential_id: String,
+    /// Automated rotation every this many seconds (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rotation_period: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_automated_rotation: bool,
+    /// When the credential was last rotated, or written with a rotation period (RFC 3339).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_rotated: String,
+    /// A service account's secret: when it was created and when Atlas expires it (RFC 3339),
+    /// once known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub secret_created_at: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub secret_expires_at: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub base_url: String,
     /// Not in the official plugin's format: optional, and absent when false.
@@ -92,10 +110,16 @@ impl Config {
     /// config written by an older version may hold a password in it).
     fn to_response(&self) -> Response {
         let mut resp = Response::json(json!({
+            "login": if self.client_id.is_empty() { "api_key" } else { "service_account" },
             "public_key": self.public_key,
             "client_id": self.client_id,
             "base_url": self.shown_base_url(),
             "allow_insecure_http": self.allow_insecure_http,
+            "rotation_period": self.rotation_period,
+            "disable_automated_rotation": self.disable_automated_rotation,
+            "last_rotated": self.last_rotated,
+            "next_rotation": super::rotation::next_rotation(self).map(super::rotation::rfc3339).unwrap_or_default(),
+            "secret_expires_at": self.secret_expires_at,
         }));
         if let Err(e) = parse_base_url(self.base_url(), self.allow_insecure_http) {
             resp.add_warning(format!(
@@ -236,6 +260,26 @@ pub(crate) fn path(engine: &Engine) -> Path {
             "Atlas Administration API base URL: https://host[:port][/path], no user name, password, query or fragment. Default https://cloud.mongodb.com; https://cloud.mongodbgov.com for Atlas for Government, or a local simulator (http is accepted to a loopback address).",
         ))
         .field(FieldSchema::new(
+            "rotation_period",
+            FieldType::DurationSecond,
+            "Rotate the credential automatically this often (at least 1h; 0 or unset: only on demand, and for a service account before its secret expires). Vault's periodic tick runs the rotation on the active node.",
+        ))
+        .field(FieldSchema::new(
+            "rotation_schedule",
+            FieldType::String,
+            "Not supported yet: use rotation_period.",
+        ))
+        .field(FieldSchema::new(
+            "rotation_window",
+            FieldType::DurationSecond,
+            "Not supported yet: use rotation_period.",
+        ))
+        .field(FieldSchema::new(
+            "disable_automated_rotation",
+            FieldType::Bool,
+            "Never rotate automatically, not even a service account's expiring secret.",
+        ))
+        .field(FieldSchema::new(
             "allow_insecure_http",
             FieldType::Bool,
             "Labs only: accept an http:// base_url to a host that is not a loopback address. Credentials then travel unencrypted; every config write and read warns. Default false.",
@@ -309,6 +353,28 @@ async fn write_config(
     fields: FieldData,
 ) -> Result<Option<Response>, BackendError> {
     let mut config = login(&fields)?;
+    for unsupported in ["rotation_schedule", "rotation_window"] {
+        if fields.is_set(unsupported) {
+            return Err(BackendError::user(format!(
+                "{unsupported} is not supported by this version of the plugin: use rotation_period (a duration, at least 1h)"
+            )));
+        }
+    }
+    if let Some(period) = fields.duration("rotation_period")? {
+        let least = engine.settings().min_rotation_period;
+        if !period.is_zero() && period < least {
+            return Err(BackendError::user(format!(
+                "rotation_period ({}s) is shorter than {}s: rotate at most once an hour, or set 0 for no schedule",
+                period.as_secs(),
+                least.as_secs()
+            )));
+        }
+        config.rotation_period = period.as_secs();
+    }
+    config.disable_automated_rotation = fields.bool("disable_automated_rotation")?.unwrap_or(false);
+    if config.rotation_period > 0 {
+        config.last_rotated = super::rotation::rfc3339(std::time::SystemTime::now());
+    }
     config.allow_insecure_http = fields.bool("allow_insecure_http")?.unwrap_or(false);
     config.base_url = match fields.string("base_url")? {
         Some(url) if !url.trim().is_empty() => validate_base_url(&url, config.allow_insecure_http)?,

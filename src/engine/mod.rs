@@ -27,7 +27,7 @@ use std::sync::{Arc, RwLock};
 pub use config::DEFAULT_BASE_URL;
 pub use settings::{
     Settings, SettingsError, ATTEMPT_TIMEOUT_ENV, CALL_TIMEOUT_ENV, ISSUE_TIMEOUT_ENV,
-    WAL_ROLLBACK_MIN_AGE_ENV,
+    MIN_ROTATION_PERIOD_ENV, WAL_ROLLBACK_MIN_AGE_ENV,
 };
 
 const BACKEND_HELP: &str =
@@ -116,6 +116,7 @@ impl Engine {
                 service_account::secret_type(self),
             ],
             wal_rollbacks: vec![rotation::wal_rollback(self)],
+            periodic: Some(rotation::periodic(self)),
             wal_rollback_min_age: self.inner.settings.wal_rollback_min_age,
             invalidate: Some(Arc::new(move |key: &str| {
                 if key == config::CONFIG_KEY {
@@ -162,6 +163,13 @@ impl Engine {
     /// One root rotation at a time (see `Inner::rotation`).
     async fn rotation_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.inner.rotation.lock().await
+    }
+
+    /// The rotation lock if no rotation is under way.
+    fn try_rotation_lock(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, tokio::sync::TryLockError> {
+        self.inner.rotation.try_lock()
     }
 
     /// Serializes role writes and deletes (see `Inner::role_writes`).

@@ -12,6 +12,8 @@
 //! detached task, so a client that hangs up does not stop it halfway.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -21,8 +23,8 @@ use super::issuance::unique_name;
 use super::{AtlasContext, Engine};
 use crate::atlas::{AccountSecret, AtlasClient, AtlasError};
 use crate::vault::framework::{
-    handler_with, rollback_handler, wal, BackendError, FieldData, Operation, Path, Request,
-    Response, WalRollback,
+    handler_with, rollback_handler, wal, BackendError, FieldData, Operation, Path, Periodic,
+    Request, Response, WalRollback,
 };
 
 /// The WAL kind of a rotation.
@@ -96,26 +98,133 @@ async fn rotate_root(
         .tasks()
         .run(async move {
             let _one_at_a_time = running.rotation_lock().await;
-            let config = config::load(req.storage.as_ref()).await?.ok_or_else(|| {
-                BackendError::user("no Atlas credentials configured: write config first")
-            })?;
-            let client = running.client(&req).await?.ok_or_else(|| {
-                BackendError::user("no Atlas credentials configured: write config first")
-            })?;
-            let rotation = Rotation {
-                engine: running.clone(),
-                req,
-                config,
-                client,
-            };
-            if rotation.config.client_id.is_empty() {
-                rotation.rotate_key().await
-            } else {
-                rotation.rotate_secret().await
-            }
+            rotate(&running, req).await
         })
         .await
         .map(Some)
+}
+
+/// One rotation; the caller holds the rotation lock.
+async fn rotate(engine: &Engine, req: Request) -> Result<Response, BackendError> {
+    let config = config::load(req.storage.as_ref())
+        .await?
+        .ok_or_else(|| BackendError::user("no Atlas credentials configured: write config first"))?;
+    let client = engine
+        .client(&req)
+        .await?
+        .ok_or_else(|| BackendError::user("no Atlas credentials configured: write config first"))?;
+    let rotation = Rotation {
+        engine: engine.clone(),
+        req,
+        config,
+        client,
+    };
+    if rotation.config.client_id.is_empty() {
+        rotation.rotate_key().await
+    } else {
+        rotation.rotate_secret().await
+    }
+}
+
+/// Vault's periodic tick: rotates when the schedule says so, or when a
+/// service account's secret has less than a fifth of its life left.
+pub(crate) fn periodic(engine: &Engine) -> Periodic {
+    let engine = engine.clone();
+    Arc::new(move |req| Box::pin(tick(engine.clone(), req)))
+}
+
+async fn tick(engine: Engine, req: Request) -> Result<(), BackendError> {
+    let Some(mut config) = config::load(req.storage.as_ref()).await? else {
+        return Ok(());
+    };
+    if config.disable_automated_rotation {
+        return Ok(());
+    }
+    // A rotation under way (on demand) is all the rotation needed now.
+    let Ok(_one_at_a_time) = engine.try_rotation_lock() else {
+        return Ok(());
+    };
+    if !config.client_id.is_empty() && config.secret_expires_at.is_empty() {
+        learn_secret_lifetime(&engine, &req, &mut config).await?;
+    }
+    let Some(due) = next_rotation(&config) else {
+        return Ok(());
+    };
+    if due > SystemTime::now() {
+        return Ok(());
+    }
+    tracing::info!(due = %rfc3339(due), "rotating the configured Atlas credential on schedule");
+    rotate(&engine, req).await.map(drop)
+}
+
+/// Reads when the configured service account's secret was created and
+/// expires, and records it in `config` (once: rotations record it after).
+async fn learn_secret_lifetime(
+    engine: &Engine,
+    req: &Request,
+    config: &mut Config,
+) -> Result<(), BackendError> {
+    let Some(client) = engine.client(req).await? else {
+        return Ok(());
+    };
+    let rotation = Rotation {
+        engine: engine.clone(),
+        req: req.clone(),
+        config: config.clone(),
+        client,
+    };
+    let (_, account) = rotation.find_configured_account().await?;
+    let current = rotation.current_secret(&account.secrets)?;
+    config.credential_id = current.id;
+    config.secret_created_at = current.created_at.unwrap_or_default();
+    config.secret_expires_at = current.expires_at.unwrap_or_default();
+    // The credential itself is unchanged: the cached client stays.
+    config::store(req.storage.as_ref(), config).await
+}
+
+/// When the next automated rotation is due: the schedule's next turn, or the
+/// point where a service account's secret has a fifth of its life left,
+/// whichever comes first. `None`: never.
+pub(crate) fn next_rotation(config: &Config) -> Option<SystemTime> {
+    if config.disable_automated_rotation {
+        return None;
+    }
+    let scheduled = (config.rotation_period > 0)
+        .then(|| parse_time(&config.last_rotated))
+        .flatten()
+        .map(|last| last + Duration::from_secs(config.rotation_period));
+    let expiring = match (
+        parse_time(&config.secret_created_at),
+        parse_time(&config.secret_expires_at),
+    ) {
+        (Some(created), Some(expires)) => expires
+            .duration_since(created)
+            .ok()
+            .map(|life| created + life.mul_f64(0.8)),
+        _ => None,
+    };
+    match (scheduled, expiring) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn parse_time(text: &str) -> Option<SystemTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(SystemTime::from)
+}
+
+/// A time as config and its read show it.
+pub(crate) fn rfc3339(at: SystemTime) -> String {
+    time::OffsetDateTime::from(at)
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 struct Rotation {
@@ -198,6 +307,7 @@ impl Rotation {
                 public_key: new.public_key.clone(),
                 private_key: private_key.clone(),
                 credential_id: new.id.clone(),
+                last_rotated: rfc3339(SystemTime::now()),
                 ..self.config.clone()
             };
             self.client_for(&rotated)?
@@ -274,6 +384,9 @@ impl Rotation {
         let rotated = Config {
             client_secret: plain,
             credential_id: new.id.clone(),
+            last_rotated: rfc3339(SystemTime::now()),
+            secret_created_at: new.created_at.clone().unwrap_or_default(),
+            secret_expires_at: new.expires_at.clone().unwrap_or_default(),
             ..self.config.clone()
         };
         let verified = async {
@@ -539,5 +652,45 @@ async fn rollback(engine: Engine, req: Request, data: Value) -> Result<(), Backe
         delete_key(&client, &record.org_id, &record.old_key_id)
             .await
             .context("deleting the old key")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> SystemTime {
+        parse_time(text).expect("time")
+    }
+
+    #[test]
+    fn the_next_rotation_is_the_schedule_or_a_fifth_of_the_secret_left() {
+        let mut config = Config::default();
+        assert_eq!(next_rotation(&config), None, "nothing configured");
+        config.rotation_period = 3600;
+        config.last_rotated = "2030-01-01T00:00:00Z".into();
+        assert_eq!(next_rotation(&config), Some(at("2030-01-01T01:00:00Z")));
+        // A secret living 10 days is replaced after 8, unless the schedule comes first.
+        config.secret_created_at = "2030-01-01T00:00:00Z".into();
+        config.secret_expires_at = "2030-01-11T00:00:00Z".into();
+        assert_eq!(next_rotation(&config), Some(at("2030-01-01T01:00:00Z")));
+        config.rotation_period = 0;
+        assert_eq!(next_rotation(&config), Some(at("2030-01-09T00:00:00Z")));
+        config.disable_automated_rotation = true;
+        assert_eq!(next_rotation(&config), None);
+    }
+
+    #[test]
+    fn a_new_secret_lives_as_long_as_the_old_one() {
+        let old = AccountSecret {
+            created_at: Some("2030-01-01T00:00:00Z".into()),
+            expires_at: Some("2030-01-31T00:00:00Z".into()),
+            ..AccountSecret::default()
+        };
+        assert_eq!(secret_hours(&old), 720);
+        assert_eq!(
+            secret_hours(&AccountSecret::default()),
+            DEFAULT_SECRET_HOURS
+        );
     }
 }

@@ -18,6 +18,10 @@ pub const ISSUE_TIMEOUT_ENV: &str = "MONGODBATLAS_ISSUE_TIMEOUT";
 /// Age a write-ahead-log entry must reach before the rollback deletes its key (default 10m).
 pub const WAL_ROLLBACK_MIN_AGE_ENV: &str = "MONGODBATLAS_WAL_ROLLBACK_MIN_AGE";
 
+/// Test-only: the shortest `rotation_period` config accepts (default 1h), so a
+/// test can watch a scheduled rotation happen.
+pub const MIN_ROTATION_PERIOD_ENV: &str = "MONGODBATLAS_MIN_ROTATION_PERIOD";
+
 /// Vault gives up on a request after `max_request_duration` (90 s by default) and
 /// answers `context canceled`; the plugin answers first, with what happened.
 const DEFAULT_ISSUE_TIMEOUT: Duration = Duration::from_secs(75);
@@ -41,6 +45,8 @@ pub struct Settings {
     /// An issuance answers within this; what it created is cleaned up after.
     pub issue_timeout: Duration,
     pub wal_rollback_min_age: Duration,
+    /// The shortest automated rotation period (tests lower it).
+    pub min_rotation_period: Duration,
 }
 
 impl Default for Settings {
@@ -49,6 +55,7 @@ impl Default for Settings {
             timeouts: Timeouts::default(),
             issue_timeout: DEFAULT_ISSUE_TIMEOUT,
             wal_rollback_min_age: DEFAULT_WAL_ROLLBACK_MIN_AGE,
+            min_rotation_period: Duration::from_secs(3600),
         }
     }
 }
@@ -84,6 +91,7 @@ impl Settings {
         knob(CALL_TIMEOUT_ENV, &mut settings.timeouts.overall)?;
         knob(ISSUE_TIMEOUT_ENV, &mut settings.issue_timeout)?;
         knob(WAL_ROLLBACK_MIN_AGE_ENV, &mut settings.wal_rollback_min_age)?;
+        knob(MIN_ROTATION_PERIOD_ENV, &mut settings.min_rotation_period)?;
         // A rollback that can see an issuance's entry while the issuance runs
         // would delete a key that is about to be leased.
         let shortest = settings.issue_timeout + WAL_AGE_SLACK;

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use atlas_sim::{SimConfig, SimHandle, Simulator};
 use serde_json::{json, Map, Value};
-use vault_mongodbatlas::engine::MongoDbAtlas;
+use vault_mongodbatlas::engine::{MongoDbAtlas, Settings};
 use vault_mongodbatlas::vault::framework::{
     wal, Backend, BackendError, Operation, Request, Response, Secret,
 };
@@ -53,14 +53,22 @@ impl Mount {
         Self::with_sim(SimConfig::default(), login).await
     }
 
-    pub async fn with_sim(mut cfg: SimConfig, login: Login) -> Self {
+    pub async fn with_sim(cfg: SimConfig, login: Login) -> Self {
+        Self::with(cfg, Settings::default(), login).await
+    }
+
+    pub async fn with_settings(settings: Settings, login: Login) -> Self {
+        Self::with(SimConfig::default(), settings, login).await
+    }
+
+    pub async fn with(mut cfg: SimConfig, settings: Settings, login: Login) -> Self {
         cfg.listen = "127.0.0.1:0".parse().expect("addr");
         let sim = Simulator::start(cfg).await.expect("simulator starts");
         let InMemoryMount {
             backend,
             storage,
             system,
-        } = InMemoryMount::new(&MongoDbAtlas::default()).expect("backend");
+        } = InMemoryMount::new(&MongoDbAtlas { settings }).expect("backend");
         let mount = Self {
             backend,
             storage,

@@ -35,6 +35,14 @@ where
     Arc::new(move |req, data| Box::pin(f(req, data)))
 }
 
+/// Work Vault's periodic tick runs (the rollback operation, every minute on
+/// the active node), before the WAL pass.
+pub type Periodic = Arc<
+    dyn Fn(Request) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BackendError>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Reacts to a storage key changed elsewhere in the cluster.
 pub(crate) type Invalidate = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -75,6 +83,8 @@ pub struct Backend {
     /// WAL kinds that are not secret types (work on the backend's own
     /// credential, say), with what rolls each back.
     pub wal_rollbacks: Vec<(&'static str, WalRollback)>,
+    /// Runs on each of Vault's periodic ticks (see [`Periodic`]).
+    pub periodic: Option<Periodic>,
     /// WAL entries younger than this are left alone (their request may still be running).
     pub wal_rollback_min_age: Duration,
     /// Called when another node changed a storage key (e.g. `config`).
@@ -197,6 +207,13 @@ impl Backend {
             .collect();
         if rollbacks.is_empty() {
             return Err(BackendError::UnsupportedOperation);
+        }
+        if let Some(periodic) = &self.periodic {
+            // Its failure is its own: the WAL pass runs regardless.
+            let tick = periodic(req.clone());
+            if let Err(e) = self.tasks.run(tick).await {
+                tracing::warn!(error = %e, "periodic work failed; it runs again on the next tick");
+            }
         }
         let min_age = if req.data.contains_key("immediate") {
             Duration::ZERO
