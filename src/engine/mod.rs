@@ -201,6 +201,12 @@ impl Engine {
         )
         .map_err(|e| BackendError::user(format!("config: {e}")))?;
         let mut cached = self.inner.client.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = cached.as_ref() {
+            // Another request built one meanwhile: share it, and with it the one
+            // token (or Digest nonce), or a burst of first requests would each
+            // fetch a token of their own.
+            return Ok(Some(existing.clone()));
+        }
         if self.inner.generation.load(Ordering::SeqCst) == generation {
             *cached = Some(client.clone());
         }

@@ -232,14 +232,19 @@ func runServer(t *testing.T, bins binaries, srv server) {
 	for _, c := range all {
 		s.checkConfigRead(c) // also after all the work
 	}
+	// Last: each rotation deletes the seeded login the mounts above share.
+	rotationFailures := 0
+	for _, login := range []string{apiKey, serviceAccount} {
+		rotationFailures += s.rotateRoot(login, sha, bins.version)
+	}
 
 	// Stop the server (the plugin with it) so every log line is written, then scan.
 	node.Stop(t)
 	hits := s.scanLog(node.LogPath)
 
 	issuedCount := len(s.issued)
-	fmt.Printf("e2e-sa: server=%s combos=%d issued=%d renewed=%d revoked=%d leaked=%d secrets=%d secret_hits=%d log=%s (%v)\n",
-		srv.name, len(all), issuedCount, s.renewals, revoked, leaked, s.seen.count(), hits, node.LogPath, time.Since(started).Round(time.Millisecond))
+	fmt.Printf("e2e-sa: server=%s combos=%d issued=%d renewed=%d revoked=%d leaked=%d rotations=2 rotation_failures=%d secrets=%d secret_hits=%d log=%s (%v)\n",
+		srv.name, len(all), issuedCount, s.renewals, revoked, leaked, rotationFailures, s.seen.count(), hits, node.LogPath, time.Since(started).Round(time.Millisecond))
 }
 
 // register puts the plugin in the catalog by its SHA-256 and version.

@@ -16,8 +16,32 @@ use vault_mongodbatlas::vault::framework::{
     wal, Backend, BackendError, Operation, Request, Response, Secret,
 };
 use vault_mongodbatlas::vault::in_memory::InMemoryMount;
-use vault_mongodbatlas::vault::storage::InMemStorage;
+use vault_mongodbatlas::vault::storage::{InMemStorage, Storage, StorageEntry, StorageError};
 use vault_mongodbatlas::vault::system_view::StaticSystemView;
+
+/// Storage that yields before each operation, as Vault's (over gRPC) does:
+/// concurrent requests interleave at every storage call.
+pub struct Yielding(pub Arc<InMemStorage>);
+
+#[tonic::async_trait]
+impl Storage for Yielding {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        tokio::task::yield_now().await;
+        self.0.list(prefix).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<StorageEntry>, StorageError> {
+        tokio::task::yield_now().await;
+        self.0.get(key).await
+    }
+    async fn put(&self, entry: StorageEntry) -> Result<(), StorageError> {
+        tokio::task::yield_now().await;
+        self.0.put(entry).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        tokio::task::yield_now().await;
+        self.0.delete(key).await
+    }
+}
 
 /// How the mount logs in to Atlas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +134,19 @@ impl Mount {
             storage: self.storage.clone(),
             system: self.system.clone(),
         }
+    }
+
+    /// `call`, with the request's storage `storage` (e.g. [`Yielding`]).
+    pub async fn call_with(
+        &self,
+        storage: Arc<dyn Storage>,
+        op: Operation,
+        path: &str,
+        data: Value,
+    ) -> Result<Option<Response>, BackendError> {
+        let mut req = self.request(op, path, data, None);
+        req.storage = storage;
+        self.backend.handle_request(req).await
     }
 
     pub async fn call(
