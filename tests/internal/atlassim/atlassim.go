@@ -45,6 +45,9 @@ type Info struct {
 	TLS        bool   `json:"tls"`
 	ProxyURL   string `json:"proxy_url"` // set with --proxy
 	CAPath     string `json:"ca_path"`   // set with --ca-out
+	// The seeded ORG_OWNER service account (a service-account login).
+	SAClientID     string `json:"sa_client_id"`
+	SAClientSecret string `json:"sa_client_secret"`
 }
 
 // Config says how to launch the simulator.
