@@ -35,6 +35,16 @@ type Plan struct {
 	Scenarios   []Scenario    `json:"scenarios"`
 	StormLeases int           `json:"storm_leases"`
 	StormBound  time.Duration `json:"storm_bound_ns"`
+	// Service accounts (ours only): rounds, issuances of each credential type at +50 ms with
+	// one caller, the token load (a fresh mount, many callers), and its variant with tokens
+	// living ShortTokenLifetime (0: none): as many issuances as the token load's throughput
+	// makes in ShortTokenLoadFor (several lifetimes), at most ShortTokenLoad.Issues.
+	SARounds           int           `json:"service_account_rounds"`
+	SAIssues           int           `json:"service_account_issues"`
+	TokenLoad          Scenario      `json:"token_load"`
+	ShortTokenLoad     Scenario      `json:"short_token_load"`
+	ShortTokenLoadFor  time.Duration `json:"short_token_load_for_ns"`
+	ShortTokenLifetime time.Duration `json:"short_token_lifetime_ns"`
 }
 
 func planFor(mode string) (Plan, error) {
@@ -48,6 +58,8 @@ func planFor(mode string) (Plan, error) {
 				{50, 1, 25}, {50, 16, 160}, {50, 64, 640},
 			},
 			StormLeases: 1000, StormBound: 8 * time.Minute,
+			SARounds: 3, SAIssues: 25, TokenLoad: Scenario{50, 64, 1000},
+			ShortTokenLoad: Scenario{50, 64, 4000}, ShortTokenLoadFor: 8 * time.Second, ShortTokenLifetime: 2 * time.Second,
 		}, nil
 	case "quick":
 		return Plan{
@@ -58,6 +70,8 @@ func planFor(mode string) (Plan, error) {
 				{50, 1, 10}, {50, 16, 64}, {50, 64, 256},
 			},
 			StormLeases: 200, StormBound: 2 * time.Minute,
+			SARounds: 1, SAIssues: 10, TokenLoad: Scenario{50, 64, 256},
+			ShortTokenLoad: Scenario{50, 64, 2000}, ShortTokenLoadFor: 4 * time.Second, ShortTokenLifetime: 2 * time.Second,
 		}, nil
 	}
 	return Plan{}, fmt.Errorf("mode %q: want full or quick", mode)
@@ -72,7 +86,9 @@ type SideResults struct {
 	ColdStartMS    []float64    `json:"cold_start_ms"`
 	FirstRequestMS []float64    `json:"first_request_ms"`
 	Load           []*LoadRound `json:"load_rounds"`
-	Storm          *StormResult `json:"storm"`
+	// Service-account rounds (ours only).
+	ServiceAccounts []*SARound   `json:"service_account_rounds,omitempty"`
+	Storm           *StormResult `json:"storm"`
 }
 
 // Results is the raw outcome of a run (target/bench/raw.json).
@@ -176,9 +192,10 @@ func run(mode, ours, official, oursVersion, simBinary, out, rustc string, timeou
 	}
 	// TLS and the CONNECT proxy so both plugins reach "https://cloud.mongodb.com" the same way;
 	// rate limits start off (re-enabled for the storm); no journal, so the simulator spends
-	// nothing on bookkeeping the benchmark does not read.
+	// nothing on bookkeeping the benchmark does not read; Atlas's token lifetime (3600 s).
 	simArgs := []string{"--tls", "--proxy", "--ca-out", caPath, "--no-rate-limit",
-		"--max-keys-per-org", "5000", "--journal-capacity", "0"}
+		"--max-keys-per-org", "5000", "--max-service-accounts-per-org", "5000",
+		"--token-lifetime-secs", "3600", "--journal-capacity", "0"}
 	startCtx, startCancel := context.WithTimeout(ctx, 30*time.Second)
 	sim, err := atlassim.Launch(startCtx, simBinary, atlassim.Config{Flags: simArgs, Stderr: simLog, AdminTimeout: 30 * time.Second})
 	startCancel()
@@ -294,6 +311,29 @@ func (b *Bench) measure(ctx context.Context, sides []*Side, res *Results) error 
 					sc.Key(), sc.P50MS, sc.P99MS, sc.Throughput, sc.RoundTrips, sc.Failures)
 			}
 		}
+	}
+	// Service accounts: ours only, the official plugin has none.
+	ours := sides[slices.IndexFunc(sides, func(s *Side) bool { return s.Name == "ours" })]
+	for r := range b.plan.SARounds {
+		s := ours
+		started := time.Now()
+		round, err := b.ServiceAccounts(ctx, s)
+		if err != nil {
+			return fmt.Errorf("%s service-account round %d: %w", s.Name, r+1, err)
+		}
+		res.Sides[s.Name].ServiceAccounts = append(res.Sides[s.Name].ServiceAccounts, round)
+		b.logf("service accounts %d/%d %s (tokens live %.0f s):", r+1, b.plan.SARounds, s.Name, round.TokenLifetimeS)
+		for _, sc := range []struct {
+			what string
+			res  *ScenarioResult
+		}{{"service account", &round.ServiceAccount}, {"API key", &round.APIKey}, {"token load", &round.TokenLoad}, {"short tokens", round.ShortTokenLoad}} {
+			if sc.res != nil {
+				b.logf("  %-15s %-9s p50 %7.1f ms  p99 %7.1f ms  %7.1f/s  %.2f requests/issue  %d token requests  failures %d",
+					sc.what, sc.res.Key(), sc.res.P50MS, sc.res.P99MS, sc.res.Throughput, sc.res.RoundTrips, sc.res.TokenRequests, sc.res.Failures)
+			}
+		}
+		b.logf("  left after revocation: %d service accounts, %d keys; round took %.1f s",
+			round.LeftoverAccounts, round.LeftoverKeys, time.Since(started).Seconds())
 	}
 	for i, s := range sides {
 		b.logf("revocation storm %s: %d leases", s.Name, b.plan.StormLeases)

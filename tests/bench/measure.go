@@ -26,6 +26,9 @@ type Scenario struct {
 	Issues      int `json:"issues"`
 }
 
+// tokenRoute is the simulator's stats key of the OAuth token endpoint.
+const tokenRoute = "POST /api/oauth/token"
+
 func (s Scenario) Key() string { return fmt.Sprintf("%dms_c%d", s.LatencyMS, s.Concurrency) }
 
 // ScenarioResult is one run of a scenario by one plugin.
@@ -42,6 +45,7 @@ type ScenarioResult struct {
 	FirstError     string  `json:"first_error,omitempty"`
 	Requests       uint64  `json:"atlas_requests"`
 	Challenges     uint64  `json:"atlas_challenges"`
+	TokenRequests  uint64  `json:"token_requests"` // POST /api/oauth/token, counted in Requests
 	RoundTrips     float64 `json:"atlas_round_trips_per_issue"`
 	RevokeFailures int     `json:"revoke_failures"`
 	// CPU time (user+system) spent per issuance by each process during the scenario.
@@ -187,8 +191,8 @@ func FirstRequest(ctx context.Context, side *Side, sim *atlassim.Info) (time.Dur
 	return elapsed, nil
 }
 
-// issueBatch issues n credentials with c concurrent callers.
-func issueBatch(ctx context.Context, m *conformance.Mount, n, c int) (lat []float64, leases []*Lease, wall time.Duration, failures int, firstErr error) {
+// issueBatch issues n credentials of a role with c concurrent callers.
+func issueBatch(ctx context.Context, m *conformance.Mount, role string, n, c int) (lat []float64, leases []*Lease, wall time.Duration, failures int, firstErr error) {
 	var next atomic.Int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -203,7 +207,7 @@ func issueBatch(ctx context.Context, m *conformance.Mount, n, c int) (lat []floa
 			var myErr error
 			for next.Add(1) <= int64(n) {
 				t := time.Now()
-				l, err := Issue(ctx, m)
+				l, err := Issue(ctx, m, role)
 				d := time.Since(t)
 				if err != nil {
 					myFailures++
@@ -321,20 +325,12 @@ func (b *Bench) Load(ctx context.Context, side *Side) (*LoadRound, error) {
 	if err := side.Configure(ctx, m, b.sim.Info.OrgID); err != nil {
 		return nil, err
 	}
-	// Warm-up (connections, digest nonce, lazy client construction) is not measured.
-	if err := b.sim.SetLatency(ctx, 0); err != nil {
+	if err := b.warmUp(ctx, side, m, roleName); err != nil {
 		return nil, err
-	}
-	_, warm, _, failed, werr := issueBatch(ctx, m, b.plan.WarmUp, 1)
-	if failed > 0 {
-		return nil, fmt.Errorf("%s warm-up issuance failed: %w", side.Name, werr)
-	}
-	if failed, err := revokeBatch(ctx, m, warm, 1); failed > 0 {
-		return nil, fmt.Errorf("%s warm-up revocation failed: %w", side.Name, err)
 	}
 
 	for _, sc := range b.plan.Scenarios {
-		res, err := b.scenario(ctx, side, m, pid, sc)
+		res, err := b.scenario(ctx, side, m, pid, roleName, sc)
 		if err != nil {
 			return nil, err
 		}
@@ -354,7 +350,24 @@ func (b *Bench) Load(ctx context.Context, side *Side) (*LoadRound, error) {
 	return round, nil
 }
 
-func (b *Bench) scenario(ctx context.Context, side *Side, m *conformance.Mount, pid int, sc Scenario) (*ScenarioResult, error) {
+// warmUp issues and revokes a few credentials of a role, unmeasured (connections, digest
+// nonce or service-account token, lazy client construction).
+func (b *Bench) warmUp(ctx context.Context, side *Side, m *conformance.Mount, role string) error {
+	if err := b.sim.SetLatency(ctx, 0); err != nil {
+		return err
+	}
+	_, warm, _, failed, werr := issueBatch(ctx, m, role, b.plan.WarmUp, 1)
+	if failed > 0 {
+		return fmt.Errorf("%s warm-up issuance (%s) failed: %w", side.Name, role, werr)
+	}
+	if failed, err := revokeBatch(ctx, m, warm, 1); failed > 0 {
+		return fmt.Errorf("%s warm-up revocation (%s) failed: %w", side.Name, role, err)
+	}
+	return nil
+}
+
+// scenario issues sc.Issues credentials of a role (measured), then revokes them (not measured).
+func (b *Bench) scenario(ctx context.Context, side *Side, m *conformance.Mount, pid int, role string, sc Scenario) (*ScenarioResult, error) {
 	if err := b.sim.SetLatency(ctx, time.Duration(sc.LatencyMS)*time.Millisecond); err != nil {
 		return nil, err
 	}
@@ -366,7 +379,7 @@ func (b *Bench) scenario(ctx context.Context, side *Side, m *conformance.Mount, 
 	if err != nil {
 		return nil, err
 	}
-	lat, leases, wall, failures, firstErr := issueBatch(ctx, m, sc.Issues, sc.Concurrency)
+	lat, leases, wall, failures, firstErr := issueBatch(ctx, m, role, sc.Issues, sc.Concurrency)
 	cpuAfter, err := cpuTimes(pid, b.sim.Pid())
 	if err != nil {
 		return nil, err
@@ -376,7 +389,7 @@ func (b *Bench) scenario(ctx context.Context, side *Side, m *conformance.Mount, 
 		return nil, err
 	}
 	if len(leases) == 0 {
-		return nil, fmt.Errorf("%s %s: every issuance failed: %v", side.Name, sc.Key(), firstErr)
+		return nil, fmt.Errorf("%s %s (%s): every issuance failed: %v", side.Name, sc.Key(), role, firstErr)
 	}
 	res := &ScenarioResult{
 		Scenario:   sc,
@@ -391,6 +404,7 @@ func (b *Bench) scenario(ctx context.Context, side *Side, m *conformance.Mount, 
 		Requests:   after.RequestsTotal - before.RequestsTotal,
 		Challenges: after.Challenges - before.Challenges,
 	}
+	res.TokenRequests = after.Routes[tokenRoute].Total - before.Routes[tokenRoute].Total
 	res.RoundTrips = float64(res.Requests) / float64(len(leases))
 	perIssue := func(i int) float64 { return ms(cpuAfter[i]-cpuBefore[i]) / float64(len(leases)) }
 	res.PluginCPUMS, res.SimCPUMS, res.HostCPUMS = perIssue(0), perIssue(1), perIssue(2)

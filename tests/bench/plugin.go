@@ -19,6 +19,8 @@ import (
 const (
 	hostVaultVersion = "1.21.4"
 	roleName         = "bench"
+	// The service-account role (ours only: the official plugin has no service accounts).
+	saRoleName = "bench-sa"
 	// TEST-NET-1: an access-list entry that never matches anything real.
 	roleIPAddress = "192.0.2.10"
 )
@@ -68,12 +70,25 @@ func roleData(orgID string) map[string]any {
 	}
 }
 
+// saRoleData is roleData issuing an organization service account instead of a key: same
+// organization role, same access list, so both issuances make the same Atlas calls.
+func saRoleData(orgID string) map[string]any {
+	data := roleData(orgID)
+	data["credential_type"] = "service_account"
+	return data
+}
+
 // Configure writes config and the benchmark role on a mount.
 func (s *Side) Configure(ctx context.Context, m *conformance.Mount, orgID string) error {
-	if err := write(ctx, m, "config", s.Config); err != nil {
+	return configure(ctx, m, s.Config, roleName, roleData(orgID))
+}
+
+// configure writes a login and one role on a mount.
+func configure(ctx context.Context, m *conformance.Mount, login map[string]any, role string, data map[string]any) error {
+	if err := write(ctx, m, "config", login); err != nil {
 		return err
 	}
-	return write(ctx, m, "roles/"+roleName, roleData(orgID))
+	return write(ctx, m, "roles/"+role, data)
 }
 
 func write(ctx context.Context, m *conformance.Mount, path string, data map[string]any) error {
@@ -91,14 +106,16 @@ func write(ctx context.Context, m *conformance.Mount, path string, data map[stri
 type Lease struct {
 	Secret *logical.Secret
 	Data   map[string]any
-	KeyID  string
+	Role   string
+	// ID is the credential's Atlas id: the API key's id or the service account's client id.
+	ID string
 }
 
 var leaseCounter atomic.Uint64
 
 // Issue reads creds/<role> once.
-func Issue(ctx context.Context, m *conformance.Mount) (*Lease, error) {
-	resp, err := m.Do(ctx, logical.ReadOperation, "creds/"+roleName, nil)
+func Issue(ctx context.Context, m *conformance.Mount, role string) (*Lease, error) {
+	resp, err := m.Do(ctx, logical.ReadOperation, "creds/"+role, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -113,18 +130,21 @@ func Issue(ctx context.Context, m *conformance.Mount) (*Lease, error) {
 	}
 	id, _ := resp.Secret.InternalData["programmatic_api_key_id"].(string)
 	if id == "" {
-		return nil, errors.New("creds: lease without programmatic_api_key_id")
+		id, _ = resp.Secret.InternalData["client_id"].(string)
+	}
+	if id == "" {
+		return nil, errors.New("creds: lease without programmatic_api_key_id or client_id")
 	}
 	sec := *resp.Secret
-	sec.LeaseID = m.Path + "/creds/" + roleName + "/" + strconv.FormatUint(leaseCounter.Add(1), 10)
+	sec.LeaseID = m.Path + "/creds/" + role + "/" + strconv.FormatUint(leaseCounter.Add(1), 10)
 	sec.IssueTime = time.Now()
-	return &Lease{Secret: &sec, Data: resp.Data, KeyID: id}, nil
+	return &Lease{Secret: &sec, Data: resp.Data, Role: role, ID: id}, nil
 }
 
 // Revoke sends what Vault's expiration manager sends when a lease ends.
 func Revoke(ctx context.Context, m *conformance.Mount, l *Lease) error {
 	sec := *l.Secret
-	req := logical.RevokeRequest("creds/"+roleName, &sec, l.Data)
+	req := logical.RevokeRequest("creds/"+l.Role, &sec, l.Data)
 	req.Storage = m.Storage
 	req.MountPoint = m.Path + "/"
 	resp, err := m.Handle(ctx, req)

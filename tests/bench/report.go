@@ -56,6 +56,14 @@ type Metric struct {
 	Official float64 `json:"official"`
 	Ratio    float64 `json:"ratio"`
 	Unit     string  `json:"unit"`
+	// OursOnly: the official plugin cannot do this (service accounts); Official and Ratio
+	// are NaN, written as null, with "ours_only": true.
+	OursOnly bool `json:"ours_only,omitempty"`
+}
+
+// oursOnly is a metric of ours alone.
+func oursOnly(unit string, v float64) Metric {
+	return Metric{Ours: v, Official: math.NaN(), Ratio: math.NaN(), Unit: unit, OursOnly: true}
 }
 
 // MarshalJSON writes NaN (a metric that could not be computed) as null.
@@ -66,7 +74,11 @@ func (m Metric) MarshalJSON() ([]byte, error) {
 		}
 		return round(v)
 	}
-	return json.Marshal(map[string]any{"ours": num(m.Ours), "official": num(m.Official), "ratio": num(m.Ratio), "unit": m.Unit})
+	out := map[string]any{"ours": num(m.Ours), "official": num(m.Official), "ratio": num(m.Ratio), "unit": m.Unit}
+	if m.OursOnly {
+		out["ours_only"] = true
+	}
+	return json.Marshal(out)
 }
 
 // PerSide is a count for each plugin.
@@ -102,6 +114,12 @@ var metricLabels = map[string]string{
 	"atlas_round_trips_per_issue": "Atlas HTTP requests per issuance",
 	"throughput_c64":              "Issuances/s, 64 callers, sim +50 ms",
 	"revocation_storm_s":          "Revocation storm: time to drain",
+
+	// Ours only (service accounts), in their own table.
+	"sa_issue_p50_50ms_c1":           "creds p50, service-account role, sim +50 ms, 1 caller, warm token",
+	"sa_atlas_requests_per_issue":    "Atlas HTTP requests per issuance: service account, warm token",
+	"key_atlas_requests_per_issue":   "Atlas HTTP requests per issuance: API key, API-key login",
+	"token_requests_per_1000_issues": "Token requests per 1,000 issuances",
 }
 
 // Summary is target/bench/summary.json.
@@ -244,6 +262,16 @@ func Summarize(res *Results) Summary {
 		}
 	}
 
+	var saDetails map[string]any
+	sa := o.ServiceAccounts
+	metrics["sa_issue_p50_50ms_c1"] = oursOnly("ms", saMedian(sa, func(r *SARound) float64 { return r.ServiceAccount.P50MS }))
+	metrics["sa_atlas_requests_per_issue"] = oursOnly("HTTP requests", saMedian(sa, func(r *SARound) float64 { return r.ServiceAccount.RoundTrips }))
+	metrics["key_atlas_requests_per_issue"] = oursOnly("HTTP requests", saMedian(sa, func(r *SARound) float64 { return r.APIKey.RoundTrips }))
+	metrics["token_requests_per_1000_issues"] = oursOnly("token requests", saMedian(sa, func(r *SARound) float64 { return tokensPer1000(r.TokenLoad) }))
+	if len(sa) > 0 {
+		saDetails = serviceAccountDetails(res.Plan, sa)
+	}
+
 	sum := Summary{
 		Mode:      res.Plan.Mode,
 		Metrics:   metrics,
@@ -264,6 +292,7 @@ func Summarize(res *Results) Summary {
 			"storms":              storms,
 			"throughput_c64_0ms":  metric("issuances/s", scen("0ms_c64", tput)),
 			"p99_latency_0ms_c64": metric("ms", scen("0ms_c64", p99)),
+			"service_accounts":    saDetails,
 			"samples": map[string]any{
 				"cold_start_ms":    map[string][]float64{"ours": o.ColdStartMS, "official": f.ColdStartMS},
 				"first_request_ms": map[string][]float64{"ours": o.FirstRequestMS, "official": f.FirstRequestMS},
@@ -283,7 +312,84 @@ func Summarize(res *Results) Summary {
 			Value: fmt.Sprintf("%d unrevoked, %d leaked", o.Storm.Unrevoked, o.Storm.Leaks),
 			Met:   o.Storm.Unrevoked == 0 && o.Storm.Leaks == 0},
 	}
+	if len(sa) > 0 {
+		saReqs, keyReqs := metrics["sa_atlas_requests_per_issue"].Ours, metrics["key_atlas_requests_per_issue"].Ours
+		left := saMedian(sa, func(r *SARound) float64 { return float64(r.LeftoverAccounts + r.LeftoverKeys) })
+		tokens := saMedian(sa, func(r *SARound) float64 { return float64(r.TokenLoad.TokenRequests) })
+		sum.Targets = append(sum.Targets,
+			Target{Metric: "sa_atlas_requests_per_issue", Goal: "ours: <= key_atlas_requests_per_issue (warm token: no more round trips than an API key)",
+				Value: fmt.Sprintf("%.2f vs %.2f", saReqs, keyReqs), Met: saReqs <= keyReqs+0.005},
+			Target{Metric: "token_requests_per_1000_issues", Goal: "ours: at most 1 token request per fresh mount under load",
+				Value: fmt.Sprintf("%.0f per mount", tokens), Met: tokens <= 1},
+			Target{Metric: "service_account_cleanup", Goal: "ours: nothing issued left after revocation",
+				Value: fmt.Sprintf("%.0f left", left), Met: left == 0})
+	}
 	return sum
+}
+
+// saMedian is the median over the service-account rounds of a round's statistic.
+func saMedian(rounds []*SARound, pick func(*SARound) float64) float64 {
+	var out []float64
+	for _, r := range rounds {
+		out = append(out, pick(r))
+	}
+	return median(out)
+}
+
+// serviceAccountDetails is summary.json's details.service_accounts: every service-account
+// measurement, medians over the rounds.
+func serviceAccountDetails(plan Plan, rounds []*SARound) map[string]any {
+	sc := func(pick func(*SARound) *ScenarioResult) map[string]any {
+		// NaN (nothing measured) is written as null.
+		v := func(f func(*ScenarioResult) float64) any {
+			m := saMedian(rounds, func(r *SARound) float64 {
+				if s := pick(r); s != nil {
+					return f(s)
+				}
+				return math.NaN()
+			})
+			if math.IsNaN(m) {
+				return nil
+			}
+			return round(m)
+		}
+		return map[string]any{
+			"p50_ms":                         v(func(s *ScenarioResult) float64 { return s.P50MS }),
+			"p99_ms":                         v(func(s *ScenarioResult) float64 { return s.P99MS }),
+			"throughput_per_s":               v(func(s *ScenarioResult) float64 { return s.Throughput }),
+			"requests_per_issue":             v(func(s *ScenarioResult) float64 { return s.RoundTrips }),
+			"challenges":                     v(func(s *ScenarioResult) float64 { return float64(s.Challenges) }),
+			"token_requests":                 v(func(s *ScenarioResult) float64 { return float64(s.TokenRequests) }),
+			"token_requests_per_1000_issues": v(func(s *ScenarioResult) float64 { return tokensPer1000(*s) }),
+			"wall_s":                         v(func(s *ScenarioResult) float64 { return s.WallS }),
+			"issuance_failures":              v(func(s *ScenarioResult) float64 { return float64(s.Failures) }),
+			"revocation_failures":            v(func(s *ScenarioResult) float64 { return float64(s.RevokeFailures) }),
+			"plugin_cpu_ms_per_issue":        v(func(s *ScenarioResult) float64 { return s.PluginCPUMS }),
+		}
+	}
+	out := map[string]any{
+		"rounds":                    len(rounds),
+		"token_lifetime_s":          saMedian(rounds, func(r *SARound) float64 { return r.TokenLifetimeS }),
+		"issues_per_round":          plan.SAIssues,
+		"token_load_plan":           plan.TokenLoad,
+		"service_account":           sc(func(r *SARound) *ScenarioResult { return &r.ServiceAccount }),
+		"api_key":                   sc(func(r *SARound) *ScenarioResult { return &r.APIKey }),
+		"token_load":                sc(func(r *SARound) *ScenarioResult { return &r.TokenLoad }),
+		"leftover_service_accounts": saMedian(rounds, func(r *SARound) float64 { return float64(r.LeftoverAccounts) }),
+		"leftover_keys":             saMedian(rounds, func(r *SARound) float64 { return float64(r.LeftoverKeys) }),
+	}
+	if rounds[0].ShortTokenLoad != nil {
+		short := sc(func(r *SARound) *ScenarioResult { return r.ShortTokenLoad })
+		short["token_lifetime_s"] = rounds[0].ShortTokenLifetimeS
+		short["issues"] = saMedian(rounds, func(r *SARound) float64 {
+			if r.ShortTokenLoad == nil {
+				return math.NaN()
+			}
+			return float64(r.ShortTokenLoad.Issues)
+		})
+		out["short_token_load"] = short
+	}
+	return out
 }
 
 // human formats a value with its unit for the markdown table.
@@ -355,6 +461,7 @@ func markdown(res *Results, s Summary) string {
 			sf["p50_ms"], sf["p99_ms"], sf["throughput_per_s"], so["round_trips"], sf["round_trips"],
 			so["plugin_cpu_ms_per_issue"], sf["plugin_cpu_ms_per_issue"])
 	}
+	b.WriteString(serviceAccountMarkdown(s, goals))
 	for side, env := range res.ExtraEnv {
 		if len(env) > 0 {
 			fmt.Fprintf(&b, "\nNote: %s plugin run with extra environment %s (an experiment, not the default setup).\n", side, strings.Join(env, " "))
@@ -392,4 +499,57 @@ func WriteReport(dir string, res *Results, s Summary) error {
 		}
 	}
 	return nil
+}
+
+// serviceAccountMarkdown is summary.md's service-account table (ours only) and the line
+// comparing its round trips with an API key's; empty when the run measured none.
+func serviceAccountMarkdown(s Summary, goals map[string]string) string {
+	d, _ := s.Details["service_accounts"].(map[string]any)
+	if d == nil {
+		return ""
+	}
+	var b strings.Builder
+	m := func(k string) float64 { return s.Metrics[k].Ours }
+	part := func(k string) map[string]any { p, _ := d[k].(map[string]any); return p }
+	num := func(p map[string]any, k string) float64 {
+		if v, ok := p[k].(float64); ok {
+			return v
+		}
+		return math.NaN()
+	}
+	saPart, keyPart, load := part("service_account"), part("api_key"), part("token_load")
+	plan, _ := d["token_load_plan"].(Scenario)
+	b.WriteString("\n| service accounts (ours only: the official plugin has none) | ours | note |\n|---|---:|---|\n")
+	fmt.Fprintf(&b, "| %s | %s | API-key role in the same run: %s |\n", metricLabels["sa_issue_p50_50ms_c1"],
+		human(m("sa_issue_p50_50ms_c1"), "ms"), human(num(keyPart, "p50_ms"), "ms"))
+	fmt.Fprintf(&b, "| %s | %s | %s |\n", metricLabels["sa_atlas_requests_per_issue"],
+		human(m("sa_atlas_requests_per_issue"), ""), goals["sa_atlas_requests_per_issue"])
+	fmt.Fprintf(&b, "| %s | %s | %.0f digest challenges in %v issuances |\n", metricLabels["key_atlas_requests_per_issue"],
+		human(m("key_atlas_requests_per_issue"), ""), num(keyPart, "challenges"), d["issues_per_round"])
+	fmt.Fprintf(&b, "| %s, %s, sim +%d ms, tokens live %.0f s | %s | %.0f token requests for %d issuances on a fresh mount; %.0f /s, %.0f failures; %s |\n",
+		metricLabels["token_requests_per_1000_issues"], callers(plan.Concurrency), plan.LatencyMS, num(d, "token_lifetime_s"),
+		human(m("token_requests_per_1000_issues"), ""), num(load, "token_requests"), plan.Issues,
+		num(load, "throughput_per_s"), num(load, "issuance_failures"), goals["token_requests_per_1000_issues"])
+	if short := part("short_token_load"); short != nil {
+		life, wall := num(short, "token_lifetime_s"), num(short, "wall_s")
+		// The plugin replaces a token after 80 % of its lifetime (for lifetimes under 25 min).
+		fmt.Fprintf(&b, "| The same, %v issuances, tokens living %.0f s | %s | %.0f token requests in %.1f s (≈ %.0f expected: one, then one every %.1f s); %.0f failures |\n",
+			short["issues"], life, human(num(short, "token_requests_per_1000_issues"), ""), num(short, "token_requests"), wall,
+			1+math.Floor(wall/(0.8*life)), 0.8*life, num(short, "issuance_failures"))
+	}
+	fmt.Fprintf(&b, "| Left after revocation (service accounts, keys) | %.0f, %.0f | %s |\n",
+		num(d, "leftover_service_accounts"), num(d, "leftover_keys"), goals["service_account_cleanup"])
+	saReqs, keyReqs := m("sa_atlas_requests_per_issue"), m("key_atlas_requests_per_issue")
+	verdict := "the same number of Atlas round trips as"
+	switch {
+	case math.IsNaN(saReqs) || math.IsNaN(keyReqs):
+		verdict = "an unknown number of round trips compared with"
+	case saReqs > keyReqs+0.005:
+		verdict = "MORE Atlas round trips than"
+	case saReqs < keyReqs-0.005:
+		verdict = "fewer Atlas round trips than"
+	}
+	fmt.Fprintf(&b, "\nWith a warm token, a service-account issuance costs %s an API-key issuance: %.2f vs %.2f HTTP requests (%.0f token requests while measuring).\n",
+		verdict, saReqs, keyReqs, num(saPart, "token_requests"))
+	return b.String()
 }

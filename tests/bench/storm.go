@@ -76,7 +76,7 @@ func (b *Bench) Storm(ctx context.Context, side *Side, seed uint64) (*StormResul
 	if err := b.sim.SetRateLimit(ctx, off); err != nil {
 		return nil, err
 	}
-	_, leases, _, failures, firstErr := issueBatch(ctx, m, b.plan.StormLeases, 64)
+	_, leases, _, failures, firstErr := issueBatch(ctx, m, roleName, b.plan.StormLeases, 64)
 	if failures > 0 {
 		return nil, fmt.Errorf("%s: %d of %d storm issuances failed: %v", side.Name, failures, b.plan.StormLeases, firstErr)
 	}
@@ -168,7 +168,7 @@ func (b *Bench) Storm(ctx context.Context, side *Side, seed uint64) (*StormResul
 
 	issued := make(map[string]bool, len(leases))
 	for _, l := range leases {
-		issued[l.KeyID] = true
+		issued[l.ID] = true
 	}
 	live, err := b.sim.IssuedKeys(ctx)
 	if err != nil {
