@@ -353,7 +353,7 @@ async fn an_issuance_answers_within_the_issue_timeout_and_cleans_up() {
     );
     let msg = err.to_string();
     assert!(
-        msg.contains(ISSUE_TIMEOUT_ENV) && msg.contains("the key was deleted"),
+        msg.contains(ISSUE_TIMEOUT_ENV) && msg.contains("the API key was deleted"),
         "{msg}"
     );
     m.settle(&[], "issue timeout during the access list").await;
@@ -405,7 +405,7 @@ async fn a_failure_says_whether_the_key_was_really_deleted() {
         .await
         .expect_err("access list fails")
         .to_string();
-    assert!(!msg.contains("the key was deleted"), "{msg}");
+    assert!(!msg.contains("the API key was deleted"), "{msg}");
     assert!(
         msg.contains("could not be deleted yet") && msg.contains("WAL rollback"),
         "{msg}"

@@ -174,7 +174,7 @@ async fn partial_failures_delete_the_key_before_returning() {
         .call(Operation::Read, "creds/acl", json!({}))
         .await
         .expect_err("access list fails");
-    assert!(err.to_string().contains("the key was deleted"), "{err}");
+    assert!(err.to_string().contains("the API key was deleted"), "{err}");
     assert_eq!(
         m.issued_keys(),
         0,

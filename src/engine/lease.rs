@@ -21,7 +21,7 @@ use crate::vault::framework::{
 pub(crate) trait Record: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The lease's `secret_type` and the kind of the WAL entries.
     const KIND: &'static str;
-    /// How messages name the credential: "key", "service account".
+    /// How messages and logs name the credential: "API key", "service account".
     const NOUN: &'static str;
 
     /// The credential's id in Atlas; empty until its create answered.
@@ -77,7 +77,7 @@ async fn revoke<R: Record>(
     record.delete(&client, &req).await.map_err(|e| {
         BackendError::internal(format!("revoking Atlas {} {}: {e}", R::NOUN, record.id()))
     })?;
-    tracing::debug!(id = %record.id(), kind = R::KIND, "revoked an Atlas credential");
+    tracing::debug!(id = %record.id(), "revoked Atlas {}", R::NOUN);
     Ok(None)
 }
 

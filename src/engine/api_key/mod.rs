@@ -44,7 +44,7 @@ pub(crate) struct KeyRecord {
 
 impl Record for KeyRecord {
     const KIND: &'static str = SECRET_TYPE;
-    const NOUN: &'static str = "key";
+    const NOUN: &'static str = "API key";
 
     fn id(&self) -> &str {
         &self.programmatic_api_key_id
