@@ -380,6 +380,9 @@ async fn write_config(
         Some(url) if !url.trim().is_empty() => validate_base_url(&url, config.allow_insecure_http)?,
         _ => String::new(),
     };
+    // A rotation (on demand or on the periodic tick) stores the config it
+    // rotated; it must not overwrite this write, nor this write its rotation.
+    let _no_rotation = engine.rotation_lock().await;
     store(req.storage.as_ref(), &config).await?;
     engine.reset_client();
     if config.insecure_http_in_effect() {

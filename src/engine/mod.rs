@@ -88,7 +88,8 @@ struct Inner {
     // rare admin calls, and Vault sends every write to the active node, so a
     // per-process lock is enough.
     role_writes: tokio::sync::Mutex<()>,
-    // Held for a whole root rotation: a second one waits for the first.
+    // Held for a whole root rotation (a second one waits for the first) and
+    // for a config write, so neither overwrites the other.
     rotation: tokio::sync::Mutex<()>,
 }
 
@@ -160,7 +161,7 @@ impl Engine {
         }
     }
 
-    /// One root rotation at a time (see `Inner::rotation`).
+    /// One root rotation at a time, and no config write during one (see `Inner::rotation`).
     async fn rotation_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.inner.rotation.lock().await
     }
