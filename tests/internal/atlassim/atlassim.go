@@ -325,6 +325,16 @@ func (s *Sim) IssuedKeys(ctx context.Context) ([]Key, error) {
 	return inv.IssuedKeys(), nil
 }
 
+// IssuedServiceAccounts are the live service accounts created through the Atlas API (not
+// the seeded one nor those made through the admin API).
+func (s *Sim) IssuedServiceAccounts(ctx context.Context) ([]ServiceAccount, error) {
+	inv, err := s.Inventory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return inv.IssuedServiceAccounts(), nil
+}
+
 // CreatedKey is the admin API's answer to POST /admin/keys (the private key included).
 type CreatedKey struct {
 	ID         string `json:"id"`
@@ -353,6 +363,35 @@ func (s *Sim) CreateKey(ctx context.Context, desc string, orgRoles []string, pro
 // DeleteKey removes a key out of band (as if someone used the Atlas UI).
 func (s *Sim) DeleteKey(ctx context.Context, id string) error {
 	return s.Admin(ctx, http.MethodDelete, "/keys/"+id, nil, http.StatusNoContent, nil)
+}
+
+// CreatedServiceAccount is the admin API's answer to POST /admin/service_accounts (the
+// secret included).
+type CreatedServiceAccount struct {
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	OrgID        string `json:"org_id"`
+	Name         string `json:"name"`
+}
+
+// CreateServiceAccount makes a service account directly in the simulator's seeded org (test
+// setup: the inventory reports it as seeded), e.g. a second login for the engine's config.
+func (s *Sim) CreateServiceAccount(ctx context.Context, name string, orgRoles []string) (CreatedServiceAccount, error) {
+	var sa CreatedServiceAccount
+	body := map[string]any{"name": name, "org_roles": orgRoles}
+	if err := s.Admin(ctx, http.MethodPost, "/service_accounts", body, http.StatusOK, &sa); err != nil {
+		return sa, err
+	}
+	if sa.ClientID == "" || sa.ClientSecret == "" {
+		return sa, fmt.Errorf("atlas-sim created a service account without a client id or secret (id %q)", sa.ClientID)
+	}
+	return sa, nil
+}
+
+// DeleteServiceAccount removes a service account everywhere, out of band (its tokens are
+// revoked).
+func (s *Sim) DeleteServiceAccount(ctx context.Context, clientID string) error {
+	return s.Admin(ctx, http.MethodDelete, "/service_accounts/"+clientID, nil, http.StatusNoContent, nil)
 }
 
 // PurgeIssuedKeys deletes every key but the seeded one and returns how many there were.
@@ -477,6 +516,15 @@ func Describe(keys []Key) string {
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("{id=%s public_key=%s desc=%q}", k.ID, k.PublicKey, k.Desc))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// DescribeServiceAccounts formats service accounts for a failure message (no secrets).
+func DescribeServiceAccounts(accounts []ServiceAccount) string {
+	parts := make([]string, 0, len(accounts))
+	for _, a := range accounts {
+		parts = append(parts, fmt.Sprintf("{client_id=%s name=%q roles=%v project_roles=%v access_list=%v}", a.ClientID, a.Name, a.Roles, a.ProjectRoles, a.AccessList))
 	}
 	return strings.Join(parts, ", ")
 }
