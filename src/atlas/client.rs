@@ -157,19 +157,32 @@ impl AtlasClient {
         }
         let url = self.url(&[("orgs", org_id), ("apiKeys", key_id)])?;
         let body: Vec<WireAccessListRequest> = entries.iter().map(Into::into).collect();
-        // Resending is safe: the entries are either added or already there. Atlas answers an
-        // add of an existing entry with 409 DUPLICATE_ACCESS_LIST_ENTRY (and adds nothing),
-        // which is what a resend gets after Atlas executed an add whose answer was lost.
         let list_url = with_segment(url, "accessList");
         let request = ApiRequest::new(Method::POST, list_url.clone(), Idempotency::Idempotent)
             .with_json_body(to_json(&body)?);
+        self.add_entries(request, list_url, API_KEYS_MEDIA_TYPE, entries)
+            .await
+    }
+
+    /// Sends an access-list add, which is safe to resend: the entries are either added or
+    /// already there. Atlas answers an add of an existing entry with 409
+    /// DUPLICATE_ACCESS_LIST_ENTRY (and adds nothing), which is what a resend gets after Atlas
+    /// executed an add whose answer was lost: the add succeeded if every entry is on the list
+    /// (`list_url`, read as `media_type`) now; else the conflict stands.
+    pub(super) async fn add_entries(
+        &self,
+        request: ApiRequest,
+        list_url: Url,
+        media_type: &'static str,
+        entries: &[AccessListEntry],
+    ) -> Result<(), AtlasError> {
         let deadline = self.deadline();
         match self.send(request, deadline).await {
             Err(AtlasError::InvalidInput(problem))
                 if problem.error_code() == Some(DUPLICATE_ACCESS_LIST_ENTRY) =>
             {
-                // Done if every entry is on the list now; else the conflict stands.
-                let wire: Vec<WireAccessListEntry> = self.list_all(list_url, deadline).await?;
+                let wire: Vec<WireAccessListEntry> =
+                    self.list_all_as(list_url, media_type, deadline).await?;
                 let present = wire
                     .into_iter()
                     .map(AccessListEntry::try_from)

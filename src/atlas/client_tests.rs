@@ -1186,53 +1186,103 @@ async fn logs_and_debug_output_hold_no_secrets() {
     }
 }
 
+/// Whose access list an add goes to: an API key's or a service account's.
+#[derive(Clone, Copy, Debug)]
+enum ListOwner {
+    Key,
+    Account,
+}
+
+const ACCOUNT: &str = "mdb_sa_id_0123456789abcdef01234567";
+
+async fn add_entries(
+    client: &AtlasClient,
+    owner: ListOwner,
+    entries: &[AccessListEntry],
+) -> Result<(), AtlasError> {
+    match owner {
+        ListOwner::Key => client.add_access_list(ORG, KEY, entries).await,
+        ListOwner::Account => {
+            client
+                .add_service_account_access_list(
+                    crate::atlas::AccountScope::Org(ORG),
+                    ACCOUNT,
+                    entries,
+                )
+                .await
+        }
+    }
+}
+
 /// An add whose answer was lost is resent and Atlas answers 409 DUPLICATE_ACCESS_LIST_ENTRY:
 /// the entries are there, so the add succeeded. A 409 for entries that are not all on the
-/// list stays an error.
+/// list stays an error. Alike for an API key's and a service account's access list (the
+/// latter read in its own resource version).
 #[tokio::test]
 async fn access_list_add_resent_after_a_lost_answer_succeeds_on_duplicate() {
-    let listed = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
-    let adds = Arc::new(AtomicUsize::new(0));
-    let gate = DigestGate::new(PUBLIC, PRIVATE);
-    let server = TestServer::start(gated(&gate, {
-        let (listed, adds) = (listed.clone(), adds.clone());
-        move |r| match r.method.as_str() {
-            "POST" => {
-                if adds.fetch_add(1, Ordering::SeqCst) == 0 {
-                    // Executed, answer lost.
-                    *listed.lock().expect("lock") = vec![
-                        json!({"cidrBlock": "192.0.2.10/32", "ipAddress": "192.0.2.10"}),
-                        json!({"cidrBlock": "198.51.100.0/24"}),
-                    ];
-                    return Reply::drop_connection();
+    for owner in [ListOwner::Key, ListOwner::Account] {
+        let listed = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+        let adds = Arc::new(AtomicUsize::new(0));
+        let listing_media = Arc::new(Mutex::new(Vec::<String>::new()));
+        let gate = DigestGate::new(PUBLIC, PRIVATE);
+        let server = TestServer::start(gated(&gate, {
+            let (listed, adds, listing_media) =
+                (listed.clone(), adds.clone(), listing_media.clone());
+            move |r| match r.method.as_str() {
+                "POST" => {
+                    if adds.fetch_add(1, Ordering::SeqCst) == 0 {
+                        // Executed, answer lost.
+                        *listed.lock().expect("lock") = vec![
+                            json!({"cidrBlock": "192.0.2.10/32", "ipAddress": "192.0.2.10"}),
+                            json!({"cidrBlock": "198.51.100.0/24"}),
+                        ];
+                        return Reply::drop_connection();
+                    }
+                    Reply::error(
+                        409,
+                        "DUPLICATE_ACCESS_LIST_ENTRY",
+                        "The access list entry 192.0.2.10/32 already exists.",
+                    )
                 }
-                Reply::error(
-                    409,
-                    "DUPLICATE_ACCESS_LIST_ENTRY",
-                    "The access list entry 192.0.2.10/32 already exists.",
-                )
+                "GET" => {
+                    let accept = r
+                        .headers
+                        .get(http::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    listing_media.lock().expect("lock").push(accept.to_owned());
+                    Reply::json(200, page_json(listed.lock().expect("lock").clone(), None))
+                }
+                _ => Reply::empty(405),
             }
-            "GET" => Reply::json(200, page_json(listed.lock().expect("lock").clone(), None)),
-            _ => Reply::empty(405),
-        }
-    }))
-    .await;
-    let client = client(&server);
-    let ip: AccessListEntry = "192.0.2.10".parse().expect("ip");
-    let block: AccessListEntry = "198.51.100.0/24".parse().expect("cidr");
-    client
-        .add_access_list(ORG, KEY, &[ip, block])
-        .await
-        .expect("a resent add of entries now present succeeds");
-    assert_eq!(adds.load(Ordering::SeqCst), 2);
+        }))
+        .await;
+        let client = client(&server);
+        let ip: AccessListEntry = "192.0.2.10".parse().expect("ip");
+        let block: AccessListEntry = "198.51.100.0/24".parse().expect("cidr");
+        add_entries(&client, owner, &[ip, block])
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{owner:?}: a resent add of entries now present fails: {e}")
+            });
+        assert_eq!(adds.load(Ordering::SeqCst), 2, "{owner:?}");
+        let want_media = match owner {
+            ListOwner::Key => MEDIA,
+            ListOwner::Account => crate::atlas::transport::SERVICE_ACCOUNTS_MEDIA_TYPE,
+        };
+        assert_eq!(
+            listing_media.lock().expect("lock").as_slice(),
+            [want_media],
+            "{owner:?}"
+        );
 
-    let missing: AccessListEntry = "203.0.113.0/24".parse().expect("cidr");
-    let err = client
-        .add_access_list(ORG, KEY, &[ip, missing])
-        .await
-        .expect_err("a conflict over entries not all present stays an error");
-    assert!(
-        matches!(&err, AtlasError::InvalidInput(p) if p.error_code() == Some("DUPLICATE_ACCESS_LIST_ENTRY")),
-        "{err:?}"
-    );
+        let missing: AccessListEntry = "203.0.113.0/24".parse().expect("cidr");
+        let err = add_entries(&client, owner, &[ip, missing])
+            .await
+            .expect_err("a conflict over entries not all present stays an error");
+        assert!(
+            matches!(&err, AtlasError::InvalidInput(p) if p.error_code() == Some("DUPLICATE_ACCESS_LIST_ENTRY")),
+            "{owner:?}: {err:?}"
+        );
+    }
 }

@@ -126,15 +126,14 @@ impl AtlasClient {
         let (collection, id) = scope.path();
         let url = self.url(&[(collection, id), ("serviceAccounts", client_id)])?;
         let body: Vec<WireAccessListRequest> = entries.iter().map(Into::into).collect();
-        // Adding entries an account already has changes nothing.
-        let request = ApiRequest::new(
-            Method::POST,
-            with_segment(url, "accessList"),
-            Idempotency::Idempotent,
-        )
-        .with_media_type(SERVICE_ACCOUNTS_MEDIA_TYPE)
-        .with_json_body(to_json(&body)?);
-        self.send(request, self.deadline()).await.map(drop)
+        // Resent after a lost answer, the add meets the entries it added: a 409
+        // DUPLICATE_ACCESS_LIST_ENTRY, which `add_entries` checks against the list.
+        let list_url = with_segment(url, "accessList");
+        let request = ApiRequest::new(Method::POST, list_url.clone(), Idempotency::Idempotent)
+            .with_media_type(SERVICE_ACCOUNTS_MEDIA_TYPE)
+            .with_json_body(to_json(&body)?);
+        self.add_entries(request, list_url, SERVICE_ACCOUNTS_MEDIA_TYPE, entries)
+            .await
     }
 
     /// Deletes an organization service account, everywhere. An account that is
