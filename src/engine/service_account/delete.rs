@@ -39,9 +39,12 @@ pub(super) async fn delete_recorded(
 }
 
 /// Deletes the account from its organization (everywhere at once). A project
-/// account whose organization is unknown, or that the login may not delete
-/// there (a Project Owner), is removed from its project: it then reaches
-/// nothing, and its secret expires.
+/// account whose record lacks its organization (Atlas failed the lookup during
+/// the issuance, or the WAL entry was written before the create) has it read
+/// from the project first: removing it from the project alone would leave it in
+/// the organization with a live secret. A project account the login may not
+/// delete there (a Project Owner), or whose organization it may not read, is
+/// removed from its project: it then reaches nothing, and its secret expires.
 async fn delete_account(
     client: &AtlasClient,
     record: &AccountRecord,
@@ -51,14 +54,26 @@ async fn delete_account(
         Err(e) if e.is_not_found() => Ok(()),
         other => other,
     };
-    if !record.account_org_id.is_empty() {
-        match gone(
-            client
-                .delete_service_account(&record.account_org_id, client_id)
-                .await,
-        ) {
-            Err(AtlasError::Unauthorized(_) | AtlasError::Forbidden(_))
-                if !record.project_id.is_empty() && record.organization_id.is_empty() => {}
+    let project_account = !record.project_id.is_empty() && record.organization_id.is_empty();
+    let org_id = if record.account_org_id.is_empty() && project_account {
+        match client.project_org_id(&record.project_id).await {
+            Ok(org) => org,
+            // The project is gone, or the login may not read it: remove the account from
+            // the project (below), which also says whether it is gone.
+            Err(e)
+                if e.is_not_found()
+                    || matches!(e, AtlasError::Unauthorized(_) | AtlasError::Forbidden(_)) =>
+            {
+                String::new()
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        record.account_org_id.clone()
+    };
+    if !org_id.is_empty() {
+        match gone(client.delete_service_account(&org_id, client_id).await) {
+            Err(AtlasError::Unauthorized(_) | AtlasError::Forbidden(_)) if project_account => {}
             other => return other,
         }
     }

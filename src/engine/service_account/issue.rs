@@ -107,7 +107,7 @@ impl Credential for NewAccount {
             match org {
                 Ok(org) => record.account_org_id = org,
                 Err(e) => {
-                    tracing::warn!(project_id = %self.role.project_id, error = %e, "could not read the project's organization; the account will be removed from the project when its lease ends")
+                    tracing::warn!(project_id = %self.role.project_id, error = %e, "could not read the project's organization; deleting the account reads it again")
                 }
             }
             account?
