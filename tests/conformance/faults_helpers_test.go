@@ -1,11 +1,13 @@
 package conformance
 
 // Helpers of the fault tests (faults_test.go): a host whose plugin process gets extra
-// environment, fault counters, simulator keys with their private half, and the invariant
-// "the simulator holds exactly the keys of the live leases".
+// environment, fault counters, simulator keys with their private half, leases of either
+// credential type, and the invariant "the simulator holds exactly the credentials (API keys
+// and service accounts) of the live leases".
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strconv"
@@ -14,7 +16,49 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/atlassim"
 )
+
+// saSecretType is the lease secret_type (and WAL kind) of service accounts.
+const saSecretType = "service_account"
+
+type simServiceAccount = atlassim.ServiceAccount
+
+// isServiceAccount reports whether the lease holds a service account (else an API key).
+func (l *lease) isServiceAccount() bool {
+	return l.secret.InternalData["secret_type"] == saSecretType
+}
+
+// credID is the id of the lease's credential: the API key's id, or the service account's
+// client id.
+func (l *lease) credID() string {
+	if l.isServiceAccount() {
+		s, _ := l.secret.InternalData["client_id"].(string)
+		return s
+	}
+	return l.keyID()
+}
+
+// issuedServiceAccounts are the service accounts created through the Atlas API.
+func (s *atlasSim) issuedServiceAccounts(t *testing.T, ctx context.Context) []simServiceAccount {
+	t.Helper()
+	accounts, err := s.IssuedServiceAccounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return accounts
+}
+
+func (s *atlasSim) serviceAccount(t *testing.T, ctx context.Context, clientID string) (simServiceAccount, bool) {
+	t.Helper()
+	for _, a := range s.inventory(t, ctx).ServiceAccounts {
+		if a.ClientID == clientID {
+			return a, true
+		}
+	}
+	return simServiceAccount{}, false
+}
 
 // fault is one rule's counters (zero when the rule is gone).
 func (s *atlasSim) fault(t *testing.T, ctx context.Context, id int) simFault {
@@ -49,23 +93,35 @@ func (s *atlasSim) createOwnerKey(t *testing.T, ctx context.Context, desc string
 	return s.createKey(t, ctx, desc, []string{"ORG_OWNER"}, nil)
 }
 
-// requireLiveLeases checks the invariant of every fault test: the keys in the simulator,
-// apart from the seeded one and the given config keys, are exactly the keys of live.
+// requireLiveLeases checks the invariant of every fault test: the credentials in the
+// simulator (API keys and service accounts), apart from the seeded ones and the given config
+// keys, are exactly the credentials of live.
 func (s *atlasSim) requireLiveLeases(t *testing.T, ctx context.Context, when string, live []*lease, configKeys ...string) {
 	t.Helper()
 	want := map[string]bool{}
 	for _, l := range live {
-		want[l.keyID()] = true
+		want[l.credID()] = true
 	}
-	var extra []simKey
+	inv := s.inventory(t, ctx)
+	var extraKeys []simKey
+	var extraAccounts []simServiceAccount
 	have := map[string]bool{}
-	for _, k := range s.issuedKeys(t, ctx) {
-		if slices.Contains(configKeys, k.ID) {
+	for _, k := range inv.APIKeys {
+		if k.Seeded || slices.Contains(configKeys, k.ID) {
 			continue
 		}
 		have[k.ID] = true
 		if !want[k.ID] {
-			extra = append(extra, k)
+			extraKeys = append(extraKeys, k)
+		}
+	}
+	for _, a := range inv.ServiceAccounts {
+		if a.Seeded {
+			continue
+		}
+		have[a.ClientID] = true
+		if !want[a.ClientID] {
+			extraAccounts = append(extraAccounts, a)
 		}
 	}
 	var missing []string
@@ -74,13 +130,54 @@ func (s *atlasSim) requireLiveLeases(t *testing.T, ctx context.Context, when str
 			missing = append(missing, id)
 		}
 	}
-	if len(extra) > 0 {
-		t.Errorf("%s: the simulator holds %d keys no live lease names (leaked): %s", when, len(extra), describeKeys(extra))
+	if len(extraKeys) > 0 {
+		t.Errorf("%s: the simulator holds %d keys no live lease names (leaked): %s", when, len(extraKeys), describeKeys(extraKeys))
+	}
+	if len(extraAccounts) > 0 {
+		t.Errorf("%s: the simulator holds %d service accounts no live lease names (leaked): %s", when, len(extraAccounts), atlassim.DescribeServiceAccounts(extraAccounts))
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		t.Errorf("%s: live leases name keys the simulator no longer holds (deleted prematurely): %s", when, strings.Join(missing, ", "))
+		t.Errorf("%s: live leases name credentials the simulator no longer holds (deleted prematurely): %s", when, strings.Join(missing, ", "))
 	}
+}
+
+// walRecord is one write-ahead-log entry as the plugin stores it.
+type walRecord struct {
+	Kind string         `json:"type"`
+	Data map[string]any `json:"data"`
+}
+
+// walRecords reads the mount's write-ahead-log entries.
+func (m *engineMount) walRecords(t *testing.T, ctx context.Context) []walRecord {
+	t.Helper()
+	ids, err := m.Storage.List(ctx, "wal/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]walRecord, 0, len(ids))
+	for _, id := range ids {
+		entry, err := m.Storage.Get(ctx, "wal/"+id)
+		if err != nil || entry == nil {
+			t.Fatalf("WAL entry %s: %v", id, err)
+		}
+		var r walRecord
+		if err := json.Unmarshal(entry.Value, &r); err != nil {
+			t.Fatalf("WAL entry %s: %v", id, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// walEntries counts the mount's write-ahead-log entries.
+func (m *engineMount) walEntries(t *testing.T, ctx context.Context) int {
+	t.Helper()
+	ids, err := m.Storage.List(ctx, "wal/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ids)
 }
 
 // requireNoWAL fails unless every write-ahead-log entry of the mount is gone.
@@ -91,20 +188,29 @@ func (m *engineMount) requireNoWAL(t *testing.T, ctx context.Context, when strin
 	}
 }
 
-// leaseFrom checks an issue response as m.issue does and returns its lease, or explains why
-// it is not one.
+// leaseFrom checks an issue response as m.issue does (for either credential type) and
+// returns its lease, or explains why it is not one.
 func leaseFrom(path string, resp *logical.Response) (*lease, string) {
 	if resp == nil || resp.Secret == nil {
 		return nil, "no secret in the response"
 	}
-	for _, field := range []string{"public_key", "private_key", "description"} {
+	fields := []string{"public_key", "private_key", "description"}
+	if resp.Secret.InternalData["secret_type"] == saSecretType {
+		fields = []string{"client_id", "client_secret", "name", "description", "secret_expires_at"}
+	}
+	for _, field := range fields {
 		if s, _ := resp.Data[field].(string); s == "" {
 			return nil, "data has no " + field
 		}
 	}
 	l := &lease{path: path, secret: resp.Secret, data: resp.Data, issueTime: time.Now()}
-	if l.keyID() == "" {
+	switch {
+	case l.credID() == "" && l.isServiceAccount():
+		return nil, "internal data has no client_id"
+	case l.credID() == "":
 		return nil, "internal data has no programmatic_api_key_id"
+	case l.isServiceAccount() && l.credID() != resp.Data["client_id"]:
+		return nil, "internal data and data name different client ids"
 	}
 	return l, ""
 }
@@ -142,6 +248,9 @@ func (a attempt) String() string {
 		if a.lease == nil {
 			return "success without a lease (" + a.why + ")"
 		}
+		if a.lease.isServiceAccount() {
+			return "lease for service account " + a.lease.credID()
+		}
 		return "lease for key " + a.lease.keyID()
 	}
 	return "HTTP " + strconv.Itoa(a.status) + ": " + errString(a.err)
@@ -152,4 +261,14 @@ func errString(err error) string {
 		return "<nil>"
 	}
 	return err.Error()
+}
+
+// mustIssue reads creds/<role> and fails the test unless it returns a lease (either type).
+func (m *engineMount) mustIssue(t *testing.T, ctx context.Context, role string) *lease {
+	t.Helper()
+	got := m.tryIssue(ctx, role)
+	if got.status != 0 || got.lease == nil {
+		t.Fatalf("read creds/%s: %v", role, got)
+	}
+	return got.lease
 }

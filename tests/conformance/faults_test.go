@@ -1,12 +1,15 @@
 package conformance
 
-// Atlas failing at every step of issuance and revocation, and the config changing while
+// Atlas failing at every step of issuance, revocation and rollback, of API keys and service
+// accounts and at the service-account login's token endpoint, and the config changing while
 // requests are in flight: the production engine binary, hosted as Vault hosts it, against a
 // real atlas-sim with fault rules. After every case the simulator must hold exactly the keys
-// of the leases still live (no leaked key, no key deleted under a live lease).
+// and service accounts of the leases still live (no leaked credential, none deleted under a
+// live lease), and no WAL entry may be left once the rollback ran.
 //
 // The plugin runs with a 1 s attempt timeout and a 5 s call timeout (MONGODBATLAS_*), so a
-// persistent fault exhausts the client's retries in about 5 s and the whole matrix stays short.
+// persistent fault exhausts the client's retries in about 5 s; the steps run concurrently, so
+// the whole matrix (252 cases) takes about as long as its slowest step (about 30 s).
 
 import (
 	"context"
@@ -20,6 +23,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/atlassim"
 )
 
 const (
@@ -47,27 +52,87 @@ type faultKind struct {
 	// a held request when the client disconnects, so it never takes effect afterwards
 	// (the README's known limits say what that leaves untested).
 	delayed bool
+	// refusal: an answer proving Atlas did nothing, which the client may resend at once, a
+	// create included: Atlas' own 429, or a 401 to a bearer token (answered with a new token).
+	refusal bool
+	// rejectsToken: a 401 to the service-account login's bearer token.
+	rejectsToken bool
 }
 
-func faultKinds() []faultKind {
-	return []faultKind{
-		{name: "429 retry-after 1s", rule: map[string]any{"action": "status", "status": 429, "retry_after": 1}},
+// faultKinds are the faults of every step; under a service-account login also a 401 to the
+// bearer token (as when Atlas revoked or expired it early), except at the token endpoint.
+func faultKinds(step faultStep) []faultKind {
+	kinds := []faultKind{
+		{name: "429 retry-after 1s", rule: map[string]any{"action": "status", "status": 429, "retry_after": 1}, refusal: true},
 		{name: "500", rule: map[string]any{"action": "status", "status": 500}},
 		{name: "503", rule: map[string]any{"action": "status", "status": 503}},
 		{name: "connection reset", rule: map[string]any{"action": "reset"}},
 		{name: "reset after executing", rule: map[string]any{"action": "reset_after"}, executed: true},
 		{name: "timeout", rule: map[string]any{"action": "latency", "latency_ms": faultLatency.Milliseconds()}, delayed: true},
 	}
+	if step.login == loginServiceAccount && step.path != tokenPath {
+		kinds = append(kinds, faultKind{name: "401 token rejected", rule: map[string]any{"action": "status", "status": 401}, refusal: true, rejectsToken: true})
+	}
+	return kinds
 }
 
-// faultStep is one Atlas call of issuance or revocation and a role whose issuance makes it.
+// faultLogin is the engine's Atlas login during a step.
+type faultLogin int
+
+const (
+	// loginAPIKey: the seeded API key (HTTP Digest).
+	loginAPIKey faultLogin = iota
+	// loginServiceAccount: the seeded service account (an OAuth token, then bearer calls).
+	loginServiceAccount
+)
+
+// stepKind says what a step does with its fault.
+type stepKind int
+
+const (
+	// stepIssue: the fault hits a call of an issuance.
+	stepIssue stepKind = iota
+	// stepRevoke: the fault hits a call of the revocation of a lease.
+	stepRevoke
+	// stepLostCreate: Atlas creates a service account and loses the answer; the fault hits
+	// the listing the issuance then searches by name to delete it.
+	stepLostCreate
+	// stepRollback: a WAL entry names a service account whose create answer was lost (and
+	// that the issuance could not find); the fault hits a call of the WAL rollback.
+	stepRollback
+)
+
+// faultStep is one Atlas call of issuance, revocation or rollback and a role whose
+// credential makes it.
 type faultStep struct {
 	name   string
 	role   string
 	data   func(sim *atlasSim) map[string]any
 	method string
-	path   string // regex of the call's path; revocation narrows it to the lease's key
-	revoke bool
+	// path is the regex of the call's path; "{id}" stands for the credential's id (the
+	// lease's in revocation, the orphan's in rollback).
+	path  string
+	kind  stepKind
+	login faultLogin
+	// create: a create the client never sends again once Atlas may have acted on it (a
+	// service account's), so any fault but a refusal fails the issuance, even once. API-key
+	// creates are not: their client removes what the create may have made and creates again.
+	create bool
+	// optional: an issuance succeeds even when this call fails (a project's organization).
+	optional bool
+	// freshToken: the config is written again before the faulted request, so the plugin
+	// must fetch a token (faults on the token endpoint).
+	freshToken bool
+	// removal: revocation removes the account from its project, because the organization
+	// refuses the delete (a Project Owner login): the account then stays in the organization.
+	removal bool
+	// createPath and listPath: the account create and the listing that finds an account by
+	// name (lost-create and rollback steps).
+	createPath, listPath string
+	// unknownOrg: the rollback step's issuance cannot read the project's organization
+	// either, so its WAL entry lacks it (as one written before a crash does): the rollback
+	// must read it to delete the account, not merely remove it from the project.
+	unknownOrg bool
 }
 
 const (
@@ -75,12 +140,52 @@ const (
 	projectKeysPath = `^/api/atlas/v2/groups/[^/]+/apiKeys$`
 	accessListPath  = `^/api/atlas/v2/orgs/[^/]+/apiKeys/[^/]+/accessList$`
 	assignPath      = `^/api/atlas/v2/groups/[^/]+/apiKeys/[^/]+$`
+	orgKeyPath      = `^/api/atlas/v2/orgs/[^/]+/apiKeys/{id}$`
+
+	orgAccountsPath     = `^/api/atlas/v2/orgs/[^/]+/serviceAccounts$`
+	projectAccountsPath = `^/api/atlas/v2/groups/[^/]+/serviceAccounts$`
+	accountAccessPath   = `^/api/atlas/v2/orgs/[^/]+/serviceAccounts/[^/]+/accessList$`
+	invitePath          = `^/api/atlas/v2/groups/[^/]+/serviceAccounts/[^/]+:invite$`
+	projectPath         = `^/api/atlas/v2/groups/[^/]+$`
+	orgAccountPath      = `^/api/atlas/v2/orgs/[^/]+/serviceAccounts/{id}$`
+	projectAccountPath  = `^/api/atlas/v2/groups/[^/]+/serviceAccounts/{id}$`
+	tokenPath           = `^/api/oauth/token$`
 )
 
-// faultSteps follows src/engine/creds.rs: an org key is POSTed to the org's apiKeys, a
-// project key to the project's; the access list is POSTed to the key's accessList; a role
-// with both organization_id and project_id creates an org key and then assigns it to the
-// project (POST groups/{project}/apiKeys/{key}); revocation DELETEs the org key.
+// Roles of the service-account steps: an organization account with an access list, one
+// invited to a project, a project account.
+func saOrgRole(s *atlasSim) map[string]any {
+	return map[string]any{"credential_type": "service_account", "organization_id": s.OrgID, "roles": "ORG_MEMBER", "ip_addresses": "192.0.2.10", "cidr_blocks": "198.51.100.0/24"}
+}
+
+func saInvitedRole(s *atlasSim) map[string]any {
+	return map[string]any{"credential_type": "service_account", "organization_id": s.OrgID, "project_id": s.ProjectID, "roles": "ORG_MEMBER", "project_roles": "GROUP_READ_ONLY"}
+}
+
+func saProjectRole(s *atlasSim) map[string]any {
+	return map[string]any{"credential_type": "service_account", "project_id": s.ProjectID, "roles": "GROUP_READ_ONLY"}
+}
+
+// faultSteps follows src/engine/api_key and src/engine/service_account.
+//
+// API keys (API-key login): an org key is POSTed to the org's apiKeys, a project key to the
+// project's; the access list is POSTed to the key's accessList; a role with both
+// organization_id and project_id creates an org key and then assigns it to the project
+// (POST groups/{project}/apiKeys/{key}); revocation DELETEs the org key.
+//
+// Service accounts (service-account login, so every call carries a bearer token): an
+// organization account is POSTed to the org's serviceAccounts, a project account to the
+// project's while GET groups/{project} reads its organization; the access list is POSTed to
+// the account's accessList; an organization account invited to a project gets
+// POST groups/{project}/serviceAccounts/{id}:invite. Revocation DELETEs the account from its
+// organization, and removes a project account from its project (DELETE
+// groups/{project}/serviceAccounts/{id}) when the organization refuses. After a lost create
+// answer, the issuance and the WAL rollback list the org's (or project's) serviceAccounts to
+// find the account by name, then DELETE it.
+//
+// The token endpoint (POST /api/oauth/token) is faulted under a service-account login right
+// after a config write, which drops the cached token: at an issuance (of an API key) and at a
+// revocation (of a service account).
 func faultSteps() []faultStep {
 	return []faultStep{
 		{name: "create org key", role: "org", method: http.MethodPost, path: orgKeysPath, data: func(s *atlasSim) map[string]any {
@@ -95,10 +200,33 @@ func faultSteps() []faultStep {
 		{name: "project assignment", role: "assigned", method: http.MethodPost, path: assignPath, data: func(s *atlasSim) map[string]any {
 			return map[string]any{"organization_id": s.OrgID, "project_id": s.ProjectID, "roles": "ORG_MEMBER", "project_roles": "GROUP_READ_ONLY"}
 		}},
-		{name: "revoke", role: "revoked", method: http.MethodDelete, revoke: true, data: func(s *atlasSim) map[string]any {
+		{name: "revoke", role: "revoked", method: http.MethodDelete, path: orgKeyPath, kind: stepRevoke, data: func(s *atlasSim) map[string]any {
 			return map[string]any{"project_id": s.ProjectID, "roles": "GROUP_READ_ONLY", "ip_addresses": "192.0.2.10"}
 		}},
+
+		{name: "sa create org account", role: "sa-org", data: saOrgRole, method: http.MethodPost, path: orgAccountsPath, login: loginServiceAccount, create: true},
+		{name: "sa access list", role: "sa-acl", data: saOrgRole, method: http.MethodPost, path: accountAccessPath, login: loginServiceAccount},
+		{name: "sa invite to project", role: "sa-invited", data: saInvitedRole, method: http.MethodPost, path: invitePath, login: loginServiceAccount},
+		{name: "sa create project account", role: "sa-project", data: saProjectRole, method: http.MethodPost, path: projectAccountsPath, login: loginServiceAccount, create: true},
+		{name: "sa project's organization", role: "sa-project-org", data: saProjectRole, method: http.MethodGet, path: projectPath, login: loginServiceAccount, optional: true},
+		{name: "sa revoke org account", role: "sa-revoked", data: saOrgRole, method: http.MethodDelete, path: orgAccountPath, kind: stepRevoke, login: loginServiceAccount},
+		{name: "sa revoke project account", role: "sa-project-revoked", data: saProjectRole, method: http.MethodDelete, path: orgAccountPath, kind: stepRevoke, login: loginServiceAccount},
+		{name: "sa revoke by removal from project", role: "sa-project-removed", data: saProjectRole, method: http.MethodDelete, path: projectAccountPath, kind: stepRevoke, login: loginServiceAccount, removal: true},
+		{name: "sa lost create, find by name", role: "sa-lost", data: saOrgRole, method: http.MethodGet, path: orgAccountsPath, kind: stepLostCreate, login: loginServiceAccount, createPath: orgAccountsPath},
+		{name: "sa rollback, find by name", role: "sa-rollback", data: saOrgRole, method: http.MethodGet, path: orgAccountsPath, kind: stepRollback, login: loginServiceAccount, createPath: orgAccountsPath, listPath: orgAccountsPath},
+		{name: "sa rollback, find by name in project", role: "sa-rollback-project", data: saProjectRole, method: http.MethodGet, path: projectAccountsPath, kind: stepRollback, login: loginServiceAccount, createPath: projectAccountsPath, listPath: projectAccountsPath, unknownOrg: true},
+		{name: "sa rollback, delete", role: "sa-rollback-delete", data: saInvitedRole, method: http.MethodDelete, path: orgAccountPath, kind: stepRollback, login: loginServiceAccount, createPath: orgAccountsPath, listPath: orgAccountsPath},
+
+		{name: "token at issuance", role: "token-key", method: http.MethodPost, path: tokenPath, login: loginServiceAccount, freshToken: true, data: func(s *atlasSim) map[string]any {
+			return map[string]any{"organization_id": s.OrgID, "roles": "ORG_MEMBER", "ip_addresses": "192.0.2.10"}
+		}},
+		{name: "token at revocation", role: "token-revoked", data: saInvitedRole, method: http.MethodPost, path: tokenPath, kind: stepRevoke, login: loginServiceAccount, freshToken: true},
 	}
+}
+
+// resent reports whether the client sends the step's call again after kind fails it.
+func (step faultStep) resent(kind faultKind) bool {
+	return !step.create || kind.refusal
 }
 
 // TestFaultMatrix: every fault at every step, once (the retry succeeds) and on every attempt
@@ -114,25 +242,43 @@ func TestFaultMatrix(t *testing.T) {
 	}
 }
 
+// faultCase is one fault kind, once or on every attempt, at one step.
+type faultCase struct {
+	ctx        context.Context
+	m          *engineMount
+	step       faultStep
+	kind       faultKind
+	persistent bool
+}
+
 func runFaultStep(t *testing.T, e *engineEnv, step faultStep) {
-	ctx := testContext(t, 150*time.Second)
+	ctx := testContext(t, 240*time.Second)
 	sim := startSim(t, ctx, e.simBinary)
 	m := mountEngine(t, ctx, e.newHost(t, faultEnv()...), "mongodbatlas", sim)
+	if step.login == loginServiceAccount {
+		m.login(t, ctx, loginServiceAccount)
+	}
 	m.ok(t, ctx, logical.UpdateOperation, "roles/"+step.role, step.data(sim))
 
 	// A lease issued before any fault stays live throughout: faults must not touch it.
-	live := []*lease{m.issue(t, ctx, step.role)}
-	for _, kind := range faultKinds() {
+	live := []*lease{m.mustIssue(t, ctx, step.role)}
+	for _, kind := range faultKinds(step) {
 		for _, persistent := range []bool{false, true} {
 			mode := "transient"
 			if persistent {
 				mode = "persistent"
 			}
 			t.Run(kind.name+"/"+mode, func(t *testing.T) {
-				if step.revoke {
-					revokeUnderFault(t, ctx, m, step, kind, persistent, live)
-				} else {
-					live = issueUnderFault(t, ctx, m, step, kind, persistent, live)
+				c := &faultCase{ctx: ctx, m: m, step: step, kind: kind, persistent: persistent}
+				switch step.kind {
+				case stepIssue:
+					live = c.issue(t, live)
+				case stepRevoke:
+					c.revoke(t, live)
+				case stepLostCreate:
+					c.lostCreate(t, live)
+				case stepRollback:
+					c.rollback(t, live)
 				}
 			})
 			if t.Failed() {
@@ -148,109 +294,360 @@ func runFaultStep(t *testing.T, e *engineEnv, step faultStep) {
 	m.requireNoWAL(t, ctx, "at the end of the step")
 }
 
-// addStepFault installs kind on the step's call: once, or on every attempt.
-func addStepFault(t *testing.T, ctx context.Context, sim *atlasSim, method, path string, kind faultKind, persistent bool) int {
+// login writes the config with the simulator's seeded API key or service account (dropping
+// the plugin's cached client, and with it any token).
+func (m *engineMount) login(t *testing.T, ctx context.Context, login faultLogin) {
 	t.Helper()
-	rule := map[string]any{"method": method, "path": path}
-	for k, v := range kind.rule {
+	data := map[string]any{"base_url": m.sim.BaseURL}
+	switch login {
+	case loginAPIKey:
+		data["public_key"], data["private_key"] = m.sim.PublicKey, m.sim.PrivateKey
+	case loginServiceAccount:
+		if m.sim.SAClientID == "" || m.sim.SAClientSecret == "" {
+			t.Fatal("the simulator's startup line has no sa_client_id/sa_client_secret")
+		}
+		data["client_id"], data["client_secret"] = m.sim.SAClientID, m.sim.SAClientSecret
+	}
+	m.ok(t, ctx, logical.UpdateOperation, "config", data)
+}
+
+// mustRollback runs an immediate WAL rollback pass (as on unmount) and fails the test unless
+// it succeeds.
+func (m *engineMount) mustRollback(t *testing.T, ctx context.Context) {
+	t.Helper()
+	req, resp, err := m.rollback(ctx, true)
+	if status, verr := vaultStatus(req, resp, err); status != 0 || verr != nil {
+		t.Fatalf("the rollback with Atlas working: Vault would answer %d: %v", status, verr)
+	}
+}
+
+// addStepFault installs kind on the step's call (path with "{id}" replaced by id): once, or
+// on every attempt. Under a service-account login it also counts token requests from now on
+// (the returned counter's id; 0 otherwise).
+func (c *faultCase) addStepFault(t *testing.T, id string) (faultID, tokenID int) {
+	t.Helper()
+	sim := c.m.sim
+	if c.step.login == loginServiceAccount && !c.step.freshToken {
+		tokenID = sim.addFault(t, c.ctx, map[string]any{"method": http.MethodPost, "path": tokenPath, "action": "count"})
+	}
+	path := strings.ReplaceAll(c.step.path, "{id}", regexp.QuoteMeta(id))
+	rule := map[string]any{"method": c.step.method, "path": path}
+	for k, v := range c.kind.rule {
 		rule[k] = v
 	}
-	if !persistent {
+	if !c.persistent {
 		rule["times"] = 1
 	}
-	return sim.addFault(t, ctx, rule)
+	return sim.addFault(t, c.ctx, rule), tokenID
 }
 
-// checkFired fails the test unless the fault acted as the case needs: exactly once for a
-// transient fault, on at least two attempts (so the client did retry) for a persistent one.
-func checkFired(t *testing.T, f simFault, persistent bool) {
+// settle reads the step fault's counters, removes every rule, and checks the fault acted as
+// the case needs: exactly once for a transient fault or a call the client never sends again,
+// on at least two attempts (so the client did retry) for a persistent one. Under a
+// service-account login with its token cached, the plugin must ask for one new token when
+// Atlas rejects the bearer token (once: it never loops on 401s), and for none otherwise.
+func (c *faultCase) settle(t *testing.T, faultID, tokenID int, resent bool) {
 	t.Helper()
+	sim := c.m.sim
+	f := sim.fault(t, c.ctx, faultID)
+	var tokens simFault
+	if tokenID != 0 {
+		tokens = sim.fault(t, c.ctx, tokenID)
+	}
+	sim.clearFaults(t, c.ctx)
 	switch {
-	case !persistent && f.Fired != 1:
-		t.Errorf("the transient fault fired %d times, want 1 (matched %d)", f.Fired, f.Matched)
-	case persistent && f.Fired < 2:
+	case (!c.persistent || !resent) && f.Fired != 1:
+		t.Errorf("the fault fired %d times, want 1 (matched %d; resent by the client: %v)", f.Fired, f.Matched, resent)
+	case c.persistent && resent && f.Fired < 2:
 		t.Errorf("the persistent fault fired %d times, want the client to retry (at least 2)", f.Fired)
+	}
+	if tokenID != 0 {
+		want := 0
+		if c.kind.rejectsToken {
+			want = 1
+		}
+		if tokens.Matched != want {
+			t.Errorf("the plugin asked for %d tokens, want %d (a rejected token is replaced once; a cached one is reused)", tokens.Matched, want)
+		}
 	}
 }
 
-func issueUnderFault(t *testing.T, ctx context.Context, m *engineMount, step faultStep, kind faultKind, persistent bool, live []*lease) []*lease {
-	sim := m.sim
-	id := addStepFault(t, ctx, sim, step.method, step.path, kind, persistent)
-	started := time.Now()
-	got := m.tryIssue(ctx, step.role)
-	took := time.Since(started)
-	fired := sim.fault(t, ctx, id)
-	sim.clearFaults(t, ctx)
-	checkFired(t, fired, persistent)
+// tokenLogin drops the cached token when the step faults the token endpoint.
+func (c *faultCase) tokenLogin(t *testing.T) {
+	t.Helper()
+	if c.step.freshToken {
+		c.m.login(t, c.ctx, loginServiceAccount)
+	}
+}
 
-	if !persistent {
+func (c *faultCase) issue(t *testing.T, live []*lease) []*lease {
+	m, sim, step, kind := c.m, c.m.sim, c.step, c.kind
+	c.tokenLogin(t)
+	faultID, tokenID := c.addStepFault(t, "")
+	started := time.Now()
+	got := m.tryIssue(c.ctx, step.role)
+	took := time.Since(started)
+	resent := step.resent(kind)
+	c.settle(t, faultID, tokenID, resent)
+
+	succeeds := step.optional || (!c.persistent && resent)
+	// A service-account create failed with no proof that Atlas did nothing: the WAL keeps
+	// its entry, and the rollback (finding no account by that name) drops it.
+	leftForRollback := !succeeds && step.create && !kind.refusal && !kind.executed
+	if succeeds {
 		if got.status != 0 || got.lease == nil {
-			t.Errorf("issuance with one %s at %s: %v; want the retry to succeed", kind.name, step.name, got)
+			t.Errorf("issuance with %s at %s: %v; want the retry to succeed", describe(kind, c.persistent), step.name, got)
 		} else {
 			live = append(live, got.lease)
-			if k, ok := sim.keyByID(t, ctx, got.lease.keyID()); !ok || k.PublicKey != got.lease.publicKey() {
-				t.Errorf("the issued key %s (public key %s) is not in the simulator", got.lease.keyID(), got.lease.publicKey())
-			} else if step.path == accessListPath && len(k.AccessList) != 2 {
-				t.Errorf("the issued key's access list is %v, want the role's two entries", k.AccessList)
-			} else if step.path == assignPath && !inProject(k, sim.ProjectID) {
-				t.Errorf("the issued key is not assigned to the project: roles %v", k.Roles)
+			checkIssued(t, c.ctx, sim, step, got.lease)
+			if step.optional {
+				org, _ := got.lease.secret.InternalData["account_org_id"].(string)
+				if !c.persistent && org != sim.OrgID {
+					t.Errorf("the lease records the account's organization as %q, want %s", org, sim.OrgID)
+				}
 			}
 		}
 	} else {
 		switch {
 		case got.status == 0:
-			t.Errorf("issuance with %s on every attempt at %s succeeded (%v); want an error", kind.name, step.name, got)
+			t.Errorf("issuance with %s at %s succeeded (%v); want an error", describe(kind, c.persistent), step.name, got)
 			if got.lease != nil {
 				live = append(live, got.lease)
 			}
 		case got.status != http.StatusInternalServerError:
-			t.Errorf("issuance with %s on every attempt at %s: %v; want a 500 (Atlas failed, not the user)", kind.name, step.name, got)
+			t.Errorf("issuance with %s at %s: %v; want a 500 (Atlas failed, not the user)", describe(kind, c.persistent), step.name, got)
 		case !strings.Contains(errString(got.err), "Atlas"):
 			t.Errorf("issuance error %q does not say Atlas failed", got.err)
 		case got.why != "":
 			t.Errorf("failed issuance: %s", got.why)
+		case leftForRollback && !strings.Contains(errString(got.err), "WAL rollback"):
+			t.Errorf("issuance error %q does not say the WAL rollback deletes what the create may have made", got.err)
 		}
 		if took > faultCallTimeout+2*faultAttemptTimeout+3*time.Second {
 			t.Errorf("the failed issuance took %v; the call timeout is %v", took, faultCallTimeout)
 		}
 	}
-	// The in-place clean-up (or the client's create recovery) leaves nothing for rollback.
-	m.requireNoWAL(t, ctx, "after the issuance")
-	sim.requireLiveLeases(t, ctx, "after the issuance", live)
+	if leftForRollback {
+		if n := m.walEntries(t, c.ctx); n != 1 {
+			t.Errorf("WAL entries after a create that may have landed: %d, want 1", n)
+		}
+		sim.requireLiveLeases(t, c.ctx, "before the rollback", live)
+		m.mustRollback(t, c.ctx)
+	}
+	// The in-place clean-up (or the client's create recovery, or the rollback) leaves nothing.
+	m.requireNoWAL(t, c.ctx, "after the issuance")
+	sim.requireLiveLeases(t, c.ctx, "after the issuance", live)
+	if step.optional && got.lease != nil {
+		// Whether or not the issuance learnt the project's organization, the revocation
+		// deletes the account (not merely removes it from the project).
+		l := live[len(live)-1]
+		live = live[:len(live)-1]
+		m.mustRevoke(t, c.ctx, l)
+		sim.requireLiveLeases(t, c.ctx, "after revoking the project account", live)
+	}
 	return live
 }
 
-func revokeUnderFault(t *testing.T, ctx context.Context, m *engineMount, step faultStep, kind faultKind, persistent bool, live []*lease) {
-	sim := m.sim
-	l := m.issue(t, ctx, step.role)
-	path := `^/api/atlas/v2/orgs/[^/]+/apiKeys/` + regexp.QuoteMeta(l.keyID()) + `$`
-	id := addStepFault(t, ctx, sim, step.method, path, kind, persistent)
-	req, resp, err := m.revoke(ctx, l)
-	status, verr := vaultStatus(req, resp, err)
-	fired := sim.fault(t, ctx, id)
-	sim.clearFaults(t, ctx)
-	checkFired(t, fired, persistent)
+func describe(kind faultKind, persistent bool) string {
+	if persistent {
+		return kind.name + " on every attempt"
+	}
+	return "one " + kind.name
+}
 
-	if !persistent {
-		if status != 0 || verr != nil {
-			t.Errorf("revocation with one %s: Vault would answer %d (%v); want the retry to succeed", kind.name, status, verr)
+// checkIssued checks the credential of a fresh lease in the simulator against its role.
+func checkIssued(t *testing.T, ctx context.Context, sim *atlasSim, step faultStep, l *lease) {
+	t.Helper()
+	role := step.data(sim)
+	wantACL := 0
+	for _, field := range []string{"ip_addresses", "cidr_blocks"} {
+		if v, _ := role[field].(string); v != "" {
+			wantACL += len(strings.Split(v, ","))
 		}
-		sim.requireLiveLeases(t, ctx, "after the revocation", live)
+	}
+	org, _ := role["organization_id"].(string)
+	project, _ := role["project_id"].(string)
+	if !l.isServiceAccount() {
+		k, ok := sim.keyByID(t, ctx, l.keyID())
+		switch {
+		case !ok || k.PublicKey != l.publicKey():
+			t.Errorf("the issued key %s (public key %s) is not in the simulator", l.keyID(), l.publicKey())
+		case len(k.AccessList) != wantACL:
+			t.Errorf("the issued key's access list is %v, want the role's %d entries", k.AccessList, wantACL)
+		case org != "" && project != "" && !inProject(k, project):
+			t.Errorf("the issued key is not assigned to the project: roles %v", k.Roles)
+		}
+		return
+	}
+	a, ok := sim.serviceAccount(t, ctx, l.credID())
+	switch {
+	case !ok:
+		t.Errorf("the issued service account %s is not in the simulator", l.credID())
+	case a.Name != l.data["name"]:
+		t.Errorf("the issued service account is named %q in the simulator, %q in the lease", a.Name, l.data["name"])
+	case len(a.AccessList) != wantACL:
+		t.Errorf("the issued service account's access list is %v, want the role's %d entries", a.AccessList, wantACL)
+	case project != "" && len(a.ProjectRoles[project]) == 0:
+		t.Errorf("the issued service account has no roles in the project: %v", a.ProjectRoles)
+	}
+}
+
+func (c *faultCase) revoke(t *testing.T, live []*lease) {
+	m, sim, step, kind := c.m, c.m.sim, c.step, c.kind
+	l := m.mustIssue(t, c.ctx, step.role)
+	c.tokenLogin(t)
+	if step.removal {
+		// The organization refuses the delete, as it does a Project Owner's.
+		sim.addFault(t, c.ctx, map[string]any{"method": http.MethodDelete, "path": strings.ReplaceAll(orgAccountPath, "{id}", regexp.QuoteMeta(l.credID())), "action": "status", "status": 403})
+	}
+	faultID, tokenID := c.addStepFault(t, l.credID())
+	req, resp, err := m.revoke(c.ctx, l)
+	status, verr := vaultStatus(req, resp, err)
+	c.settle(t, faultID, tokenID, true)
+
+	// A project account whose delete the organization keeps refusing (a 401 to a new token
+	// too) is removed from its project instead: it stays in the organization, reaching nothing.
+	projectAccount := l.isServiceAccount() && l.secret.InternalData["organization_id"] == ""
+	fallback := !step.removal && c.persistent && kind.rejectsToken && projectAccount
+	if !c.persistent || fallback {
+		if status != 0 || verr != nil {
+			t.Errorf("revocation with %s: Vault would answer %d (%v); want the retry to succeed", describe(kind, c.persistent), status, verr)
+		}
+		if step.removal || fallback {
+			c.requireRemovedFromProject(t, l)
+		}
+		sim.requireLiveLeases(t, c.ctx, "after the revocation", live)
 		return
 	}
 	switch {
 	case status == 0 && verr == nil:
 		t.Errorf("revocation with %s on every attempt succeeded; want an error so that Vault retries", kind.name)
-	case !strings.Contains(errString(verr), l.keyID()):
-		t.Errorf("revocation error %q (HTTP %d) does not name the key", errString(verr), status)
+	case !strings.Contains(errString(verr), l.credID()):
+		t.Errorf("revocation error %q (HTTP %d) does not name the credential", errString(verr), status)
 	}
 	if !kind.executed && !kind.delayed {
-		// Atlas never acted on the DELETE: the key must still be there, under its live lease.
-		sim.requireLiveLeases(t, ctx, "after the failed revocation", append(live[:len(live):len(live)], l))
+		// Atlas never acted on the call: the credential must still be there, under its live lease.
+		sim.requireLiveLeases(t, c.ctx, "after the failed revocation", append(live[:len(live):len(live)], l))
 	}
-	// Vault retries the revocation once Atlas is back.
-	m.mustRevoke(t, ctx, l)
-	sim.requireLiveLeases(t, ctx, "after the retried revocation", live)
+	// Vault retries the revocation once Atlas is back (and deletes the account outright).
+	m.mustRevoke(t, c.ctx, l)
+	sim.requireLiveLeases(t, c.ctx, "after the retried revocation", live)
+}
+
+// requireRemovedFromProject checks that a revoked project account has no role left in its
+// project, then deletes it out of band: by design it stays in the organization, which the
+// login could not delete it from (the invariant of the next cases needs it gone).
+func (c *faultCase) requireRemovedFromProject(t *testing.T, l *lease) {
+	t.Helper()
+	sim := c.m.sim
+	a, ok := sim.serviceAccount(t, c.ctx, l.credID())
+	if !ok {
+		t.Errorf("the project account %s was deleted from its organization, which refused", l.credID())
+		return
+	}
+	if roles := a.ProjectRoles[sim.ProjectID]; len(roles) != 0 {
+		t.Errorf("the revoked project account %s still has roles %v in its project", l.credID(), roles)
+	}
+	if err := sim.DeleteServiceAccount(c.ctx, l.credID()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lostCreate: Atlas creates the account and loses the answer; the fault hits the listing
+// the issuance searches by name.
+func (c *faultCase) lostCreate(t *testing.T, live []*lease) {
+	m, sim, step, kind := c.m, c.m.sim, c.step, c.kind
+	createID := sim.addFault(t, c.ctx, map[string]any{"method": http.MethodPost, "path": step.createPath, "action": "reset_after", "times": 1})
+	faultID, tokenID := c.addStepFault(t, "")
+	got := m.tryIssue(c.ctx, step.role)
+	if f := sim.fault(t, c.ctx, createID); f.Fired != 1 {
+		t.Errorf("the lost create fired %d times, want 1 (creates are never resent)", f.Fired)
+	}
+	c.settle(t, faultID, tokenID, true)
+
+	switch {
+	case got.status != http.StatusInternalServerError:
+		t.Errorf("issuance whose create answer was lost, with %s at the listing: %v; want a 500", describe(kind, c.persistent), got)
+	case !c.persistent && !strings.Contains(errString(got.err), "was deleted"):
+		t.Errorf("issuance error %q does not say the account was deleted", got.err)
+	case c.persistent && !strings.Contains(errString(got.err), "WAL rollback"):
+		t.Errorf("issuance error %q does not say the WAL rollback deletes the account", got.err)
+	}
+	if c.persistent {
+		// The listing kept failing: the entry stays and names the orphan, which the rollback
+		// finds and deletes once Atlas is back.
+		if n := m.walEntries(t, c.ctx); n != 1 {
+			t.Errorf("WAL entries after the listing failed: %d, want 1", n)
+		}
+		if orphans := c.orphans(t, live); len(orphans) != 1 {
+			t.Errorf("service accounts no lease holds: %s; want the one whose create answer was lost", atlassim.DescribeServiceAccounts(orphans))
+		}
+		m.mustRollback(t, c.ctx)
+	}
+	m.requireNoWAL(t, c.ctx, "after the issuance")
+	sim.requireLiveLeases(t, c.ctx, "after the issuance", live)
+}
+
+// orphans are the issued service accounts no live lease holds.
+func (c *faultCase) orphans(t *testing.T, live []*lease) []simServiceAccount {
+	t.Helper()
+	held := map[string]bool{}
+	for _, l := range live {
+		held[l.credID()] = true
+	}
+	var out []simServiceAccount
+	for _, a := range c.m.sim.issuedServiceAccounts(t, c.ctx) {
+		if !held[a.ClientID] {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// rollback: an issuance whose create answer was lost and whose listing Atlas refused leaves
+// a WAL entry naming an orphan; the fault hits the rollback's listing or delete.
+func (c *faultCase) rollback(t *testing.T, live []*lease) {
+	m, sim, step, kind := c.m, c.m.sim, c.step, c.kind
+	sim.addFault(t, c.ctx, map[string]any{"method": http.MethodPost, "path": step.createPath, "action": "reset_after", "times": 1})
+	sim.addFault(t, c.ctx, map[string]any{"method": http.MethodGet, "path": step.listPath, "action": "status", "status": 400})
+	if step.unknownOrg {
+		sim.addFault(t, c.ctx, map[string]any{"method": http.MethodGet, "path": projectPath, "action": "status", "status": 400})
+	}
+	if got := m.tryIssue(c.ctx, step.role); got.status == 0 {
+		t.Fatalf("issuance with a lost create answer and a refused listing: %v; want an error", got)
+	}
+	sim.clearFaults(t, c.ctx)
+	orphans := c.orphans(t, live)
+	wal := m.walRecords(t, c.ctx)
+	if len(wal) != 1 || len(orphans) != 1 {
+		t.Fatalf("after a lost create answer and a refused listing: %d WAL entries and orphans %s; want one of each", len(wal), atlassim.DescribeServiceAccounts(orphans))
+	}
+	if r := wal[0]; r.Kind != saSecretType || r.Data["name"] != orphans[0].Name || r.Data["client_id"] != "" || (step.unknownOrg && r.Data["account_org_id"] != "") {
+		t.Fatalf("the WAL entry %+v does not name the orphan %q by name alone (or names its organization)", r, orphans[0].Name)
+	}
+
+	faultID, tokenID := c.addStepFault(t, orphans[0].ClientID)
+	req, resp, err := m.rollback(c.ctx, true)
+	status, verr := vaultStatus(req, resp, err)
+	c.settle(t, faultID, tokenID, true)
+	if !c.persistent {
+		if status != 0 || verr != nil {
+			t.Errorf("rollback with %s: Vault would answer %d (%v); want the retry to succeed", describe(kind, c.persistent), status, verr)
+		}
+	} else {
+		if status == 0 && verr == nil {
+			t.Errorf("the rollback with %s succeeded; want an error (the entry kept for the next pass)", describe(kind, c.persistent))
+		}
+		if n := m.walEntries(t, c.ctx); n != 1 {
+			t.Errorf("WAL entries after a failed rollback: %d, want the entry kept", n)
+		}
+		if _, ok := sim.serviceAccount(t, c.ctx, orphans[0].ClientID); !ok && !(kind.executed && step.method == http.MethodDelete) {
+			t.Error("the orphan vanished although Atlas never acted on the rollback's delete")
+		}
+		m.mustRollback(t, c.ctx)
+	}
+	m.requireNoWAL(t, c.ctx, "after the rollback")
+	sim.requireLiveLeases(t, c.ctx, "after the rollback", live)
 }
 
 // TestConfigChangeWhileRequestsInFlight writes a new config while creds reads are held in
