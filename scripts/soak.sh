@@ -2,16 +2,18 @@
 # Randomized soak: the production plugin, hosted as Vault hosts it (the Go harness of
 # tests/conformance, through Vault's SDK plugin client), against a real atlas-sim with
 # random Atlas faults (429 + Retry-After, 500, 503, resets before and after the request ran,
-# latency beyond the attempt timeout) while several workers issue, renew and revoke leases,
-# edit and delete roles, rewrite the config and run WAL rollbacks. See tests/soak/README.md.
+# latency beyond the attempt timeout) while several workers issue, renew and revoke leases of
+# API keys and service accounts, edit and delete roles, rewrite the config (alternately an
+# API-key and a service-account login) and run WAL rollbacks. See tests/soak/README.md.
 #
 #   scripts/soak.sh                  # full: 30000 operations, at most 13 min of operations
 #   scripts/soak.sh --quick          # CI: 3000 operations, at most 100 s of operations
 #   scripts/soak.sh --seed N --ops N --duration 5m --workers N --self-test
 #
-# The last line of output is `operations=N faults=N leaked_keys=N premature_deletes=N`; the
-# exit status is non-zero if a key leaked, one was deleted while its lease lived, a lease
-# could not be revoked, or an unexpected error (crash, hang, wrong status) occurred.
+# The last line of output is `operations=N faults=N leaked_credentials=N premature_deletes=N`
+# (API keys and service accounts together); the exit status is non-zero if a credential
+# leaked, one was deleted while its lease lived, a lease could not be revoked, or an
+# unexpected error (crash, hang, wrong status) occurred.
 # SOAK_PROFILE=debug hosts target/debug binaries (default: release, what users run);
 # SOAK_OUT (default target/soak) receives soak.log (host, plugin and simulator logs).
 set -euo pipefail
@@ -35,7 +37,7 @@ while (($#)); do
         args+=("$1" "$2"); shift ;;
     --seed=* | --ops=* | --workers=* | --max-live=*) args+=("$1") ;;
     --duration=*) duration="${1#--duration=}"; args+=("$1") ;;
-    -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
     shift

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -9,16 +10,40 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
+// Credential kinds: the lease secret types.
+const (
+	kindAPIKey         = "programmatic_api_key"
+	kindServiceAccount = "service_account"
+)
+
 // lease is what Vault's expiration manager would keep for an issued secret.
 type lease struct {
 	path      string // creds/<role>
 	secret    *logical.Secret
 	data      map[string]any
 	issueTime time.Time
-	keyID     string
-	// revokeSent is set just before the first revoke request: from then on the key may
-	// legitimately be gone, even if that revoke (or a later one) reported failure.
+	kind      string // kindAPIKey or kindServiceAccount
+	credID    string // the API key's id or the service account's client id
+	// revokeSent is set just before the first revoke request: from then on the credential
+	// may legitimately be gone, even if that revoke (or a later one) reported failure.
 	revokeSent bool
+}
+
+// credential is an API key or a service account alive in Atlas.
+type credential struct {
+	Kind string // kindAPIKey or kindServiceAccount
+	ID   string // key id or client id
+	Desc string // key description or account name
+	// Seeded: the simulator's own (its startup key and account, accounts made through its
+	// admin API): never a plugin's.
+	Seeded bool
+}
+
+func (c credential) String() string {
+	if c.Kind == kindServiceAccount {
+		return fmt.Sprintf("service account client_id=%s name=%q", c.ID, c.Desc)
+	}
+	return fmt.Sprintf("key id=%s desc=%q", c.ID, c.Desc)
 }
 
 // ledger is the soak's bookkeeping of live leases. A worker claims a lease to renew or
@@ -27,19 +52,21 @@ type ledger struct {
 	mu        sync.Mutex
 	free      []*lease // live, unclaimed
 	claimed   map[*lease]bool
-	issued    int
+	issued    map[string]int // by kind
 	revoked   int
 	premature []prematureDelete
 }
 
-// prematureDelete is a key found missing in Atlas while its lease was live and never revoked.
+// prematureDelete is a credential found missing in Atlas while its lease was live and never
+// revoked.
 type prematureDelete struct {
-	KeyID string
-	Path  string
+	Kind string
+	ID   string
+	Path string
 }
 
 func newLedger() *ledger {
-	return &ledger{claimed: map[*lease]bool{}}
+	return &ledger{claimed: map[*lease]bool{}, issued: map[string]int{}}
 }
 
 // add registers a freshly issued lease.
@@ -47,7 +74,7 @@ func (l *ledger) add(ls *lease) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.free = append(l.free, ls)
-	l.issued++
+	l.issued[ls.kind]++
 }
 
 // claim takes a random unclaimed live lease (nil if none).
@@ -93,16 +120,16 @@ func (l *ledger) revokedOK(ls *lease) {
 	l.revoked++
 }
 
-// beforeRevoke is called by the lease's claimant with the keys alive in Atlas, fetched
-// after the claim: if the lease was never revoked, its key must still be there.
-func (l *ledger) beforeRevoke(ls *lease, alive map[string]simKey) {
+// beforeRevoke is called by the lease's claimant with the credentials alive in Atlas,
+// fetched after the claim: if the lease was never revoked, its credential must still be there.
+func (l *ledger) beforeRevoke(ls *lease, alive map[string]credential) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if ls.revokeSent {
 		return
 	}
-	if _, ok := alive[ls.keyID]; !ok {
-		l.premature = append(l.premature, prematureDelete{KeyID: ls.keyID, Path: ls.path})
+	if _, ok := alive[ls.credID]; !ok {
+		l.premature = append(l.premature, prematureDelete{Kind: ls.kind, ID: ls.credID, Path: ls.path})
 	}
 	ls.revokeSent = true
 }
@@ -131,20 +158,37 @@ func (l *ledger) prematureDeletes() []prematureDelete {
 	return append([]prematureDelete(nil), l.premature...)
 }
 
-// leakedKeys are the keys alive in Atlas that no live lease holds, other than the
-// excluded ones (the seeded key and the soak's own config keys), sorted by id.
-func leakedKeys(alive map[string]simKey, live []*lease, excluded map[string]bool) []simKey {
+// leakedCredentials are the credentials (API keys and service accounts) alive in Atlas that
+// no live lease holds, other than the seeded ones and the excluded ones (the soak's own
+// config key), sorted by kind and id.
+func leakedCredentials(alive map[string]credential, live []*lease, excluded map[string]bool) []credential {
 	held := make(map[string]bool, len(live))
 	for _, ls := range live {
-		held[ls.keyID] = true
+		held[ls.credID] = true
 	}
-	var out []simKey
-	for id, k := range alive {
-		if k.Seeded || excluded[id] || held[id] {
+	var out []credential
+	for id, c := range alive {
+		if c.Seeded || excluded[id] || held[id] {
 			continue
 		}
-		out = append(out, k)
+		out = append(out, c)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].ID < out[j].ID
+	})
 	return out
+}
+
+// countKind counts the credentials of one kind.
+func countKind[T any](items []T, kind func(T) string, want string) int {
+	n := 0
+	for _, it := range items {
+		if kind(it) == want {
+			n++
+		}
+	}
+	return n
 }

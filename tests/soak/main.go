@@ -1,10 +1,14 @@
 // Command soak hosts the production plugin binary as Vault does (the conformance harness's
 // Host) against a real atlas-sim process and runs a randomized mix of operations with random
-// Atlas faults, then checks that no key leaked and none was deleted while its lease lived.
+// Atlas faults, with roles issuing API keys and service accounts and the config logging in
+// with either, then checks that no credential leaked and none was deleted while its lease
+// lived.
 //
-// The last line of output is always `operations=N faults=N leaked_keys=N premature_deletes=N`
-// (once setup succeeded); the exit status is 1 if a key leaked, one was deleted prematurely,
-// a lease could not be revoked, or an unexpected error class occurred; 2 on a setup failure.
+// The last line of output is always
+// `operations=N faults=N leaked_credentials=N premature_deletes=N` (once setup succeeded;
+// both counters cover API keys and service accounts); the exit status is 1 if a credential
+// leaked, one was deleted prematurely, a lease could not be revoked, or an unexpected error
+// class occurred; 2 on a setup failure.
 package main
 
 import (
@@ -33,7 +37,7 @@ func mainExit() int {
 		duration = flag.Duration("duration", 0, "wall-time bound of the operations (default 100s with --quick, else 13m)")
 		workers  = flag.Int("workers", 8, "concurrent workers")
 		maxLive  = flag.Int("max-live", 120, "live leases above which workers revoke instead of issuing")
-		selfTest = flag.Bool("self-test", false, "delete one leased key and create one unleased key out of band: the counters must show 1 and 1")
+		selfTest = flag.Bool("self-test", false, "delete a leased key and a leased service account and create one unleased of each out of band: the counters must show 2 and 2")
 		unsafeRb = flag.Bool("unsafe-rollback", false, "run immediate rollbacks while issuances are in flight (expected to cause premature deletes: checks the counter)")
 		engine   = flag.String("engine", os.Getenv("ENGINE_BINARY"), "production plugin binary (absolute path)")
 		simBin   = flag.String("sim", os.Getenv("ATLAS_SIM_BINARY"), "atlas-sim binary (absolute path)")

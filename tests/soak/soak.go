@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -21,10 +23,14 @@ import (
 	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/atlassim"
 )
 
-type (
-	simKey     = atlassim.Key
-	createdKey = atlassim.CreatedKey
-)
+// login is a credential the engine's config can log in to Atlas with: an API key
+// (publicKey, privateKey) or a service account (clientID, clientSecret).
+type login struct {
+	publicKey, privateKey  string
+	clientID, clientSecret string
+}
+
+func (l login) serviceAccount() bool { return l.clientID != "" }
 
 // config is one soak run's parameters.
 type config struct {
@@ -35,7 +41,7 @@ type config struct {
 	duration time.Duration
 	workers  int
 	maxLive  int  // live leases above which workers revoke instead of issuing
-	selfTest bool // inject one out-of-band delete and one out-of-band create
+	selfTest bool // inject out-of-band deletes and creates, of a key and of a service account
 	// unsafeRollback runs immediate rollbacks during issuances, which can delete keys about
 	// to be leased: a demonstration that premature_deletes catches what the plugin does.
 	unsafeRollback bool
@@ -44,9 +50,9 @@ type config struct {
 }
 
 // Plugin knobs: short Atlas timeouts so faults cost little time. The WAL min age must
-// exceed the longest issuance (create, access list, assign and a compensating delete,
-// each bounded by the call timeout), or a periodic rollback could delete the key of an
-// issuance still running.
+// exceed the longest issuance (create, access list, assign or invite and a compensating
+// delete, each bounded by the call timeout), or a periodic rollback could delete the
+// credential of an issuance still running.
 const (
 	attemptTimeout   = "1s"
 	callTimeout      = "4s"
@@ -61,13 +67,13 @@ const (
 type result struct {
 	operations  int
 	faults      int
-	leaked      []simKey
+	leaked      []credential
 	premature   []prematureDelete
 	unexpected  []string // first messages of unexpected error classes
 	unexpectedN int
 	irrevocable int
 	counts      map[string]*opCount
-	issued      int
+	issued      map[string]int // by credential kind
 	revoked     int
 	maxIssue    time.Duration
 }
@@ -76,8 +82,10 @@ func (r *result) failed() bool {
 	return len(r.leaked) > 0 || len(r.premature) > 0 || r.unexpectedN > 0 || r.irrevocable > 0
 }
 
+// line is the last line of output: leaked_credentials and premature_deletes count API keys
+// and service accounts alike (the summary before it splits them).
 func (r *result) line() string {
-	return fmt.Sprintf("operations=%d faults=%d leaked_keys=%d premature_deletes=%d", r.operations, r.faults, len(r.leaked), len(r.premature))
+	return fmt.Sprintf("operations=%d faults=%d leaked_credentials=%d premature_deletes=%d", r.operations, r.faults, len(r.leaked), len(r.premature))
 }
 
 // opCount tallies one kind of operation: succeeded, failed as faults can make it fail
@@ -97,9 +105,13 @@ type soak struct {
 	// would delete the key of an issuance in flight.
 	issuing sync.RWMutex
 
-	configKeys [2]createdKey
-	projects   []string
-	roleNames  []string
+	// logins: the seeded API key, a second ORG_OWNER key, the seeded service account and a
+	// second ORG_OWNER service account; config writes alternate between the two kinds.
+	logins       [4]login
+	secondKeyID  string
+	configWrites atomic.Int64
+	projects     []string
+	roleNames    []string
 
 	ops      atomic.Int64
 	deadline time.Time
@@ -229,21 +241,36 @@ func (p *panicWatch) Write(b []byte) (int, error) {
 	return p.w.Write(b)
 }
 
-// setup writes the config (the seeded key), makes a second ORG_OWNER key for config edits
-// and a second project, and creates every role.
+// setup writes the config (the seeded key), makes a second ORG_OWNER key and a second
+// ORG_OWNER service account for config edits (beside the seeded ones) and a second project,
+// and creates every role.
 func (s *soak) setup(ctx context.Context) error {
+	if s.sim.SAClientID == "" || s.sim.SAClientSecret == "" {
+		return errors.New("the simulator's startup line has no sa_client_id/sa_client_secret")
+	}
 	second, err := s.sim.CreateKey(ctx, "soak second config key", []string{"ORG_OWNER"}, nil)
 	if err != nil {
 		return err
 	}
-	s.configKeys = [2]createdKey{{ID: s.sim.KeyID, PublicKey: s.sim.PublicKey, PrivateKey: s.sim.PrivateKey}, second}
+	// Made through the admin API, so the inventory marks it seeded (never counted as leaked).
+	secondSA, err := s.sim.CreateServiceAccount(ctx, "soak second config account", []string{"ORG_OWNER"})
+	if err != nil {
+		return err
+	}
+	s.secondKeyID = second.ID
+	s.logins = [4]login{
+		{publicKey: s.sim.PublicKey, privateKey: s.sim.PrivateKey},
+		{publicKey: second.PublicKey, privateKey: second.PrivateKey},
+		{clientID: s.sim.SAClientID, clientSecret: s.sim.SAClientSecret},
+		{clientID: secondSA.ClientID, clientSecret: secondSA.ClientSecret},
+	}
 	project, err := s.sim.CreateProject(ctx, "soak-second-project")
 	if err != nil {
 		return err
 	}
 	s.projects = []string{s.sim.ProjectID, project}
-	if err := s.writeConfig(ctx, 0); err != nil {
-		return fmt.Errorf("write config: %w", err)
+	if status, err := s.do(ctx, logical.UpdateOperation, "config", s.configData(s.logins[0])); status != 0 || err != nil {
+		return fmt.Errorf("write config: Vault would answer %d: %v", status, err)
 	}
 	rng := rand.New(rand.NewPCG(s.cfg.seed, 0))
 	for i := 0; i < 8; i++ {
@@ -256,24 +283,23 @@ func (s *soak) setup(ctx context.Context) error {
 	return nil
 }
 
-func (s *soak) writeConfig(ctx context.Context, which int) error {
-	k := s.configKeys[which]
-	status, err := s.do(ctx, logical.UpdateOperation, "config", map[string]any{
-		"public_key":  k.PublicKey,
-		"private_key": k.PrivateKey,
-		"base_url":    s.sim.BaseURL,
-	})
-	if status != 0 || err != nil {
-		return fmt.Errorf("Vault would answer %d: %v", status, err)
+// configData is the config write of a login.
+func (s *soak) configData(l login) map[string]any {
+	if l.serviceAccount() {
+		return map[string]any{"client_id": l.clientID, "client_secret": l.clientSecret, "base_url": s.sim.BaseURL}
 	}
-	return nil
+	return map[string]any{"public_key": l.publicKey, "private_key": l.privateKey, "base_url": s.sim.BaseURL}
 }
 
-// randomRole is a valid role of one of the three modes, with or without an access list and TTLs.
+// randomRole is a valid role of one of the three modes, with or without an access list and
+// TTLs, issuing API keys or (half of the time) service accounts.
 func (s *soak) randomRole(rng *rand.Rand) map[string]any {
 	project := s.projects[rng.IntN(len(s.projects))]
 	// An update keeps the fields it does not name, so every field is given.
-	role := map[string]any{"organization_id": "", "project_id": "", "project_roles": "", "ip_addresses": "", "cidr_blocks": "", "ttl": 0, "max_ttl": 0}
+	role := map[string]any{"credential_type": "api_key", "organization_id": "", "project_id": "", "project_roles": "", "ip_addresses": "", "cidr_blocks": "", "ttl": 0, "max_ttl": 0}
+	if rng.IntN(2) == 0 {
+		role["credential_type"] = "service_account"
+	}
 	switch rng.IntN(3) {
 	case 0:
 		role["organization_id"] = s.sim.OrgID
@@ -301,23 +327,99 @@ func (s *soak) randomRole(rng *rand.Rand) map[string]any {
 
 func pick(rng *rand.Rand, options ...string) string { return options[rng.IntN(len(options))] }
 
-// injectOutOfBand issues one lease, deletes its key behind the soak's back and creates a key
-// no lease holds: the counters must then show premature_deletes=1 and leaked_keys=1.
+// injectOutOfBand issues a key and a service account (from roles of their own, which the
+// workers never edit), deletes both behind the soak's back, and creates a key and a service
+// account no lease holds: the counters must then show premature_deletes=2 and
+// leaked_credentials=2, one of each kind.
 func (s *soak) injectOutOfBand(ctx context.Context) error {
-	resp, status, err := s.doResp(ctx, logical.ReadOperation, "creds/"+s.roleNames[0], nil)
-	if status != 0 || err != nil {
-		return fmt.Errorf("issue: %d %v", status, err)
+	roles := map[string]map[string]any{
+		"self-test-key": {"organization_id": s.sim.OrgID, "roles": "ORG_MEMBER"},
+		"self-test-sa":  {"credential_type": "service_account", "project_id": s.sim.ProjectID, "roles": "GROUP_READ_ONLY"},
 	}
-	ls, err := leaseFrom("creds/"+s.roleNames[0], resp)
+	for _, name := range []string{"self-test-key", "self-test-sa"} {
+		if status, err := s.do(ctx, logical.UpdateOperation, "roles/"+name, roles[name]); status != 0 || err != nil {
+			return fmt.Errorf("write role %s: %d %v", name, status, err)
+		}
+		resp, status, err := s.doResp(ctx, logical.ReadOperation, "creds/"+name, nil)
+		if status != 0 || err != nil {
+			return fmt.Errorf("issue %s: %d %v", name, status, err)
+		}
+		ls, err := leaseFrom("creds/"+name, resp)
+		if err != nil {
+			return err
+		}
+		s.ledger.add(ls)
+		if ls.kind == kindServiceAccount {
+			err = s.sim.DeleteServiceAccount(ctx, ls.credID)
+		} else {
+			err = s.sim.DeleteKey(ctx, ls.credID)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if _, err := s.sim.CreateKey(ctx, "out-of-band key", []string{"ORG_MEMBER"}, nil); err != nil {
+		return err
+	}
+	return createAccountThroughAtlas(ctx, s.sim, "out-of-band-account")
+}
+
+// createAccountThroughAtlas makes a service account as an Atlas client would (the admin API
+// would mark it seeded, and the soak never counts seeded credentials): a token for the
+// seeded service account, then POST orgs/{org}/serviceAccounts with it.
+func createAccountThroughAtlas(ctx context.Context, sim *atlassim.Sim, name string) error {
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 20 * time.Second}
+	call := func(req *http.Request, want int, out any) error {
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != want {
+			return fmt.Errorf("%s %s: status %d, want %d: %s", req.Method, req.URL.Path, resp.StatusCode, want, body)
+		}
+		return json.Unmarshal(body, out)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sim.BaseURL+"/api/oauth/token", strings.NewReader(form.Encode()))
 	if err != nil {
 		return err
 	}
-	s.ledger.add(ls)
-	if err := s.sim.DeleteKey(ctx, ls.keyID); err != nil {
+	req.SetBasicAuth(sim.SAClientID, sim.SAClientSecret)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	var token struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := call(req, http.StatusOK, &token); err != nil {
 		return err
 	}
-	_, err = s.sim.CreateKey(ctx, "out-of-band key", []string{"ORG_MEMBER"}, nil)
-	return err
+	const media = "application/vnd.atlas.2024-08-05+json"
+	body, err := json.Marshal(map[string]any{"name": name, "description": "out-of-band service account", "roles": []string{"ORG_MEMBER"}, "secretExpiresAfterHours": 8})
+	if err != nil {
+		return err
+	}
+	req, err = http.NewRequestWithContext(ctx, http.MethodPost, sim.BaseURL+"/api/atlas/v2/orgs/"+sim.OrgID+"/serviceAccounts", strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token.AccessToken)
+	req.Header.Set("Content-Type", media)
+	req.Header.Set("Accept", media)
+	var created struct {
+		ClientID string `json:"clientId"`
+	}
+	if err := call(req, http.StatusCreated, &created); err != nil {
+		return err
+	}
+	if created.ClientID == "" {
+		return errors.New("the out-of-band service account was created without a client id")
+	}
+	return nil
 }
 
 // do sends a request as Vault's router would and returns the HTTP status Vault would
@@ -366,20 +468,30 @@ func (s *soak) judge(ctx context.Context, req *logical.Request, resp *logical.Re
 	return resp, status, verr
 }
 
+// leaseFrom checks an issue response, of either credential kind, and makes its lease.
 func leaseFrom(path string, resp *logical.Response) (*lease, error) {
 	if resp == nil || resp.Secret == nil {
 		return nil, fmt.Errorf("read %s returned no secret", path)
 	}
-	keyID, _ := resp.Secret.InternalData["programmatic_api_key_id"].(string)
-	if keyID == "" {
-		return nil, fmt.Errorf("read %s: the secret has no programmatic_api_key_id", path)
+	kind, _ := resp.Secret.InternalData["secret_type"].(string)
+	idField, fields := "programmatic_api_key_id", []string{"public_key", "private_key", "description"}
+	switch kind {
+	case kindAPIKey:
+	case kindServiceAccount:
+		idField, fields = "client_id", []string{"client_id", "client_secret", "name", "description", "secret_expires_at"}
+	default:
+		return nil, fmt.Errorf("read %s: the secret's type is %q", path, kind)
 	}
-	for _, field := range []string{"public_key", "private_key", "description"} {
+	id, _ := resp.Secret.InternalData[idField].(string)
+	if id == "" {
+		return nil, fmt.Errorf("read %s: the secret has no %s", path, idField)
+	}
+	for _, field := range fields {
 		if v, _ := resp.Data[field].(string); v == "" {
 			return nil, fmt.Errorf("read %s: the response has no %s", path, field)
 		}
 	}
-	return &lease{path: path, secret: resp.Secret, data: resp.Data, issueTime: time.Now(), keyID: keyID}, nil
+	return &lease{path: path, secret: resp.Secret, data: resp.Data, issueTime: time.Now(), kind: kind, credID: id}, nil
 }
 
 // worker runs random operations until the operation count or the wall time is used up.
@@ -499,10 +611,11 @@ func (s *soak) revoke(ctx context.Context, rng *rand.Rand) {
 	}
 }
 
-// revokeLease checks the key is still there if the lease was never revoked, then revokes.
+// revokeLease checks the credential is still there if the lease was never revoked, then
+// revokes.
 func (s *soak) revokeLease(ctx context.Context, ls *lease) bool {
 	if !ls.revokeSent {
-		alive, err := liveKeys(ctx, s.sim)
+		alive, err := liveCredentials(ctx, s.sim)
 		if err != nil {
 			s.unexpectedf("inventory before revoke: %v", err)
 			return false
@@ -519,7 +632,7 @@ func (s *soak) revokeLease(ctx context.Context, ls *lease) bool {
 	case status == http.StatusInternalServerError && atlasFailure(err):
 		s.count("revoke", func(c *opCount) { c.failed++ })
 	default:
-		s.unexpectedf("revoke %s (key %s): status %d: %v", ls.path, ls.keyID, status, err)
+		s.unexpectedf("revoke %s (%s %s): status %d: %v", ls.path, ls.kind, ls.credID, status, err)
 	}
 	return false
 }
@@ -535,13 +648,14 @@ func (s *soak) deleteRole(ctx context.Context, rng *rand.Rand) {
 	s.simpleOp(ctx, "role_delete", logical.DeleteOperation, "roles/"+name, nil)
 }
 
+// editConfig rewrites the config, alternately with an API key and a service account (either
+// of the two of each kind).
 func (s *soak) editConfig(ctx context.Context, rng *rand.Rand) {
-	k := s.configKeys[rng.IntN(2)]
-	s.simpleOp(ctx, "config_write", logical.UpdateOperation, "config", map[string]any{
-		"public_key":  k.PublicKey,
-		"private_key": k.PrivateKey,
-		"base_url":    s.sim.BaseURL,
-	})
+	kind, which := "config_write_api_key", rng.IntN(2)
+	if s.configWrites.Add(1)%2 == 1 {
+		kind, which = "config_write_service_account", 2+rng.IntN(2)
+	}
+	s.simpleOp(ctx, kind, logical.UpdateOperation, "config", s.configData(s.logins[which]))
 }
 
 // readConfig also checks that the private key never comes back.
@@ -596,15 +710,23 @@ func (s *soak) rollback(ctx context.Context, rng *rand.Rand) {
 	}
 }
 
-// faultEndpoints are the Atlas calls of issuance, revocation and rollback.
+// faultEndpoints are the Atlas calls of issuance, revocation and rollback, of both credential
+// kinds, and the token endpoint of the service-account login.
 var faultEndpoints = []struct{ method, path string }{
-	{"POST", `^/api/atlas/v2/orgs/[^/]+/apiKeys$`},                  // create org key
-	{"POST", `^/api/atlas/v2/groups/[^/]+/apiKeys$`},                // create project key
-	{"POST", `^/api/atlas/v2/orgs/[^/]+/apiKeys/[^/]+/accessList$`}, // access list
-	{"POST", `^/api/atlas/v2/groups/[^/]+/apiKeys/[^/]+$`},          // assign to project
-	{"DELETE", `^/api/atlas/v2/orgs/[^/]+/apiKeys/[^/]+$`},          // delete (revoke, cleanup)
-	{"GET", `^/api/atlas/v2/(orgs|groups)/[^/]+/apiKeys$`},          // listings (recovery, rollback)
-	{"", `^/api/atlas/`}, // anything
+	{"POST", `^/api/atlas/v2/orgs/[^/]+/apiKeys$`},                                   // create org key
+	{"POST", `^/api/atlas/v2/groups/[^/]+/apiKeys$`},                                 // create project key
+	{"POST", `^/api/atlas/v2/orgs/[^/]+/apiKeys/[^/]+/accessList$`},                  // access list
+	{"POST", `^/api/atlas/v2/groups/[^/]+/apiKeys/[^/]+$`},                           // assign to project
+	{"DELETE", `^/api/atlas/v2/orgs/[^/]+/apiKeys/[^/]+$`},                           // delete (revoke, cleanup)
+	{"GET", `^/api/atlas/v2/(orgs|groups)/[^/]+/apiKeys$`},                           // listings (recovery, rollback)
+	{"POST", `^/api/atlas/v2/(orgs|groups)/[^/]+/serviceAccounts$`},                  // create org or project account
+	{"GET", `^/api/atlas/v2/groups/[^/]+$`},                                          // a project account's organization
+	{"POST", `^/api/atlas/v2/(orgs|groups)/[^/]+/serviceAccounts/[^/]+/accessList$`}, // access list
+	{"POST", `^/api/atlas/v2/groups/[^/]+/serviceAccounts/[^/]+:invite$`},            // invite to project
+	{"DELETE", `^/api/atlas/v2/(orgs|groups)/[^/]+/serviceAccounts/[^/]+$`},          // delete, remove from project
+	{"GET", `^/api/atlas/v2/(orgs|groups)/[^/]+/serviceAccounts$`},                   // find by name (cleanup, rollback)
+	{"POST", `^/api/oauth/token$`},                                                   // service-account login
+	{"", `^/api/`},                                                                   // anything
 }
 
 func (s *soak) injectFault(ctx context.Context, rng *rand.Rand) {
@@ -659,7 +781,8 @@ func (s *soak) pruneFaults(ctx context.Context) {
 }
 
 // settle ends the run as an operator would: no more faults, every lease revoked (retried a
-// bounded number of times), an immediate rollback pass; then counts what is left.
+// bounded number of times), an immediate rollback pass; then counts what is left, API keys
+// and service accounts alike.
 func (s *soak) settle(ctx context.Context) (*result, error) {
 	if err := s.sim.ClearFaults(ctx); err != nil {
 		return nil, err
@@ -689,11 +812,12 @@ func (s *soak) settle(ctx context.Context) (*result, error) {
 			s.unexpectedf("final rollback (try %d, no faults active): status %d: %v", try+1, status, err)
 		}
 	}
-	alive, err := liveKeys(ctx, s.sim)
+	alive, err := liveCredentials(ctx, s.sim)
 	if err != nil {
 		return nil, err
 	}
-	excluded := map[string]bool{s.configKeys[0].ID: true, s.configKeys[1].ID: true}
+	// The seeded key and accounts (the second config account included) are marked seeded.
+	excluded := map[string]bool{s.secondKeyID: true}
 	stats, err := s.sim.Stats(ctx)
 	if err != nil {
 		return nil, err
@@ -704,12 +828,13 @@ func (s *soak) settle(ctx context.Context) (*result, error) {
 	if !s.sim.Alive() {
 		s.unexpectedf("atlas-sim exited during the soak")
 	}
+	s.checkCoverage()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return &result{
 		operations:  int(s.ops.Load()),
 		faults:      int(stats.FaultsFired),
-		leaked:      leakedKeys(alive, s.ledger.all(), excluded),
+		leaked:      leakedCredentials(alive, s.ledger.all(), excluded),
 		premature:   s.ledger.prematureDeletes(),
 		unexpected:  s.unexpected,
 		unexpectedN: s.unexpectedN,
@@ -731,15 +856,43 @@ func startSim(ctx context.Context, binary string, logs io.Writer) (*atlassim.Sim
 	})
 }
 
-// liveKeys are the keys alive in the simulator by id.
-func liveKeys(ctx context.Context, sim *atlassim.Sim) (map[string]simKey, error) {
+// checkCoverage reports a run long enough to mix everything (1000 operations or more) that
+// did not issue both credential kinds or write the config with both logins: its zero
+// counters would prove less than they say.
+func (s *soak) checkCoverage() {
+	if s.ops.Load() < 1000 {
+		return
+	}
+	s.ledger.mu.Lock()
+	issued := map[string]int{kindAPIKey: s.ledger.issued[kindAPIKey], kindServiceAccount: s.ledger.issued[kindServiceAccount]}
+	s.ledger.mu.Unlock()
+	for kind, n := range issued {
+		if n == 0 {
+			s.unexpectedf("no %s lease was issued in %d operations", kind, s.ops.Load())
+		}
+	}
+	for _, kind := range []string{"config_write_api_key", "config_write_service_account"} {
+		s.mu.Lock()
+		c := s.counts[kind]
+		s.mu.Unlock()
+		if c == nil || c.ok == 0 {
+			s.unexpectedf("no %s succeeded in %d operations", kind, s.ops.Load())
+		}
+	}
+}
+
+// liveCredentials are the API keys and service accounts alive in the simulator, by id.
+func liveCredentials(ctx context.Context, sim *atlassim.Sim) (map[string]credential, error) {
 	inv, err := sim.Inventory(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]simKey, len(inv.APIKeys))
+	out := make(map[string]credential, len(inv.APIKeys)+len(inv.ServiceAccounts))
 	for _, k := range inv.APIKeys {
-		out[k.ID] = k
+		out[k.ID] = credential{Kind: kindAPIKey, ID: k.ID, Desc: k.Desc, Seeded: k.Seeded}
+	}
+	for _, a := range inv.ServiceAccounts {
+		out[a.ClientID] = credential{Kind: kindServiceAccount, ID: a.ClientID, Desc: a.Name, Seeded: a.Seeded}
 	}
 	return out, nil
 }
@@ -786,14 +939,20 @@ func (r *result) summary(w io.Writer) {
 	sort.Strings(kinds)
 	for _, k := range kinds {
 		c := r.counts[k]
-		fmt.Fprintf(w, "soak: %-18s ok=%d failed=%d refused=%d\n", k, c.ok, c.failed, c.refused)
+		fmt.Fprintf(w, "soak: %-28s ok=%d failed=%d refused=%d\n", k, c.ok, c.failed, c.refused)
 	}
-	fmt.Fprintf(w, "soak: leases issued=%d revoked=%d irrevocable=%d; slowest issuance %v\n", r.issued, r.revoked, r.irrevocable, r.maxIssue.Round(time.Millisecond))
-	for _, k := range r.leaked {
-		fmt.Fprintf(w, "soak: LEAKED key id=%s public_key=%s desc=%q\n", k.ID, k.PublicKey, k.Desc)
+	fmt.Fprintf(w, "soak: leases issued=%d (api_keys=%d service_accounts=%d) revoked=%d irrevocable=%d; slowest issuance %v\n",
+		r.issued[kindAPIKey]+r.issued[kindServiceAccount], r.issued[kindAPIKey], r.issued[kindServiceAccount], r.revoked, r.irrevocable, r.maxIssue.Round(time.Millisecond))
+	leakedKind := func(c credential) string { return c.Kind }
+	prematureKind := func(p prematureDelete) string { return p.Kind }
+	fmt.Fprintf(w, "soak: leaked api_keys=%d service_accounts=%d; premature deletes api_keys=%d service_accounts=%d\n",
+		countKind(r.leaked, leakedKind, kindAPIKey), countKind(r.leaked, leakedKind, kindServiceAccount),
+		countKind(r.premature, prematureKind, kindAPIKey), countKind(r.premature, prematureKind, kindServiceAccount))
+	for _, c := range r.leaked {
+		fmt.Fprintf(w, "soak: LEAKED %s\n", c)
 	}
 	for _, p := range r.premature {
-		fmt.Fprintf(w, "soak: PREMATURE delete of key %s (lease of %s still live)\n", p.KeyID, p.Path)
+		fmt.Fprintf(w, "soak: PREMATURE delete of %s %s (lease of %s still live)\n", p.Kind, p.ID, p.Path)
 	}
 	for _, u := range r.unexpected {
 		fmt.Fprintf(w, "soak: UNEXPECTED %s\n", u)

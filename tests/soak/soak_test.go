@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// TestSelfTestCountersFire runs a short soak with one out-of-band delete of a leased key and
-// one out-of-band create: both counters must say 1, and the run must count as failed.
+// TestSelfTestCountersFire runs a short soak with out-of-band deletes of a leased key and a
+// leased service account, and out-of-band creates of one of each: both counters must say 2,
+// one of each kind, and the run must count as failed.
 // Needs ENGINE_BINARY and ATLAS_SIM_BINARY (absolute paths); skipped otherwise.
 func TestSelfTestCountersFire(t *testing.T) {
 	engine, simBin := os.Getenv("ENGINE_BINARY"), os.Getenv("ATLAS_SIM_BINARY")
@@ -25,14 +26,25 @@ func TestSelfTestCountersFire(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.summary(testWriter{t})
-	if len(res.leaked) != 1 || len(res.premature) != 1 {
-		t.Fatalf("%s: want leaked_keys=1 premature_deletes=1", res.line())
+	if len(res.leaked) != 2 || len(res.premature) != 2 {
+		t.Fatalf("%s: want leaked_credentials=2 premature_deletes=2", res.line())
 	}
-	if res.leaked[0].Desc != "out-of-band key" {
-		t.Errorf("the leaked key is %+v, not the out-of-band one", res.leaked[0])
+	leaked := map[string]string{}
+	for _, c := range res.leaked {
+		leaked[c.Kind] = c.Desc
+	}
+	if leaked[kindAPIKey] != "out-of-band key" || leaked[kindServiceAccount] != "out-of-band-account" {
+		t.Errorf("the leaked credentials are %+v, not the out-of-band key and service account", res.leaked)
+	}
+	premature := map[string]string{}
+	for _, p := range res.premature {
+		premature[p.Kind] = p.Path
+	}
+	if premature[kindAPIKey] != "creds/self-test-key" || premature[kindServiceAccount] != "creds/self-test-sa" {
+		t.Errorf("the premature deletes are %+v, not the self-test's key and service account", res.premature)
 	}
 	if !res.failed() {
-		t.Error("a run with a leak and a premature delete does not count as failed")
+		t.Error("a run with leaks and premature deletes does not count as failed")
 	}
 }
 
