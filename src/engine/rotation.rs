@@ -625,6 +625,13 @@ async fn delete_new(client: &AtlasClient, record: &RotationRecord) -> Result<(),
 async fn rollback(engine: Engine, req: Request, data: Value) -> Result<(), BackendError> {
     let record: RotationRecord = serde_json::from_value(data)
         .map_err(|e| BackendError::internal(format!("unreadable {WAL_KIND} record: {e}")))?;
+    // A rotation has no overall deadline: a slow Atlas can keep one running
+    // past the WAL's minimum age. Its entry waits for the next pass.
+    let Ok(_no_rotation) = engine.try_rotation_lock() else {
+        return Err(BackendError::internal(
+            "a rotation is under way; its WAL entry is kept for the next rollback pass",
+        ));
+    };
     let client = engine.revoking_client(&req).await?;
     let config = config::load(req.storage.as_ref())
         .await?
