@@ -349,7 +349,7 @@ impl Rotation {
         let current = self.current_secret(&account.secrets)?;
         if account.secrets.len() >= 2 {
             return Err(BackendError::user(format!(
-                "service account {client_id} already has {} secrets, Atlas' maximum: delete the one that config does not use (not {}) in Atlas, then rotate again",
+                "service account {client_id} already has {} secrets, Atlas' maximum: after a failed rotation, Vault's WAL rollback deletes the extra one within minutes; otherwise delete the one that config does not use (not {}) in Atlas; then rotate again",
                 account.secrets.len(),
                 current.id
             )));
