@@ -391,8 +391,11 @@ check_path_help() {
     assert_contains "$help" "project_roles" "path-help $MOUNT/roles/example"
     assert_contains "$help" "ip_addresses" "path-help $MOUNT/roles/example"
     help="$(cli path-help "$MOUNT/creds/example")"
-    assert_contains "$help" "Issue an Atlas programmatic API key" "path-help $MOUNT/creds/example"
-    e2e_log "path-help: backend, config, roles/, roles/<name>, creds/<name>"
+    assert_contains "$help" "Issue an Atlas credential for a role" "path-help $MOUNT/creds/example"
+    assert_contains "$help" "programmatic API key" "path-help $MOUNT/creds/example"
+    help="$(cli path-help "$MOUNT/rotate-root")"
+    assert_contains "$help" "Rotate the Atlas credential in config" "path-help $MOUNT/rotate-root"
+    e2e_log "path-help: backend, config, roles/, roles/<name>, creds/<name>, rotate-root"
 }
 
 check_openapi() {
