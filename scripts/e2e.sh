@@ -463,7 +463,7 @@ check_logs_debug() {
     [[ -n "$issued" ]] || fail "no 'issued Atlas API key' line of the plugin in the server log"
     assert_contains "$(head -n 1 <<<"$issued")" "[DEBUG]" "level of the plugin's 'issued Atlas API key' line"
     assert_contains "$(head -n 1 <<<"$issued")" "secrets.$PLUGIN_NAME." "logger of the plugin's line"
-    assert_contains "$(head -n 1 <<<"$issued")" "@module=mongodbatlas.engine.creds" "module of the plugin's line"
+    assert_contains "$(head -n 1 <<<"$issued")" "@module=mongodbatlas.engine.issuance" "module of the plugin's line"
     revoked="$(grep -cF -- "$E2E_PLUGIN_LOG_MATCH revoked Atlas API key" "$VDEV_LOG" || true)"
     ((revoked >= 1)) || fail "no 'revoked Atlas API key' line of the plugin in the server log"
     e2e_log "logs: $(wc -l <<<"$issued") 'issued' and $revoked 'revoked' plugin lines at [DEBUG] in the server log"
