@@ -372,8 +372,15 @@ impl Transport {
                     .map_err(|f| token_failure(*f.error))?;
                 let received = Instant::now();
                 serde_json::from_slice::<TokenAnswer>(&response.body)
+                    // The position only: serde's message can quote a value, and
+                    // this answer holds a token.
                     .map_err(|e| AtlasError::Unexpected {
-                        message: format!("unreadable answer from the token endpoint: {e}"),
+                        message: format!(
+                            "unreadable answer from the token endpoint ({:?} error at line {} column {})",
+                            e.classify(),
+                            e.line(),
+                            e.column()
+                        ),
                         problem: None,
                     })?
                     .into_token(received)
