@@ -220,9 +220,11 @@ impl Role {
         cidrs.chain(ips).collect()
     }
 
-    /// The role as read back (TTLs in seconds, as the Terraform provider expects).
+    /// The role as read back (TTLs in seconds, as the Terraform provider expects):
+    /// exactly the official plugin's fields, plus `credential_type` when it is
+    /// not the API key (so a drop-in read stays identical).
     fn to_response(&self) -> Response {
-        Response::json(json!({
+        let mut resp = Response::json(json!({
             "project_id": self.project_id,
             "database_name": self.database_name,
             "roles": self.roles,
@@ -232,8 +234,13 @@ impl Role {
             "project_roles": self.project_roles,
             "ttl": self.ttl.as_secs(),
             "max_ttl": self.max_ttl.as_secs(),
-            "credential_type": self.credential_type.name(),
-        }))
+        }));
+        if !self.credential_type.is_api_key() {
+            if let Some(data) = resp.data.as_mut() {
+                data.insert("credential_type".into(), self.credential_type.name().into());
+            }
+        }
+        resp
     }
 
     /// Everything Atlas would reject, caught before any credential is created.
@@ -593,6 +600,17 @@ mod tests {
         let data = role.to_response().data.expect("data");
         assert_eq!(data["ttl"], Value::from(60));
         assert_eq!(data["roles"], Value::Null);
-        assert_eq!(data["credential_type"], "api_key");
+        assert!(
+            !data.contains_key("credential_type"),
+            "an API-key role reads as the official plugin's"
+        );
+        let account = Role {
+            credential_type: CredentialType::ServiceAccount,
+            ..Role::default()
+        };
+        assert_eq!(
+            account.to_response().data.expect("data")["credential_type"],
+            "service_account"
+        );
     }
 }
