@@ -45,7 +45,7 @@ async fn stored_login_works(m: &Mount) -> bool {
 
 /// A mount whose login key has an access list (a rotation must carry it over).
 async fn mount(login: Login) -> Mount {
-    let m = Mount::logged_in(login).await;
+    let m = Mount::with_org_role(login, "probe").await;
     let org = m.sim.org_id.clone();
     if login == Login::ApiKey {
         let loopback = vec![AccessListEntry::CidrBlock(
@@ -56,12 +56,6 @@ async fn mount(login: Login) -> Mount {
             .await
             .expect("access list of the login key");
     }
-    m.ok(
-        Operation::Update,
-        "roles/probe",
-        json!({"organization_id": org, "roles": "ORG_MEMBER"}),
-    )
-    .await;
     m
 }
 

@@ -159,14 +159,7 @@ async fn every_login_issues_both_credential_types_that_work_and_are_gone_after_r
 
 #[tokio::test]
 async fn concurrent_requests_share_one_token() {
-    let m = Mount::logged_in(Login::ServiceAccount).await;
-    let org = m.sim.org_id.clone();
-    m.ok(
-        Operation::Update,
-        "roles/r",
-        json!({"organization_id": org, "roles": "ORG_MEMBER"}),
-    )
-    .await;
+    let m = Mount::with_org_role(Login::ServiceAccount, "r").await;
     m.sim.set_latency(Duration::from_millis(20));
     // As Vault's storage does, every storage call lets the other requests run:
     // all 64 find no client yet, and must still end up with one token.
@@ -185,14 +178,7 @@ async fn concurrent_requests_share_one_token() {
 
 #[tokio::test]
 async fn a_rejected_token_is_replaced_once_and_the_request_sent_again() {
-    let m = Mount::logged_in(Login::ServiceAccount).await;
-    let org = m.sim.org_id.clone();
-    m.ok(
-        Operation::Update,
-        "roles/r",
-        json!({"organization_id": org, "roles": "ORG_MEMBER"}),
-    )
-    .await;
+    let m = Mount::with_org_role(Login::ServiceAccount, "r").await;
     m.issue("r").await;
     let before = token_requests(&m);
     // Atlas stops honouring the token once (as if revoked early).
@@ -215,14 +201,7 @@ async fn a_rejected_token_is_replaced_once_and_the_request_sent_again() {
 
 #[tokio::test]
 async fn a_new_config_revokes_the_old_token() {
-    let m = Mount::logged_in(Login::ServiceAccount).await;
-    let org = m.sim.org_id.clone();
-    m.ok(
-        Operation::Update,
-        "roles/r",
-        json!({"organization_id": org, "roles": "ORG_MEMBER"}),
-    )
-    .await;
+    let m = Mount::with_org_role(Login::ServiceAccount, "r").await;
     m.issue("r").await;
     let login = m.sim.sa_client_id.clone();
     let tokens = || {

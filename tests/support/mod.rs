@@ -77,6 +77,20 @@ impl Mount {
         Self::with_sim(SimConfig::default(), login).await
     }
 
+    /// A mount logged in as `login`, with role `name` issuing organization
+    /// API keys with ORG_MEMBER (the simplest role).
+    pub async fn with_org_role(login: Login, name: &str) -> Self {
+        let m = Self::logged_in(login).await;
+        let org = m.sim.org_id.clone();
+        m.ok(
+            Operation::Update,
+            &format!("roles/{name}"),
+            json!({"organization_id": org, "roles": "ORG_MEMBER"}),
+        )
+        .await;
+        m
+    }
+
     pub async fn with_sim(cfg: SimConfig, login: Login) -> Self {
         Self::with(cfg, Settings::default(), login).await
     }
