@@ -289,18 +289,3 @@ async fn a_rotation_period_rotates_on_vaults_periodic_tick() {
         assert_one_working_login(&m, login, &format!("{login:?} scheduled rotation")).await;
     }
 }
-
-#[tokio::test]
-async fn rotation_settings_are_checked() {
-    let m = mount(Login::ApiKey).await;
-    for (field, value, says) in [
-        ("rotation_period", json!("10m"), "rotation_period"),
-        ("rotation_schedule", json!("0 3 * * *"), "rotation_schedule"),
-        ("rotation_window", json!("1h"), "rotation_window"),
-    ] {
-        let mut config = m.login(Login::ApiKey);
-        config[field] = value;
-        let msg = m.user_error(Operation::Update, "config", config).await;
-        assert!(msg.contains(says), "{msg}");
-    }
-}

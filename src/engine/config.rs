@@ -8,16 +8,19 @@
 //! two implementations in either direction. A service-account login stores
 //! `client_id` and `client_secret` instead of the key's fields.
 
+use std::time::{Duration, SystemTime};
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::Engine;
+use super::{schedule, Engine};
 use crate::atlas::{is_insecure_http, parse_base_url, redact_base_url, ClientConfig};
 use crate::vault::framework::{
-    handler, handler_with, BackendError, FieldData, FieldSchema, FieldType, Operation, Path,
-    Request, Response,
+    handler_with, BackendError, FieldData, FieldSchema, FieldType, Operation, Path, Request,
+    Response,
 };
 use crate::vault::storage::{get_json, Storage, StorageEntry};
+use crate::vault::system_view::RotationJob;
 
 pub(crate) const CONFIG_KEY: &str = "config";
 
@@ -48,6 +51,17 @@ pub(crate) struct Config {
     /// Automated rotation every this many seconds (0: none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rotation_period: u64,
+    /// Or automated rotation on this cron schedule (UTC)...
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rotation_schedule: String,
+    /// ...within this many seconds of each turn (0: any time after it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rotation_window: u64,
+    /// The job id Vault Enterprise's rotation manager gave the schedule: set,
+    /// Vault sends the `rotate` operation on schedule; empty, the plugin's
+    /// periodic tick keeps the schedule itself.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rotation_job_id: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disable_automated_rotation: bool,
     /// When the credential was last rotated, or written with a rotation period (RFC 3339).
@@ -108,7 +122,7 @@ impl Config {
 
     /// What a read shows: never the private key, and base_url redacted (a
     /// config written by an older version may hold a password in it).
-    fn to_response(&self) -> Response {
+    fn to_response(&self, min_gap: Duration) -> Response {
         let mut resp = Response::json(json!({
             "login": if self.client_id.is_empty() { "api_key" } else { "service_account" },
             "public_key": self.public_key,
@@ -116,9 +130,12 @@ impl Config {
             "base_url": self.shown_base_url(),
             "allow_insecure_http": self.allow_insecure_http,
             "rotation_period": self.rotation_period,
+            "rotation_schedule": self.rotation_schedule,
+            "rotation_window": self.rotation_window,
             "disable_automated_rotation": self.disable_automated_rotation,
+            "rotation_managed_by": self.rotation_managed_by(),
             "last_rotated": self.last_rotated,
-            "next_rotation": super::rotation::next_rotation(self).map(super::rotation::rfc3339).unwrap_or_default(),
+            "next_rotation": schedule::next_rotation(self, SystemTime::now(), min_gap).map(schedule::rfc3339).unwrap_or_default(),
             "secret_expires_at": self.secret_expires_at,
         }));
         if let Err(e) = parse_base_url(self.base_url(), self.allow_insecure_http) {
@@ -130,6 +147,22 @@ impl Config {
             resp.add_warning(INSECURE_HTTP_WARNING);
         }
         resp
+    }
+
+    /// Whether a rotation schedule is set (not disabled).
+    pub(crate) fn has_schedule(&self) -> bool {
+        !self.disable_automated_rotation
+            && (self.rotation_period > 0 || !self.rotation_schedule.is_empty())
+    }
+
+    /// Who keeps the rotation schedule: Vault Enterprise's rotation manager,
+    /// the plugin (Community Edition, OpenBao), or nobody.
+    fn rotation_managed_by(&self) -> &'static str {
+        match (self.has_schedule(), self.rotation_job_id.is_empty()) {
+            (false, _) => "",
+            (true, false) => "vault",
+            (true, true) => "plugin",
+        }
     }
 
     /// base_url as stored when valid (so it round-trips), else redacted.
@@ -262,22 +295,22 @@ pub(crate) fn path(engine: &Engine) -> Path {
         .field(FieldSchema::new(
             "rotation_period",
             FieldType::DurationSecond,
-            "Rotate the credential automatically this often (at least 1h; 0 or unset: only on demand, and for a service account before its secret expires). Vault's periodic tick runs the rotation on the active node.",
+            "Rotate the credential automatically this often, counted from the last rotation (at least 1h; 0 or unset: no period). Mutually exclusive with rotation_schedule.",
         ))
         .field(FieldSchema::new(
             "rotation_schedule",
             FieldType::String,
-            "Not supported yet: use rotation_period.",
+            "Rotate the credential automatically on this cron schedule, in UTC: five fields, minute hour day-of-month month day-of-week, e.g. \"0 3 * * SUN\" (at most one rotation an hour). Mutually exclusive with rotation_period.",
         ))
         .field(FieldSchema::new(
             "rotation_window",
             FieldType::DurationSecond,
-            "Not supported yet: use rotation_period.",
+            "With rotation_schedule: a turn may run this long after its time (at least 1h); a turn missed by more waits for the next one. Unset: any time after.",
         ))
         .field(FieldSchema::new(
             "disable_automated_rotation",
             FieldType::Bool,
-            "Never rotate automatically, not even a service account's expiring secret.",
+            "Never rotate automatically, not even a service account's expiring secret; the schedule is withdrawn from Vault's rotation manager.",
         ))
         .field(FieldSchema::new(
             "allow_insecure_http",
@@ -285,14 +318,19 @@ pub(crate) fn path(engine: &Engine) -> Path {
             "Labs only: accept an http:// base_url to a host that is not a loopback address. Credentials then travel unencrypted; every config write and read warns. Default false.",
         ))
         .operation(Operation::Update, handler_with(engine, write_config))
-        .operation(Operation::Read, handler(read_config))
+        .operation(Operation::Read, handler_with(engine, read_config))
         .help(SYNOPSIS, DESCRIPTION)
 }
 
-async fn read_config(req: Request, _: FieldData) -> Result<Option<Response>, BackendError> {
+async fn read_config(
+    engine: Engine,
+    req: Request,
+    _: FieldData,
+) -> Result<Option<Response>, BackendError> {
+    let min_gap = engine.settings().min_rotation_period;
     Ok(load(req.storage.as_ref())
         .await?
-        .map(|config| config.to_response()))
+        .map(|config| config.to_response(min_gap)))
 }
 
 /// A trimmed string field, empty when absent.
@@ -353,27 +391,9 @@ async fn write_config(
     fields: FieldData,
 ) -> Result<Option<Response>, BackendError> {
     let mut config = login(&fields)?;
-    for unsupported in ["rotation_schedule", "rotation_window"] {
-        if fields.is_set(unsupported) {
-            return Err(BackendError::user(format!(
-                "{unsupported} is not supported by this version of the plugin: use rotation_period (a duration, at least 1h)"
-            )));
-        }
-    }
-    if let Some(period) = fields.duration("rotation_period")? {
-        let least = engine.settings().min_rotation_period;
-        if !period.is_zero() && period < least {
-            return Err(BackendError::user(format!(
-                "rotation_period ({}s) is shorter than {}s: rotate at most once an hour, or set 0 for no schedule",
-                period.as_secs(),
-                least.as_secs()
-            )));
-        }
-        config.rotation_period = period.as_secs();
-    }
-    config.disable_automated_rotation = fields.bool("disable_automated_rotation")?.unwrap_or(false);
-    if config.rotation_period > 0 {
-        config.last_rotated = super::rotation::rfc3339(std::time::SystemTime::now());
+    rotation_fields(&fields, engine.settings().min_rotation_period, &mut config)?;
+    if config.has_schedule() {
+        config.last_rotated = schedule::rfc3339(SystemTime::now());
     }
     config.allow_insecure_http = fields.bool("allow_insecure_http")?.unwrap_or(false);
     config.base_url = match fields.string("base_url")? {
@@ -383,6 +403,7 @@ async fn write_config(
     // A rotation (on demand or on the periodic tick) stores the config it
     // rotated; it must not overwrite this write, nor this write its rotation.
     let _no_rotation = engine.rotation_lock().await;
+    config.rotation_job_id = hand_schedule_to_vault(&req, &config).await;
     store(req.storage.as_ref(), &config).await?;
     engine.reset_client();
     if config.insecure_http_in_effect() {
@@ -393,9 +414,100 @@ async fn write_config(
     Ok(None)
 }
 
+/// The automated-rotation fields, checked as Vault checks them, plus a floor
+/// of `least` on the period and the window.
+fn rotation_fields(
+    fields: &FieldData,
+    least: Duration,
+    config: &mut Config,
+) -> Result<(), BackendError> {
+    let period = fields.duration("rotation_period")?.unwrap_or_default();
+    let schedule = trimmed(fields, "rotation_schedule")?;
+    let window = fields.duration("rotation_window")?.unwrap_or_default();
+    let floor = |field: &str, value: Duration, what: &str| {
+        if !value.is_zero() && value < least {
+            return Err(BackendError::user(format!(
+                "{field} ({}s) is shorter than {}s: {what}",
+                value.as_secs(),
+                least.as_secs()
+            )));
+        }
+        Ok(())
+    };
+    if !period.is_zero() && !schedule.is_empty() {
+        return Err(BackendError::user(
+            "rotation_period and rotation_schedule were both given: they are mutually exclusive; give one",
+        ));
+    }
+    floor(
+        "rotation_period",
+        period,
+        "rotate at most once an hour, or set 0 for no period",
+    )?;
+    if !schedule.is_empty() {
+        schedule::parse_schedule(&schedule).map_err(|reason| {
+            BackendError::user(format!("rotation_schedule {schedule:?} {reason}"))
+        })?;
+    }
+    if !window.is_zero() && schedule.is_empty() {
+        return Err(BackendError::user(
+            "rotation_window applies to rotation_schedule only: give a rotation_schedule with it, or leave it out",
+        ));
+    }
+    floor(
+        "rotation_window",
+        window,
+        "give a window of at least an hour, or leave it out",
+    )?;
+    config.rotation_period = period.as_secs();
+    config.rotation_schedule = schedule;
+    config.rotation_window = window.as_secs();
+    config.disable_automated_rotation = fields.bool("disable_automated_rotation")?.unwrap_or(false);
+    Ok(())
+}
+
+/// The name of the config's job in Vault's rotation manager.
+const ROTATION_JOB_NAME: &str = "mongodbatlas-root-credential";
+
+/// Registers the schedule with Vault Enterprise's rotation manager, or
+/// withdraws it; returns the job's id, empty when the plugin keeps the
+/// schedule itself (Community Edition and OpenBao refuse the registration).
+async fn hand_schedule_to_vault(req: &Request, config: &Config) -> String {
+    if !config.has_schedule() {
+        if let Err(e) = req
+            .system
+            .deregister_rotation_job(&req.mount_point, &req.path)
+            .await
+        {
+            tracing::debug!(error = %e, "no rotation job to withdraw from Vault's rotation manager");
+        }
+        return String::new();
+    }
+    let job = RotationJob {
+        name: ROTATION_JOB_NAME.into(),
+        mount_point: req.mount_point.clone(),
+        path: req.path.clone(),
+        schedule: config.rotation_schedule.clone(),
+        window: Duration::from_secs(config.rotation_window),
+        period: Duration::from_secs(config.rotation_period),
+    };
+    match req.system.register_rotation_job(&job).await {
+        Ok(id) => {
+            tracing::info!(rotation_id = %id, "Vault's rotation manager keeps the rotation schedule");
+            id
+        }
+        Err(e) => {
+            tracing::info!(reason = %e, "Vault has no rotation manager here (Community Edition or OpenBao): the plugin keeps the rotation schedule on Vault's periodic tick");
+            String::new()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
 
     fn config(base_url: &str, allow_insecure_http: bool) -> Config {
         Config {
@@ -419,7 +531,7 @@ mod tests {
             r#"{"client_id":"mdb_sa_id_0123456789abcdef01234567","client_secret":"mdb_sa_sk_s3cret"}"#
         );
         assert!(!format!("{c:?}").contains("s3cret"));
-        let shown = c.to_response().data.expect("data");
+        let shown = c.to_response(Duration::from_secs(3600)).data.expect("data");
         assert!(!serde_json::to_string(&shown)
             .expect("json")
             .contains("s3cret"));
@@ -487,7 +599,7 @@ mod tests {
     fn a_stored_password_in_base_url_is_never_shown() {
         let old = config("https://user:s3cretpw@cloud.mongodb.com", false);
         assert!(!format!("{old:?}").contains("s3cret"));
-        let resp = old.to_response();
+        let resp = old.to_response(HOUR);
         let data = resp.data.expect("data");
         assert_eq!(data["base_url"], "https://***@cloud.mongodb.com");
         assert!(!format!("{:?}", resp.warnings).contains("s3cret"));
@@ -496,7 +608,7 @@ mod tests {
 
     #[test]
     fn insecure_http_warns_only_when_in_effect() {
-        let lab = config("http://10.0.0.5:8080", true).to_response();
+        let lab = config("http://10.0.0.5:8080", true).to_response(HOUR);
         assert_eq!(lab.warnings, vec![INSECURE_HTTP_WARNING.to_owned()]);
         assert_eq!(lab.data.expect("data")["allow_insecure_http"], true);
         for quiet in [
@@ -504,10 +616,10 @@ mod tests {
             config("http://127.0.0.1:1", true),
             config("", false),
         ] {
-            assert!(quiet.to_response().warnings.is_empty(), "{quiet:?}");
+            assert!(quiet.to_response(HOUR).warnings.is_empty(), "{quiet:?}");
         }
         // Written by an older version: plain HTTP without the opt-in.
-        let old = config("http://10.0.0.5:8080", false).to_response();
+        let old = config("http://10.0.0.5:8080", false).to_response(HOUR);
         assert!(
             old.warnings
                 .iter()

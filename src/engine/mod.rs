@@ -13,6 +13,7 @@ mod issuance;
 mod lease;
 mod roles;
 mod rotation;
+mod schedule;
 mod service_account;
 mod settings;
 
@@ -118,6 +119,7 @@ impl Engine {
             ],
             wal_rollbacks: vec![rotation::wal_rollback(self)],
             periodic: Some(rotation::periodic(self)),
+            rotate_credential: Some(rotation::rotate_credential(self)),
             wal_rollback_min_age: self.inner.settings.wal_rollback_min_age,
             invalidate: Some(Arc::new(move |key: &str| {
                 if key == config::CONFIG_KEY {

@@ -13,18 +13,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::config::{self, Config};
 use super::issuance::unique_name;
-use super::{AtlasContext, Engine};
+use super::{schedule, AtlasContext, Engine};
 use crate::atlas::{AccountSecret, AtlasClient, AtlasError};
 use crate::vault::framework::{
-    handler_with, rollback_handler, wal, BackendError, FieldData, Operation, Path, Periodic,
-    Request, Response, WalRollback,
+    handler_with, rollback_handler, wal, BackendError, FieldData, Hook, Operation, Path, Request,
+    Response, WalRollback,
 };
 
 /// The WAL kind of a rotation.
@@ -126,9 +126,24 @@ async fn rotate(engine: &Engine, req: Request) -> Result<Response, BackendError>
     }
 }
 
-/// Vault's periodic tick: rotates when the schedule says so, or when a
-/// service account's secret has less than a fifth of its life left.
-pub(crate) fn periodic(engine: &Engine) -> Periodic {
+/// Vault Enterprise's rotation manager keeping the schedule: its `rotate`
+/// operation runs the same rotation as `rotate-root`.
+pub(crate) fn rotate_credential(engine: &Engine) -> Hook {
+    let engine = engine.clone();
+    Arc::new(move |req| {
+        let engine = engine.clone();
+        Box::pin(async move {
+            let _one_at_a_time = engine.rotation_lock().await;
+            tracing::info!("rotating the configured Atlas credential for Vault's rotation manager");
+            rotate(&engine, req).await.map(drop)
+        })
+    })
+}
+
+/// Vault's periodic tick: rotates when the schedule says so (unless Vault's
+/// rotation manager keeps it), or when a service account's secret has less
+/// than a fifth of its life left.
+pub(crate) fn periodic(engine: &Engine) -> Hook {
     let engine = engine.clone();
     Arc::new(move |req| Box::pin(tick(engine.clone(), req)))
 }
@@ -147,13 +162,21 @@ async fn tick(engine: Engine, req: Request) -> Result<(), BackendError> {
     if !config.client_id.is_empty() && config.secret_expires_at.is_empty() {
         learn_secret_lifetime(&engine, &req, &mut config).await?;
     }
-    let Some(due) = next_rotation(&config) else {
-        return Ok(());
+    let now = SystemTime::now();
+    let scheduled = if config.rotation_job_id.is_empty() {
+        schedule::scheduled(&config, now, engine.settings().min_rotation_period)
+    } else {
+        None
     };
-    if due > SystemTime::now() {
+    let due = match (scheduled, schedule::expiring(&config)) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(due), None) | (None, Some(due)) => due,
+        (None, None) => return Ok(()),
+    };
+    if due > now {
         return Ok(());
     }
-    tracing::info!(due = %rfc3339(due), "rotating the configured Atlas credential on schedule");
+    tracing::info!(due = %schedule::rfc3339(due), "rotating the configured Atlas credential on schedule");
     rotate(&engine, req).await.map(drop)
 }
 
@@ -180,51 +203,6 @@ async fn learn_secret_lifetime(
     config.secret_expires_at = current.expires_at.unwrap_or_default();
     // The credential itself is unchanged: the cached client stays.
     config::store(req.storage.as_ref(), config).await
-}
-
-/// When the next automated rotation is due: the schedule's next turn, or the
-/// point where a service account's secret has a fifth of its life left,
-/// whichever comes first. `None`: never.
-pub(crate) fn next_rotation(config: &Config) -> Option<SystemTime> {
-    if config.disable_automated_rotation {
-        return None;
-    }
-    let scheduled = (config.rotation_period > 0)
-        .then(|| parse_time(&config.last_rotated))
-        .flatten()
-        .map(|last| last + Duration::from_secs(config.rotation_period));
-    let expiring = match (
-        parse_time(&config.secret_created_at),
-        parse_time(&config.secret_expires_at),
-    ) {
-        (Some(created), Some(expires)) => expires
-            .duration_since(created)
-            .ok()
-            .map(|life| created + life.mul_f64(0.8)),
-        _ => None,
-    };
-    match (scheduled, expiring) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn parse_time(text: &str) -> Option<SystemTime> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(SystemTime::from)
-}
-
-/// A time as config and its read show it.
-pub(crate) fn rfc3339(at: SystemTime) -> String {
-    time::OffsetDateTime::from(at)
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 struct Rotation {
@@ -307,7 +285,7 @@ impl Rotation {
                 public_key: new.public_key.clone(),
                 private_key: private_key.clone(),
                 credential_id: new.id.clone(),
-                last_rotated: rfc3339(SystemTime::now()),
+                last_rotated: schedule::rfc3339(SystemTime::now()),
                 ..self.config.clone()
             };
             self.client_for(&rotated)?
@@ -384,7 +362,7 @@ impl Rotation {
         let rotated = Config {
             client_secret: plain,
             credential_id: new.id.clone(),
-            last_rotated: rfc3339(SystemTime::now()),
+            last_rotated: schedule::rfc3339(SystemTime::now()),
             secret_created_at: new.created_at.clone().unwrap_or_default(),
             secret_expires_at: new.expires_at.clone().unwrap_or_default(),
             ..self.config.clone()
@@ -665,27 +643,6 @@ async fn rollback(engine: Engine, req: Request, data: Value) -> Result<(), Backe
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> SystemTime {
-        parse_time(text).expect("time")
-    }
-
-    #[test]
-    fn the_next_rotation_is_the_schedule_or_a_fifth_of_the_secret_left() {
-        let mut config = Config::default();
-        assert_eq!(next_rotation(&config), None, "nothing configured");
-        config.rotation_period = 3600;
-        config.last_rotated = "2030-01-01T00:00:00Z".into();
-        assert_eq!(next_rotation(&config), Some(at("2030-01-01T01:00:00Z")));
-        // A secret living 10 days is replaced after 8, unless the schedule comes first.
-        config.secret_created_at = "2030-01-01T00:00:00Z".into();
-        config.secret_expires_at = "2030-01-11T00:00:00Z".into();
-        assert_eq!(next_rotation(&config), Some(at("2030-01-01T01:00:00Z")));
-        config.rotation_period = 0;
-        assert_eq!(next_rotation(&config), Some(at("2030-01-09T00:00:00Z")));
-        config.disable_automated_rotation = true;
-        assert_eq!(next_rotation(&config), None);
-    }
 
     #[test]
     fn a_new_secret_lives_as_long_as_the_old_one() {

@@ -18,8 +18,9 @@ pub const ISSUE_TIMEOUT_ENV: &str = "MONGODBATLAS_ISSUE_TIMEOUT";
 /// Age a write-ahead-log entry must reach before the rollback deletes its key (default 10m).
 pub const WAL_ROLLBACK_MIN_AGE_ENV: &str = "MONGODBATLAS_WAL_ROLLBACK_MIN_AGE";
 
-/// Test-only: the shortest `rotation_period` config accepts (default 1h), so a
-/// test can watch a scheduled rotation happen.
+/// Test-only: the shortest `rotation_period` and `rotation_window` config
+/// accepts, and the least time between two scheduled rotations (default 1h),
+/// so a test can watch a scheduled rotation happen.
 pub const MIN_ROTATION_PERIOD_ENV: &str = "MONGODBATLAS_MIN_ROTATION_PERIOD";
 
 /// Vault gives up on a request after `max_request_duration` (90 s by default) and
@@ -45,7 +46,8 @@ pub struct Settings {
     /// An issuance answers within this; what it created is cleaned up after.
     pub issue_timeout: Duration,
     pub wal_rollback_min_age: Duration,
-    /// The shortest automated rotation period (tests lower it).
+    /// The shortest automated rotation period and window, and the least
+    /// time between scheduled rotations (tests lower it).
     pub min_rotation_period: Duration,
 }
 

@@ -1,5 +1,7 @@
-//! Vault's view of the mount and server: lease TTL defaults and the Vault version.
+//! Vault's view of the mount and server: lease TTL defaults, the Vault
+//! version, and Vault Enterprise's rotation manager.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::transport::Channel;
@@ -23,6 +25,37 @@ pub trait SystemView: Send + Sync {
     async fn max_lease_ttl(&self) -> Result<Duration, SystemViewError>;
     /// The Vault server version, e.g. "1.21.4" (empty if unknown).
     async fn vault_version(&self) -> Result<String, SystemViewError>;
+    /// Hands a rotation schedule to Vault Enterprise's rotation manager, which
+    /// then sends the `rotate` operation; returns the job's id. Community
+    /// Edition answers with an error, OpenBao has no such call.
+    async fn register_rotation_job(&self, job: &RotationJob) -> Result<String, SystemViewError>;
+    /// Withdraws the job of `path` on this mount.
+    async fn deregister_rotation_job(
+        &self,
+        mount_point: &str,
+        path: &str,
+    ) -> Result<(), SystemViewError>;
+}
+
+/// A rotation job as Vault's rotation manager takes it: a cron schedule (with
+/// an optional window) or a period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RotationJob {
+    pub name: String,
+    pub mount_point: String,
+    /// The path whose credential rotates; the `rotate` operation names it.
+    pub path: String,
+    pub schedule: String,
+    pub window: Duration,
+    pub period: Duration,
+}
+
+/// What Vault Community Edition answers to a registration.
+pub const ROTATION_MANAGER_UNSUPPORTED: &str =
+    "rotation manager capabilities not supported in Vault community edition";
+
+fn seconds(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 #[derive(Clone)]
@@ -81,6 +114,49 @@ impl SystemView for GrpcSystemView {
             .map(|e| e.vault_version)
             .unwrap_or_default())
     }
+
+    async fn register_rotation_job(&self, job: &RotationJob) -> Result<String, SystemViewError> {
+        let request = pb::RegisterRotationJobRequest {
+            job: Some(pb::RotationJobInput {
+                name: job.name.clone(),
+                mount_point: job.mount_point.clone(),
+                path: job.path.clone(),
+                rotation_schedule: job.schedule.clone(),
+                rotation_window: seconds(job.window),
+                rotation_period: seconds(job.period),
+            }),
+        };
+        let reply = self
+            .client
+            .clone()
+            .register_rotation_job(request)
+            .await
+            .map_err(|s| failed("RegisterRotationJob", s.message()))?
+            .into_inner();
+        if !reply.err.is_empty() {
+            return Err(failed("RegisterRotationJob", reply.err));
+        }
+        Ok(reply.rotation_id)
+    }
+
+    async fn deregister_rotation_job(
+        &self,
+        mount_point: &str,
+        path: &str,
+    ) -> Result<(), SystemViewError> {
+        let request = pb::DeregisterRotationJobRequest {
+            req: Some(pb::DeregisterRotationRequestInput {
+                mount_point: mount_point.to_owned(),
+                req_path: path.to_owned(),
+            }),
+        };
+        self.client
+            .clone()
+            .deregister_rotation_job(request)
+            .await
+            .map(drop)
+            .map_err(|s| failed("DeregisterRotationJob", s.message()))
+    }
 }
 
 /// Fixed values, for tests.
@@ -89,6 +165,9 @@ pub struct StaticSystemView {
     pub default_lease_ttl: Duration,
     pub max_lease_ttl: Duration,
     pub vault_version: String,
+    /// `Some`: a rotation manager (Vault Enterprise) holding the registered
+    /// jobs; `None`: registration is refused, as Community Edition does.
+    pub rotation_jobs: Option<Arc<Mutex<Vec<RotationJob>>>>,
 }
 
 impl Default for StaticSystemView {
@@ -97,6 +176,7 @@ impl Default for StaticSystemView {
             default_lease_ttl: Duration::from_secs(768 * 3600),
             max_lease_ttl: Duration::from_secs(768 * 3600),
             vault_version: "1.21.4".into(),
+            rotation_jobs: None,
         }
     }
 }
@@ -111,5 +191,31 @@ impl SystemView for StaticSystemView {
     }
     async fn vault_version(&self) -> Result<String, SystemViewError> {
         Ok(self.vault_version.clone())
+    }
+
+    async fn register_rotation_job(&self, job: &RotationJob) -> Result<String, SystemViewError> {
+        let jobs = self
+            .rotation_jobs
+            .as_ref()
+            .ok_or_else(|| failed("RegisterRotationJob", ROTATION_MANAGER_UNSUPPORTED))?;
+        let mut jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.retain(|j| (&j.mount_point, &j.path) != (&job.mount_point, &job.path));
+        jobs.push(job.clone());
+        Ok(format!("{}{}", job.mount_point, job.path))
+    }
+
+    async fn deregister_rotation_job(
+        &self,
+        mount_point: &str,
+        path: &str,
+    ) -> Result<(), SystemViewError> {
+        let jobs = self
+            .rotation_jobs
+            .as_ref()
+            .ok_or_else(|| failed("DeregisterRotationJob", ROTATION_MANAGER_UNSUPPORTED))?;
+        jobs.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|j| (j.mount_point.as_str(), j.path.as_str()) != (mount_point, path));
+        Ok(())
     }
 }

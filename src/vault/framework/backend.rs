@@ -35,9 +35,10 @@ where
     Arc::new(move |req, data| Box::pin(f(req, data)))
 }
 
-/// Work Vault's periodic tick runs (the rollback operation, every minute on
-/// the active node), before the WAL pass.
-pub type Periodic = Arc<
+/// Backend-wide work on a request that names no path: Vault's periodic tick
+/// (the rollback operation, every minute on the active node), or the `rotate`
+/// operation of Vault Enterprise's rotation manager.
+pub type Hook = Arc<
     dyn Fn(Request) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BackendError>> + Send>>
         + Send
         + Sync,
@@ -83,8 +84,10 @@ pub struct Backend {
     /// WAL kinds that are not secret types (work on the backend's own
     /// credential, say), with what rolls each back.
     pub wal_rollbacks: Vec<(&'static str, WalRollback)>,
-    /// Runs on each of Vault's periodic ticks (see [`Periodic`]).
-    pub periodic: Option<Periodic>,
+    /// Runs on each of Vault's periodic ticks, before the WAL pass.
+    pub periodic: Option<Hook>,
+    /// Answers the `rotate` operation (Vault Enterprise's rotation manager).
+    pub rotate_credential: Option<Hook>,
     /// WAL entries younger than this are left alone (their request may still be running).
     pub wal_rollback_min_age: Duration,
     /// Called when another node changed a storage key (e.g. `config`).
@@ -126,6 +129,7 @@ impl Backend {
         match req.operation {
             Operation::Renew | Operation::Revoke => return self.handle_secret(req).await,
             Operation::Rollback => return self.handle_rollback(req).await,
+            Operation::Rotate => return self.handle_rotation(req).await,
             Operation::Help if req.path.is_empty() => return Ok(Some(self.root_help())),
             _ => {}
         }
@@ -224,6 +228,19 @@ impl Backend {
             .run(rollback_pass(rollbacks, req, min_age))
             .await
             .map(|()| None)
+    }
+
+    /// Rotates the backend's own credential. Detached: a rotation Vault stops
+    /// waiting for still finishes (or rolls back) what it started.
+    async fn handle_rotation(&self, req: Request) -> Result<Option<Response>, BackendError> {
+        let rotate = self
+            .rotate_credential
+            .clone()
+            .ok_or(BackendError::UnsupportedOperation)?;
+        self.tasks
+            .run(rotate(req))
+            .await
+            .map(|()| Some(Response::default()))
     }
 
     fn root_help(&self) -> Response {

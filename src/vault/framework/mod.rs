@@ -18,7 +18,7 @@ mod request;
 pub mod wal;
 
 pub use backend::{
-    rollback_handler, Backend, BackendConfig, BackendFactory, Periodic, SpecialPaths, WalRollback,
+    rollback_handler, Backend, BackendConfig, BackendFactory, Hook, SpecialPaths, WalRollback,
 };
 pub use detached::{Handover, Tasks};
 pub use duration::parse_duration;

@@ -25,6 +25,8 @@ pub enum Operation {
     Renew,
     Revoke,
     Rollback,
+    /// Vault Enterprise's rotation manager: rotate the backend's credential.
+    Rotate,
 }
 
 impl Operation {
@@ -43,6 +45,7 @@ impl Operation {
             "renew" => Self::Renew,
             "revoke" => Self::Revoke,
             "rollback" => Self::Rollback,
+            "rotate" => Self::Rotate,
             _ => return None,
         })
     }
@@ -62,6 +65,7 @@ impl Operation {
             Self::Renew => "renew",
             Self::Revoke => "revoke",
             Self::Rollback => "rollback",
+            Self::Rotate => "rotate",
         }
     }
 }
