@@ -124,6 +124,7 @@ impl SystemView for GrpcSystemView {
                 rotation_schedule: job.schedule.clone(),
                 rotation_window: seconds(job.window),
                 rotation_period: seconds(job.period),
+                ..pb::RotationJobInput::default()
             }),
         };
         let reply = self

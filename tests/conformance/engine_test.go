@@ -63,6 +63,12 @@ func loadEngineEnv(t *testing.T) *engineEnv {
 // `vault plugin register -env=...` gives it.
 func (e *engineEnv) newHost(t *testing.T, env ...string) *Host {
 	t.Helper()
+	return e.newHostWith(t, staticSystem(), env...)
+}
+
+// newHostWith is newHost with the given SystemView (Vault Enterprise's, say).
+func (e *engineEnv) newHostWith(t *testing.T, system logical.SystemView, env ...string) *Host {
+	t.Helper()
 	logs := &lockedBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -74,7 +80,7 @@ func (e *engineEnv) newHost(t *testing.T, env ...string) *Host {
 		Command: e.binary,
 		Version: e.version,
 		Env:     env,
-		System:  staticSystem(),
+		System:  system,
 		Logs:    logs,
 	})
 	if err != nil {

@@ -28,7 +28,7 @@ import (
 // every call of a mount with that mount's multiplex_id.
 type Host struct {
 	runner  *pluginutil.PluginRunner
-	system  logical.StaticSystemView
+	system  logical.SystemView
 	logger  hclog.Logger
 	mu      sync.Mutex
 	process *plugin.Client // shared by every mount while multiplexed
@@ -43,8 +43,8 @@ type HostConfig struct {
 	Command string // absolute path of the executable (checked by SHA-256 like Vault does)
 	Version string // registered version, e.g. "v0.1.0"
 	Env     []string
-	System  logical.StaticSystemView
-	Logs    io.Writer // where the host logger (and the plugin's stderr, re-logged) goes
+	System  logical.SystemView // logical.StaticSystemView, or one with a rotation manager
+	Logs    io.Writer          // where the host logger (and the plugin's stderr, re-logged) goes
 }
 
 // NewHost registers the plugin; nothing is started until the first Mount.
