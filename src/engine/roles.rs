@@ -107,6 +107,14 @@ pub(crate) struct Role {
     pub max_ttl: Duration,
     #[serde(default, skip_serializing_if = "CredentialType::is_api_key")]
     pub credential_type: CredentialType,
+    /// Several projects instead of `project_id`'s one; stored only when given,
+    /// so a role with the official plugin's fields keeps its format.
+    #[serde(default, skip_serializing_if = "no_ids")]
+    pub project_ids: Option<Vec<String>>,
+}
+
+fn no_ids(ids: &Option<Vec<String>>) -> bool {
+    ids.as_ref().is_none_or(Vec::is_empty)
 }
 
 /// Where a role's credential lives, from which of its ids are set (the
@@ -117,12 +125,22 @@ pub(crate) enum Scope {
     Org,
     /// A project credential with `roles`.
     Project,
-    /// An organization credential with `roles`, given `project_roles` in the project.
+    /// An organization credential with `roles`, given `project_roles` in each
+    /// of the role's projects ([`Role::assigned_projects`]).
     OrgAssignedToProject,
 }
 
 impl Scope {
     pub(crate) fn of(role: &Role) -> Result<Self, BackendError> {
+        if !role.project_ids().is_empty() {
+            return if role.organization_id.is_empty() {
+                Err(BackendError::user(
+                    "project_ids needs organization_id: the credential is an organization credential given project_roles in each listed project; for a project credential, set project_id instead",
+                ))
+            } else {
+                Ok(Self::OrgAssignedToProject)
+            };
+        }
         match (role.organization_id.is_empty(), role.project_id.is_empty()) {
             (false, true) => Ok(Self::Org),
             (true, false) => Ok(Self::Project),
@@ -151,7 +169,7 @@ impl Role {
         if scope == Scope::OrgAssignedToProject {
             if self.project_roles().is_empty() {
                 return Err(BackendError::user(
-                    "project_roles is required if both organization_id and project_id are supplied: give at least one project role, e.g. GROUP_READ_ONLY",
+                    "project_roles is required if both organization_id and project_id (or project_ids) are supplied: give at least one project role, e.g. GROUP_READ_ONLY",
                 ));
             }
             check_role_names("project_roles", self.project_roles(), "GROUP_", "project")?;
@@ -161,6 +179,23 @@ impl Role {
 
     pub(crate) fn roles(&self) -> &[String] {
         self.roles.as_deref().unwrap_or_default()
+    }
+
+    pub(crate) fn project_ids(&self) -> &[String] {
+        self.project_ids.as_deref().unwrap_or_default()
+    }
+
+    /// The projects an organization credential is given `project_roles` in:
+    /// `project_ids`, or `project_id`.
+    pub(crate) fn assigned_projects(&self) -> Vec<&str> {
+        if self.project_ids().is_empty() {
+            [self.project_id.as_str()]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect()
+        } else {
+            self.project_ids().iter().map(String::as_str).collect()
+        }
     }
 
     pub(crate) fn project_roles(&self) -> &[String] {
@@ -222,7 +257,7 @@ impl Role {
 
     /// The role as read back (TTLs in seconds, as the Terraform provider expects):
     /// exactly the official plugin's fields, plus `credential_type` when it is
-    /// not the API key (so a drop-in read stays identical).
+    /// not the API key and `project_ids` when set (so a drop-in read stays identical).
     fn to_response(&self) -> Response {
         let mut resp = Response::json(json!({
             "project_id": self.project_id,
@@ -235,9 +270,12 @@ impl Role {
             "ttl": self.ttl.as_secs(),
             "max_ttl": self.max_ttl.as_secs(),
         }));
-        if !self.credential_type.is_api_key() {
-            if let Some(data) = resp.data.as_mut() {
+        if let Some(data) = resp.data.as_mut() {
+            if !self.credential_type.is_api_key() {
                 data.insert("credential_type".into(), self.credential_type.name().into());
+            }
+            if !no_ids(&self.project_ids) {
+                data.insert("project_ids".into(), json!(self.project_ids));
             }
         }
         resp
@@ -255,6 +293,7 @@ impl Role {
                 )));
             }
         }
+        self.check_project_ids()?;
         match self.credential_type {
             CredentialType::ApiKey => api_key::check_role(self)?,
             CredentialType::ServiceAccount => service_account::check_role(self)?,
@@ -266,6 +305,35 @@ impl Role {
                 self.ttl.as_secs(),
                 self.max_ttl.as_secs()
             )));
+        }
+        Ok(())
+    }
+}
+
+impl Role {
+    /// `project_ids`: Atlas ids, none twice, and not with `project_id`.
+    fn check_project_ids(&self) -> Result<(), BackendError> {
+        let ids = self.project_ids();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if !self.project_id.is_empty() {
+            return Err(BackendError::user(
+                "project_id and project_ids were both given: use project_ids alone for several projects (clear project_id with project_id=\"\"), or project_id alone for one",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for id in ids {
+            if !is_atlas_id(id) {
+                return Err(BackendError::user(format!(
+                    "project_ids: {id:?} is not an Atlas project id (24 hexadecimal characters)"
+                )));
+            }
+            if !seen.insert(id.to_ascii_lowercase()) {
+                return Err(BackendError::user(format!(
+                    "project_ids: {id:?} is listed twice; list each project once"
+                )));
+            }
         }
         Ok(())
     }
@@ -330,6 +398,7 @@ fn merge(mut role: Role, fields: &FieldData) -> Result<Role, BackendError> {
         ("project_roles", &mut role.project_roles),
         ("ip_addresses", &mut role.ip_addresses),
         ("cidr_blocks", &mut role.cidr_blocks),
+        ("project_ids", &mut role.project_ids),
     ] {
         if fields.is_set(name) {
             *slot = fields.strings(name)?;
@@ -362,7 +431,8 @@ const SYNOPSIS: &str = "Manage the roles that define which Atlas credentials are
 const DESCRIPTION: &str = "A role issues one of three kinds of programmatic API key \
 (credential_type api_key, the default): organization_id alone gives an organization key with \
 `roles` (ORG_*); project_id alone gives a project key with `roles` (GROUP_*); both give an \
-organization key with `roles`, assigned to the project with `project_roles`. ip_addresses and \
+organization key with `roles`, assigned to the project with `project_roles`; project_ids instead \
+of project_id assigns it to several projects. ip_addresses and \
 cidr_blocks become the key's access list. Writes merge into an existing role. ttl and max_ttl \
 bound the leases of issued keys.";
 
@@ -375,6 +445,7 @@ pub(crate) fn paths(engine: &Engine) -> Vec<Path> {
         .field(name_field())
         .field(FieldSchema::new("organization_id", FieldType::String, "Atlas organization id. With it alone, the role issues organization keys; with project_id too, organization keys assigned to that project."))
         .field(FieldSchema::new("project_id", FieldType::String, "Atlas project id. With it alone, the role issues project keys."))
+        .field(FieldSchema::new("project_ids", FieldType::CommaStringSlice, "Several Atlas project ids (a list, a comma-separated string or a JSON array), instead of project_id: with organization_id, each issued organization credential gets project_roles in every listed project. Each project once."))
         .field(FieldSchema::new("roles", FieldType::CommaStringSlice, "Atlas roles of the key: organization roles (ORG_*) for organization keys, project roles (GROUP_*) for project keys. At least one.").required())
         .field(FieldSchema::new("project_roles", FieldType::CommaStringSlice, "Project roles (GROUP_*) given to the organization key in project_id; required when both organization_id and project_id are set."))
         .field(FieldSchema::new("ip_addresses", FieldType::CommaStringSlice, "IP addresses added to each key's access list."))

@@ -91,7 +91,8 @@ impl Credential for NewKey {
         Ok(key)
     }
 
-    /// Access list and project assignment of a freshly created key.
+    /// Access list and project assignments of a freshly created key. A
+    /// failure here deletes the key, which ends the assignments made so far.
     async fn configure(&self, key: &ApiKey, record: &KeyRecord) -> Result<(), AtlasError> {
         if !self.entries.is_empty() {
             self.client
@@ -99,9 +100,11 @@ impl Credential for NewKey {
                 .await?;
         }
         if self.scope == KeyScope::OrgAssignedToProject {
-            self.client
-                .assign_key_to_project(&self.role.project_id, &key.id, self.role.project_roles())
-                .await?;
+            for project in self.role.assigned_projects() {
+                self.client
+                    .assign_key_to_project(project, &key.id, self.role.project_roles())
+                    .await?;
+            }
         }
         Ok(())
     }

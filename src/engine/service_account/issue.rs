@@ -119,7 +119,7 @@ impl Credential for NewAccount {
         Ok(account)
     }
 
-    /// Access list and project invitation of a freshly created account.
+    /// Access list and project invitations of a freshly created account.
     async fn configure(
         &self,
         account: &ServiceAccount,
@@ -133,13 +133,12 @@ impl Credential for NewAccount {
             )
             .await?;
         if self.scope == Scope::OrgAssignedToProject {
-            self.client
-                .invite_service_account(
-                    &self.role.project_id,
-                    &account.client_id,
-                    self.role.project_roles(),
-                )
-                .await?;
+            // A failure here deletes the account, which ends the invitations so far.
+            for project in self.role.assigned_projects() {
+                self.client
+                    .invite_service_account(project, &account.client_id, self.role.project_roles())
+                    .await?;
+            }
         }
         Ok(())
     }
