@@ -291,24 +291,29 @@ func (s *soak) configData(l login) map[string]any {
 	return map[string]any{"public_key": l.publicKey, "private_key": l.privateKey, "base_url": s.sim.BaseURL}
 }
 
-// randomRole is a valid role of one of the three modes, with or without an access list and
-// TTLs, issuing API keys or (half of the time) service accounts.
+// randomRole is a valid role of one of the four modes (organization, project, organization
+// with roles in one project, or in every project through project_ids), with or without an
+// access list and TTLs, issuing API keys or (half of the time) service accounts.
 func (s *soak) randomRole(rng *rand.Rand) map[string]any {
 	project := s.projects[rng.IntN(len(s.projects))]
 	// An update keeps the fields it does not name, so every field is given.
-	role := map[string]any{"credential_type": "api_key", "organization_id": "", "project_id": "", "project_roles": "", "ip_addresses": "", "cidr_blocks": "", "ttl": 0, "max_ttl": 0}
+	role := map[string]any{"credential_type": "api_key", "organization_id": "", "project_id": "", "project_ids": "", "project_roles": "", "ip_addresses": "", "cidr_blocks": "", "ttl": 0, "max_ttl": 0}
 	if rng.IntN(2) == 0 {
 		role["credential_type"] = "service_account"
 	}
-	switch rng.IntN(3) {
+	switch rng.IntN(4) {
 	case 0:
 		role["organization_id"] = s.sim.OrgID
 		role["roles"] = pick(rng, "ORG_MEMBER", "ORG_READ_ONLY", "ORG_MEMBER,ORG_BILLING_ADMIN")
 	case 1:
 		role["project_id"] = project
 		role["roles"] = pick(rng, "GROUP_READ_ONLY", "GROUP_DATA_ACCESS_READ_ONLY", "GROUP_READ_ONLY,GROUP_DATA_ACCESS_READ_WRITE")
-	default:
+	case 2:
 		role["organization_id"], role["project_id"] = s.sim.OrgID, project
+		role["roles"] = "ORG_MEMBER"
+		role["project_roles"] = pick(rng, "GROUP_READ_ONLY", "GROUP_DATA_ACCESS_ADMIN")
+	default:
+		role["organization_id"], role["project_ids"] = s.sim.OrgID, strings.Join(s.projects, ",")
 		role["roles"] = "ORG_MEMBER"
 		role["project_roles"] = pick(rng, "GROUP_READ_ONLY", "GROUP_DATA_ACCESS_ADMIN")
 	}
