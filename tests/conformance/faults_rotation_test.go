@@ -63,18 +63,18 @@ func rotationSteps() []faultStep {
 		{name: "rotate: list orgs", method: http.MethodGet, path: orgsPath, kind: stepRotate},
 		{name: "rotate: list keys", method: http.MethodGet, path: orgKeysPath, kind: stepRotate},
 		{name: "rotate: read access list", method: http.MethodGet, path: keyAccessListPath, rotationID: idLogin, kind: stepRotate},
-		{name: "rotate: create key", method: http.MethodPost, path: orgKeysPath, kind: stepRotate},
-		{name: "rotate: project assignment", method: http.MethodPost, path: assignPath, kind: stepRotate},
-		{name: "rotate: add access list", method: http.MethodPost, path: accessListPath, kind: stepRotate},
-		{name: "rotate: verify new key", method: http.MethodGet, path: orgKeyAnyPath, kind: stepRotate},
+		{name: "rotate: create key", method: http.MethodPost, path: orgKeysPath, afterWAL: true, kind: stepRotate},
+		{name: "rotate: project assignment", method: http.MethodPost, path: assignPath, afterWAL: true, kind: stepRotate},
+		{name: "rotate: add access list", method: http.MethodPost, path: accessListPath, afterWAL: true, kind: stepRotate},
+		{name: "rotate: verify new key", method: http.MethodGet, path: orgKeyAnyPath, afterWAL: true, kind: stepRotate},
 		{name: "rotate: delete old key", method: http.MethodDelete, path: orgKeyPath, rotationID: idLogin, kind: stepRotate, afterStore: true},
 		{name: "rotate: client hangs up", method: http.MethodGet, path: orgKeyAnyPath, kind: stepRotateHangUp},
 
 		{name: "sa rotate: list orgs", method: http.MethodGet, path: orgsPath, kind: stepRotate, login: loginServiceAccount},
 		{name: "sa rotate: get account", method: http.MethodGet, path: orgAccountPath, rotationID: idClient, kind: stepRotate, login: loginServiceAccount},
-		{name: "sa rotate: create secret", method: http.MethodPost, path: accountSecretPath, kind: stepRotate, login: loginServiceAccount, create: true},
-		{name: "sa rotate: token for the new secret", method: http.MethodPost, path: tokenPath, kind: stepRotate, login: loginServiceAccount},
-		{name: "sa rotate: verify new secret", method: http.MethodGet, path: orgsPath, skip: 1, kind: stepRotate, login: loginServiceAccount},
+		{name: "sa rotate: create secret", method: http.MethodPost, path: accountSecretPath, afterWAL: true, kind: stepRotate, login: loginServiceAccount, create: true},
+		{name: "sa rotate: token for the new secret", method: http.MethodPost, path: tokenPath, afterWAL: true, kind: stepRotate, login: loginServiceAccount},
+		{name: "sa rotate: verify new secret", method: http.MethodGet, path: orgsPath, skip: 1, afterWAL: true, kind: stepRotate, login: loginServiceAccount},
 		{name: "sa rotate: delete old secret", method: http.MethodDelete, path: oldSecretPath, rotationID: idLogin, kind: stepRotate, login: loginServiceAccount, afterStore: true},
 		{name: "sa rotate: client hangs up", method: http.MethodGet, path: orgsPath, skip: 1, kind: stepRotateHangUp, login: loginServiceAccount},
 	}
@@ -318,6 +318,9 @@ func (c *faultCase) rotate(t *testing.T, r *rotationMount, live []*lease) {
 			t.Errorf("rotation with %s: HTTP %d %v; want a 500 (Atlas failed, not the user)", describe(kind, c.persistent), status, verr)
 		case !strings.Contains(errString(verr), "Atlas"):
 			t.Errorf("rotation error %q does not say Atlas failed", verr)
+		case step.afterWAL && !strings.Contains(errString(verr), "config still holds the old"):
+			// (Also proves the fault hit this call, not an earlier one to the same path.)
+			t.Errorf("rotation error %q does not say config still holds the old credential", verr)
 		}
 		if after != before {
 			t.Errorf("the failed rotation changed the config's credential from %s to %s", before, after)

@@ -155,6 +155,9 @@ type faultStep struct {
 	skip int
 	// rotationID: which id stands for "{id}" in a rotation step's path.
 	rotationID rotationID
+	// afterWAL: a rotation step from the new credential's create on (the WAL entry is
+	// written): a failed rotation says what became of the new credential.
+	afterWAL bool
 	// afterStore: a rotation step after config holds the new credential (the old one's
 	// delete): the rotation succeeds whatever the fault.
 	afterStore bool
