@@ -14,11 +14,13 @@ package conformance
 // project assignment, its access list, its verification with the new key and the old key's
 // delete; under a service-account login the organizations' listing, the account's read, the
 // new secret's create, the token for it, the verification with it and the old secret's
-// delete. After each case and a rollback pass the config works (a lease is issued and
-// revoked), Atlas holds exactly one login credential of that kind, the one config holds,
-// the live leases are intact and no WAL entry is left. Two more cases hang up a rotate-root
-// (its request context is cancelled) while the rotation waits on Atlas: the rotation runs on,
-// and afterwards one working credential, the new one, is left.
+// delete (when that delete keeps failing, the rotation succeeds with a warning and leaves its
+// WAL entry; a second rotation, before any rollback pass, must undo it first). After each
+// case and a rollback pass the config works (a lease is issued and revoked), Atlas holds
+// exactly one login credential of that kind, the one config holds, the live leases are
+// intact and no WAL entry is left. Two more cases hang up a rotate-root (its request context
+// is cancelled) while the rotation waits on Atlas: the rotation runs on, and afterwards one
+// working credential, the new one, is left.
 //
 // The plugin runs with a 1 s attempt timeout and a 5 s call timeout (MONGODBATLAS_*), so a
 // persistent fault exhausts the client's retries in about 5 s; the steps run concurrently, so
