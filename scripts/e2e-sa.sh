@@ -6,7 +6,14 @@
 # (with an access list), invited and project service accounts. Every credential is used
 # against the simulator (OAuth token + bearer read, or HTTP Digest), one lease of each type
 # renewed, every lease revoked and its credential gone; config reads never show a secret;
-# the server's trace-level log (plugin at trace too) holds none of the secrets the suite saw.
+# rotate-root under each login. Then, on two more mounts with fresh logins (an Organization
+# Owner key, an ORG_OWNER service account), both rotations are held in the simulator after
+# their new credential exists and the plugin process is SIGKILLed: the next request relaunches
+# it, and Vault's next periodic WAL rollback (once a minute; the plugin runs with
+# MONGODBATLAS_WAL_ROLLBACK_MIN_AGE=8s) leaves exactly one login credential of each, the one
+# config holds, which issues and revokes (this waits for the rollback pass: about a minute
+# per server, bounded at 150 s). Last, the server's trace-level log (plugin at trace too)
+# holds none of the secrets the suite saw.
 #
 #   scripts/e2e-sa.sh                # both servers
 #   scripts/e2e-sa.sh vault          # or: bao
@@ -14,7 +21,7 @@
 # Builds the release binaries unless E2E_SA_SKIP_BUILD=1; servers come from
 # scripts/servers.sh. The servers' logs stay in E2E_SA_LOG_DIR (default target/e2e-sa,
 # <dir>/<server>/node1.log) and the test output in <dir>/go-test.log. E2E_SA_TIMEOUT bounds
-# `go test` (default 300s). Prints one summary line per server at the end.
+# `go test` (default 600s). Prints one summary line per server at the end.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,7 +80,7 @@ rc=0
 # The package's unit tests (the scan finds planted secrets, Digest) run first, then one
 # subtest per server. On failure the test prints the server's log tail, secrets redacted.
 env "${server_env[@]}" PLUGIN_BINARY="$plugin" PLUGIN_VERSION="v$version" ATLAS_SIM_BINARY="$sim" \
-    E2E_SA_LOG_DIR="$logs" go test -count=1 -v -timeout "${E2E_SA_TIMEOUT:-300s}" ./e2e/ 2>&1 |
+    E2E_SA_LOG_DIR="$logs" go test -count=1 -v -timeout "${E2E_SA_TIMEOUT:-600s}" ./e2e/ 2>&1 |
     tee "$logs/go-test.log" || rc=$?
 summaries="$(grep -E '^e2e-sa: server=' "$logs/go-test.log" || true)"
 if ((rc != 0)); then

@@ -203,6 +203,44 @@ async fn a_lost_create_answer_is_cleaned_up_by_the_rollback() {
 }
 
 #[tokio::test]
+async fn a_rotation_before_the_rollback_of_one_whose_old_credential_delete_failed_leaves_one_login()
+{
+    for (login, old) in [
+        (Login::ApiKey, "/apiKeys/[0-9a-f]{24}$"),
+        (Login::ServiceAccount, "/secrets/[^/]+$"),
+    ] {
+        let m = mount(login).await;
+        // Atlas refuses the old credential's delete: config holds the new one, the WAL
+        // entry stays for the rollback, which Vault runs minutes later.
+        m.sim
+            .add_fault(FaultRule::status(Some("DELETE"), old, 400))
+            .expect("fault");
+        let first = m
+            .call(Operation::Update, "rotate-root", json!({}))
+            .await
+            .expect("the first rotation succeeds")
+            .expect("answer");
+        m.sim.clear_faults();
+        assert!(
+            first.warnings.iter().any(|w| w.contains("WAL rollback")),
+            "{login:?}: {:?}",
+            first.warnings
+        );
+        assert_eq!(m.wal_entries().await.len(), 1, "{login:?}");
+        // Rotated again before that rollback (on demand, or on schedule): the credential
+        // the first rotation replaced must not outlive both.
+        let second = m.call(Operation::Update, "rotate-root", json!({})).await;
+        assert!(second.is_ok(), "{login:?}: the second rotation: {second:?}");
+        assert_one_working_login(
+            &m,
+            login,
+            &format!("{login:?}: rotated twice, then rolled back"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn an_abandoned_rotation_finishes_or_is_undone() {
     for login in [Login::ApiKey, Login::ServiceAccount] {
         let m = mount(login).await;

@@ -8,8 +8,12 @@
 //! Until the new credential is stored, `config` holds the old one, which still
 //! works; from then on, the new one. The rollback of a leftover entry keeps
 //! whichever credential `config` holds and deletes the other, so after it
-//! exactly one exists. One rotation runs at a time per mount; it runs as a
-//! detached task, so a client that hangs up does not stop it halfway.
+//! exactly one exists. A rotation first undoes such leftovers itself: once a
+//! later rotation has replaced the credential an earlier one stored, the
+//! rollback of the earlier entry would keep neither and find nothing to delete,
+//! while the credential the earlier rotation replaced stayed in Atlas. One
+//! rotation runs at a time per mount; it runs as a detached task, so a client
+//! that hangs up does not stop it halfway.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -106,6 +110,7 @@ async fn rotate_root(
 
 /// One rotation; the caller holds the rotation lock.
 async fn rotate(engine: &Engine, req: Request) -> Result<Response, BackendError> {
+    undo_leftovers(engine, &req).await?;
     let config = config::load(req.storage.as_ref())
         .await?
         .ok_or_else(|| BackendError::user("no Atlas credentials configured: write config first"))?;
@@ -598,8 +603,7 @@ async fn delete_new(client: &AtlasClient, record: &RotationRecord) -> Result<(),
         .context("deleting the new key")
 }
 
-/// Undoes a rotation a crash or a failure interrupted: keeps the credential
-/// `config` holds, deletes the other.
+/// Vault's WAL rollback of a rotation a crash or a failure interrupted.
 async fn rollback(engine: Engine, req: Request, data: Value) -> Result<(), BackendError> {
     let record: RotationRecord = serde_json::from_value(data)
         .map_err(|e| BackendError::internal(format!("unreadable {WAL_KIND} record: {e}")))?;
@@ -610,7 +614,41 @@ async fn rollback(engine: Engine, req: Request, data: Value) -> Result<(), Backe
             "a rotation is under way; its WAL entry is kept for the next rollback pass",
         ));
     };
-    let client = engine.revoking_client(&req).await?;
+    undo(&engine, &req, &record).await
+}
+
+/// Before a rotation (the caller holds the rotation lock, so no rotation that
+/// wrote one is still running): undoes every rotation entry left in the WAL
+/// and drops it, as the rollback would. Fails, and the new rotation with it,
+/// while Atlas refuses: otherwise the credential such an entry names for
+/// deletion could outlive the credential the new rotation replaces.
+async fn undo_leftovers(engine: &Engine, req: &Request) -> Result<(), BackendError> {
+    let storage = req.storage.as_ref();
+    for id in wal::list(storage).await? {
+        let Some(entry) = wal::get(storage, &id).await? else {
+            continue;
+        };
+        if entry.kind != WAL_KIND {
+            continue;
+        }
+        let Ok(record) = serde_json::from_value::<RotationRecord>(entry.data) else {
+            // The rollback reports it; it does not block rotations.
+            continue;
+        };
+        undo(engine, req, &record).await.map_err(|e| {
+            e.with_note(
+                "an earlier rotation left a credential that could not be deleted yet; rotate again once Atlas answers (Vault's WAL rollback retries it too)",
+            )
+        })?;
+        wal::delete(storage, &id).await?;
+    }
+    Ok(())
+}
+
+/// Undoes one interrupted rotation: keeps the credential `config` holds,
+/// deletes the other. The caller holds the rotation lock.
+async fn undo(engine: &Engine, req: &Request, record: &RotationRecord) -> Result<(), BackendError> {
+    let client = engine.revoking_client(req).await?;
     let config = config::load(req.storage.as_ref())
         .await?
         .unwrap_or_default();
@@ -621,7 +659,7 @@ async fn rollback(engine: Engine, req: Request, data: Value) -> Result<(), Backe
         _ => !record.new_public_key.is_empty() && config.public_key == record.new_public_key,
     };
     if !rotated {
-        return delete_new(&client, &record).await;
+        return delete_new(&client, record).await;
     }
     // The new credential is in config: the old one goes.
     if record.login == "service_account" {

@@ -1,15 +1,31 @@
 package conformance
 
 // Atlas failing at every step of issuance, revocation and rollback, of API keys and service
-// accounts and at the service-account login's token endpoint, and the config changing while
-// requests are in flight: the production engine binary, hosted as Vault hosts it, against a
-// real atlas-sim with fault rules. After every case the simulator must hold exactly the keys
-// and service accounts of the leases still live (no leaked credential, none deleted under a
-// live lease), and no WAL entry may be left once the rollback ran.
+// accounts and at the service-account login's token endpoint, at every call of rotate-root
+// under either login, and the config changing while requests are in flight: the production
+// engine binary, hosted as Vault hosts it, against a real atlas-sim with fault rules. After
+// every case the simulator must hold exactly the keys and service accounts of the leases
+// still live (no leaked credential, none deleted under a live lease), and no WAL entry may be
+// left once the rollback ran.
+//
+// The rotation steps (faults_rotation_test.go) fault each distinct call of a rotation: under
+// an API-key login (an Organization Owner key with a project role and an access list) the
+// organizations' listing, the org's keys, the key's access list, the new key's create, its
+// project assignment, its access list, its verification with the new key and the old key's
+// delete; under a service-account login the organizations' listing, the account's read, the
+// new secret's create, the token for it, the verification with it and the old secret's
+// delete (when that delete keeps failing, the rotation succeeds with a warning and leaves its
+// WAL entry; a second rotation, before any rollback pass, must undo it first). After each
+// case and a rollback pass the config works (a lease is issued and revoked), Atlas holds
+// exactly one login credential of that kind, the one config holds, the live leases are
+// intact and no WAL entry is left. Two more cases hang up a rotate-root (its request context
+// is cancelled) while the rotation waits on Atlas: the rotation runs on, and afterwards one
+// working credential, the new one, is left.
 //
 // The plugin runs with a 1 s attempt timeout and a 5 s call timeout (MONGODBATLAS_*), so a
 // persistent fault exhausts the client's retries in about 5 s; the steps run concurrently, so
-// the whole matrix (252 cases) takes about as long as its slowest step (about 30 s).
+// the whole matrix (432 cases: 252 of issuance, revocation and rollback, 178 of rotation and
+// 2 hang-ups) takes about as long as its slowest step (about 30 s).
 
 import (
 	"context"
@@ -100,6 +116,10 @@ const (
 	// stepRollback: a WAL entry names a service account whose create answer was lost (and
 	// that the issuance could not find); the fault hits a call of the WAL rollback.
 	stepRollback
+	// stepRotate: the fault hits a call of rotate-root (faults_rotation_test.go).
+	stepRotate
+	// stepRotateHangUp: rotate-root is held at the step's call and its client hangs up.
+	stepRotateHangUp
 )
 
 // faultStep is one Atlas call of issuance, revocation or rollback and a role whose
@@ -133,6 +153,16 @@ type faultStep struct {
 	// either, so its WAL entry lacks it (as one written before a crash does): the rollback
 	// must read it to delete the account, not merely remove it from the project.
 	unknownOrg bool
+	// skip: the first skip matches of path pass (rotation steps: a second call to a path).
+	skip int
+	// rotationID: which id stands for "{id}" in a rotation step's path.
+	rotationID rotationID
+	// afterWAL: a rotation step from the new credential's create on (the WAL entry is
+	// written): a failed rotation says what became of the new credential.
+	afterWAL bool
+	// afterStore: a rotation step after config holds the new credential (the old one's
+	// delete): the rotation succeeds whatever the fault.
+	afterStore bool
 }
 
 const (
@@ -187,7 +217,7 @@ func saProjectRole(s *atlasSim) map[string]any {
 // after a config write, which drops the cached token: at an issuance (of an API key) and at a
 // revocation (of a service account).
 func faultSteps() []faultStep {
-	return []faultStep{
+	return append([]faultStep{
 		{name: "create org key", role: "org", method: http.MethodPost, path: orgKeysPath, data: func(s *atlasSim) map[string]any {
 			return map[string]any{"organization_id": s.OrgID, "roles": "ORG_MEMBER"}
 		}},
@@ -221,7 +251,7 @@ func faultSteps() []faultStep {
 			return map[string]any{"organization_id": s.OrgID, "roles": "ORG_MEMBER", "ip_addresses": "192.0.2.10"}
 		}},
 		{name: "token at revocation", role: "token-revoked", data: saInvitedRole, method: http.MethodPost, path: tokenPath, kind: stepRevoke, login: loginServiceAccount, freshToken: true},
-	}
+	}, rotationSteps()...)
 }
 
 // resent reports whether the client sends the step's call again after kind fails it.
@@ -252,6 +282,10 @@ type faultCase struct {
 }
 
 func runFaultStep(t *testing.T, e *engineEnv, step faultStep) {
+	if step.kind == stepRotate || step.kind == stepRotateHangUp {
+		runRotationStep(t, e, step)
+		return
+	}
 	ctx := testContext(t, 240*time.Second)
 	sim := startSim(t, ctx, e.simBinary)
 	m := mountEngine(t, ctx, e.newHost(t, faultEnv()...), "mongodbatlas", sim)

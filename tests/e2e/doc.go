@@ -21,6 +21,23 @@
 // may remain in the simulator, their tokens and keys are refused, the seeded logins survive.
 // Reading <mount>/config never returns private_key or client_secret, nor any secret value.
 //
+// Then rotate-root under each login (rotation_test.go), on mounts of their own: afterwards
+// the old credential is refused, a lease from before renews and revokes, and Atlas holds
+// exactly one login credential of that kind. And the plugin killed mid-rotation
+// (sigkill_test.go): two more mounts log in with fresh credentials made in the simulator for
+// this (an Organization Owner key, an ORG_OWNER service account: the seeded logins belong to
+// the other mounts) and each issues a lease; both rotate at once, the simulator holds each
+// rotation at a call after its new credential exists (the API key's verification with the new
+// key, before config stores it; the service account's delete of its old secret, after config
+// stores the new secret), and the plugin process (the server's child running the plugin
+// binary, found in /proc) gets SIGKILL. Requests relaunch it (the first ones may fail until
+// the server has seen the process exit); the server runs the plugin with
+// MONGODBATLAS_WAL_ROLLBACK_MIN_AGE=8s (and MONGODBATLAS_ISSUE_TIMEOUT=6s, which the engine
+// requires below it), so Vault's next periodic rollback (once a minute) undoes both rotations:
+// polled in the simulator's inventory (bounded, 150 s), exactly one login credential of each
+// kind is left, the one config holds (the old key; the new secret). Each config then issues
+// and revokes a lease, and the lease from before the kill revokes.
+//
 // Last, with the server stopped, its log (the plugin's lines included) is searched for every
 // secret the test saw: the logins' private key and client secret, each issued private key
 // and client secret, the Basic credentials built from client ids and secrets, the Digest
@@ -32,7 +49,7 @@
 //
 // Each server ends with one line on stdout:
 //
-//	e2e-sa: server=vault combos=3 issued=5 renewed=3 revoked=5 leaked=0 secrets=18 secret_hits=0 ...
+//	e2e-sa: server=vault combos=3 issued=13 renewed=5 revoked=5 leaked=0 rotations=2 rotation_failures=0 killed_rotations=2 kill_failures=0 secrets=29 secret_hits=0 ...
 //
 // It also needs PLUGIN_BINARY (the release plugin), ATLAS_SIM_BINARY and PLUGIN_VERSION (the
 // plugin's version, v + Cargo.toml's); E2E_SA_LOG_DIR keeps the server logs there

@@ -29,7 +29,7 @@ const (
 	ttlSlack = 2 * time.Second
 
 	// Bounds.
-	serverTimeout = 150 * time.Second // one server's whole run
+	serverTimeout = 240 * time.Second // one server's whole run (up to 150 s of it waiting for a rollback pass)
 	goneTimeout   = 30 * time.Second  // issued credentials gone from the simulator after revocation
 	pollInterval  = 100 * time.Millisecond
 )
@@ -177,10 +177,10 @@ func runServer(t *testing.T, bins binaries, srv server) {
 	// The server at trace level, the plugin too: whatever either logs is in the log scanned
 	// below. Vault's catalog sets the plugin's environment; OpenBao's has no env, so there
 	// the plugin inherits the server's.
-	pluginLevel := "PLUGIN_LOG_LEVEL=trace"
-	env, registerEnv := []string{}, []string{pluginLevel}
+	pluginEnv := append([]string{"PLUGIN_LOG_LEVEL=trace"}, rollbackEnv...)
+	env, registerEnv := []string{}, pluginEnv
 	if vaultserver.IsOpenBao(srv.binary) {
-		env, registerEnv = []string{pluginLevel}, nil
+		env, registerEnv = pluginEnv, nil
 	}
 	logDir := ""
 	if base := os.Getenv("E2E_SA_LOG_DIR"); base != "" {
@@ -237,14 +237,16 @@ func runServer(t *testing.T, bins binaries, srv server) {
 	for _, login := range []string{apiKey, serviceAccount} {
 		rotationFailures += s.rotateRoot(login, sha, bins.version)
 	}
+	// Then, on fresh logins of their own, both rotations killed midway and rolled back.
+	killFailures := s.killMidRotation(node, filepath.Join(pluginDir, pluginName), sha, bins.version)
 
 	// Stop the server (the plugin with it) so every log line is written, then scan.
 	node.Stop(t)
 	hits := s.scanLog(node.LogPath)
 
 	issuedCount := len(s.issued)
-	fmt.Printf("e2e-sa: server=%s combos=%d issued=%d renewed=%d revoked=%d leaked=%d rotations=2 rotation_failures=%d secrets=%d secret_hits=%d log=%s (%v)\n",
-		srv.name, len(all), issuedCount, s.renewals, revoked, leaked, rotationFailures, s.seen.count(), hits, node.LogPath, time.Since(started).Round(time.Millisecond))
+	fmt.Printf("e2e-sa: server=%s combos=%d issued=%d renewed=%d revoked=%d leaked=%d rotations=2 rotation_failures=%d killed_rotations=2 kill_failures=%d secrets=%d secret_hits=%d log=%s (%v)\n",
+		srv.name, len(all), issuedCount, s.renewals, revoked, leaked, rotationFailures, killFailures, s.seen.count(), hits, node.LogPath, time.Since(started).Round(time.Millisecond))
 }
 
 // register puts the plugin in the catalog by its SHA-256 and version.

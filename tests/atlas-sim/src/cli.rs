@@ -97,6 +97,7 @@ Admin API (same listener, no auth, JSON; admin_url = base_url + "/admin"):
   POST   /admin/faults             {"method"?, "path": REGEX, "action": "status"|"reset"|"reset_after"|"latency"|"count",
                                     "status"?, "error_code"?, "detail"?, "retry_after"?, "latency_ms"?,
                                     "nth"? (only the nth match), "times"? (first N matches),
+                                    "skip"? (the first N matches pass; nth/times count after them),
                                     "before_auth"? (default: only authenticated requests)} -> {"id":N}
   DELETE /admin/faults[/{id}]
   GET|PUT /admin/latency           {"ms":N}  global added latency per HTTP request

@@ -2,7 +2,9 @@
 //! with a status, drop the connection, add latency, or only count them.
 //!
 //! Each rule counts the requests it matches. With `nth` it acts only on the nth match
-//! (1-based); with `times` on the first `times` matches; with neither on every match.
+//! (1-based); with `times` on the first `times` matches; with neither on every match. With
+//! `skip` the first `skip` matches pass untouched and `nth`/`times` count from the next one
+//! (e.g. the second of two calls to the same path, once or on every attempt).
 //! Rules are evaluated after authentication succeeded (Digest, a bearer token, or the client
 //! credentials of `/api/oauth/token` and `/api/oauth/revoke`; so counts are logical calls,
 //! independent of how many challenge round trips a client makes) unless `before_auth` is set.
@@ -61,6 +63,9 @@ pub struct FaultRule {
     /// Act on the first `times` matching requests.
     #[serde(default)]
     pub times: Option<u64>,
+    /// Let the first `skip` matching requests pass; `nth` and `times` count after them.
+    #[serde(default)]
+    pub skip: Option<u64>,
     /// Evaluate before authentication (then challenges and refused credentials count as
     /// matches too).
     #[serde(default)]
@@ -115,6 +120,11 @@ impl FaultRule {
 
     pub fn times(mut self, n: u64) -> Self {
         self.times = Some(n);
+        self
+    }
+
+    pub fn skip(mut self, n: u64) -> Self {
+        self.skip = Some(n);
         self
     }
 
@@ -278,12 +288,15 @@ impl Faults {
             {
                 continue;
             }
-            let n = r.matched.fetch_add(1, Ordering::Relaxed) + 1;
-            let acts = match (r.rule.nth, r.rule.times) {
-                (Some(nth), _) => n == nth,
-                (None, Some(times)) => n <= times,
-                (None, None) => true,
-            };
+            let matched = r.matched.fetch_add(1, Ordering::Relaxed) + 1;
+            let skip = r.rule.skip.unwrap_or(0);
+            let n = matched.saturating_sub(skip);
+            let acts = n > 0
+                && match (r.rule.nth, r.rule.times) {
+                    (Some(nth), _) => n == nth,
+                    (None, Some(times)) => n <= times,
+                    (None, None) => true,
+                };
             if !acts || r.rule.action == FaultAction::Count {
                 continue;
             }
@@ -381,6 +394,26 @@ mod tests {
         }
         f.clear();
         assert!(!f.evaluate("GET", "/busy", false).fired);
+    }
+
+    #[test]
+    fn skip_lets_the_first_matches_pass() {
+        let f = Faults::default();
+        f.add(FaultRule::status(Some("GET"), "/orgs$", 500).skip(1))
+            .unwrap();
+        f.add(FaultRule::reset(None, "/once$").skip(2).times(1))
+            .unwrap();
+        let fails = |path: &str| f.evaluate("GET", path, false).failure.is_some();
+        assert_eq!(
+            (0..4).map(|_| fails("/orgs")).collect::<Vec<_>>(),
+            [false, true, true, true]
+        );
+        assert_eq!(
+            (0..4).map(|_| fails("/once")).collect::<Vec<_>>(),
+            [false, false, true, false]
+        );
+        let status = &f.list()[0];
+        assert_eq!((status.matched, status.fired), (4, 3));
     }
 
     #[test]

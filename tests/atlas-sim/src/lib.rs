@@ -92,7 +92,7 @@
 //! | `DELETE /admin/journal` | | 204 (clear) |
 //! | `PUT /admin/journal` | `{"capacity":N}` | 204 (0 disables) |
 //! | `GET /admin/faults` | | `[{id, rule, matched, fired}]` |
-//! | `POST /admin/faults` | [`FaultRule`] `{"method"?, "path": regex, "action": "status"\|"reset"\|"reset_after"\|"latency"\|"count", "status"?, "error_code"?, "detail"?, "retry_after"?, "latency_ms"?, "nth"?, "times"?, "before_auth"?}` | `{"id":N}` |
+//! | `POST /admin/faults` | [`FaultRule`] `{"method"?, "path": regex, "action": "status"\|"reset"\|"reset_after"\|"latency"\|"count", "status"?, "error_code"?, "detail"?, "retry_after"?, "latency_ms"?, "nth"?, "times"?, "skip"?, "before_auth"?}` | `{"id":N}` |
 //! | `DELETE /admin/faults` / `DELETE /admin/faults/{id}` | | 204 |
 //! | `GET`/`PUT /admin/latency` | `{"ms":N}` | global added latency per HTTP request (challenges included) |
 //! | `GET`/`PUT /admin/ratelimit` | `{"enabled"?, "org"?: {capacity, refill, period_ms}, "project"?: {...}, "token_enabled"?, "token"?: {...}}` | the new [`RateLimitConfig`] (buckets refilled) |

@@ -426,6 +426,7 @@ type Fault struct {
 	Rule struct {
 		Nth   *int `json:"nth"`
 		Times *int `json:"times"`
+		Skip  *int `json:"skip"`
 	} `json:"rule"`
 	Matched int `json:"matched"`
 	Fired   int `json:"fired"`
@@ -433,9 +434,13 @@ type Fault struct {
 
 // Exhausted reports whether the rule can no longer act.
 func (f Fault) Exhausted() bool {
+	skip := 0
+	if f.Rule.Skip != nil {
+		skip = *f.Rule.Skip
+	}
 	switch {
 	case f.Rule.Nth != nil:
-		return f.Matched >= *f.Rule.Nth
+		return f.Matched >= skip+*f.Rule.Nth
 	case f.Rule.Times != nil:
 		return f.Fired >= *f.Rule.Times
 	}

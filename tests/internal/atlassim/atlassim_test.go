@@ -19,6 +19,17 @@ func TestFaultExhaustion(t *testing.T) {
 	if !nth.Exhausted() || times.Exhausted() || forever.Exhausted() {
 		t.Fatalf("exhausted: nth %v times %v unlimited %v, want true false false", nth.Exhausted(), times.Exhausted(), forever.Exhausted())
 	}
+	// With skip, nth counts after the skipped matches.
+	one := 1
+	skipped := nth
+	skipped.Rule.Skip = &one
+	if skipped.Exhausted() {
+		t.Fatal("nth 2 after skip 1 is exhausted after 2 matches; want it to wait for the third")
+	}
+	skipped.Matched = 3
+	if !skipped.Exhausted() {
+		t.Fatal("nth 2 after skip 1 is not exhausted after 3 matches")
+	}
 }
 
 // fakeSim writes a shell script standing in for atlas-sim.

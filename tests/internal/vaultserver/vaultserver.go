@@ -290,6 +290,23 @@ func NewClient(addr, token string) (*api.Client, error) {
 // Pid is the server's process id.
 func (n *Node) Pid() int { return n.cmd.Process.Pid }
 
+// ChildrenRunning are the pids of the node's child processes whose executable is path (a
+// plugin binary the server launched), from /proc.
+func (n *Node) ChildrenRunning(path string) []int {
+	want, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, child := range childProcesses(n.Pid()) {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", child.pid))
+		if err == nil && exe == want && child.stillRunning() {
+			out = append(out, child.pid)
+		}
+	}
+	return out
+}
+
 // LogTail is the last lines of the node's log.
 func (n *Node) LogTail(lines int) string {
 	raw, err := os.ReadFile(n.LogPath)
