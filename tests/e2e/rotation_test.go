@@ -24,6 +24,7 @@ func (s *suite) rotateRoot(login, sha, version string) int {
 	c := combo{label: login + " login, rotated", mount: "rotate-" + strings.ReplaceAll(login, "_", "-"), login: login}
 	s.mount(c.mount, sha, version)
 	s.configure(c)
+	failed += s.checkScheduleKeptByPlugin(c)
 	r := roleSpec{name: "probe", kind: apiKey, body: map[string]any{
 		"organization_id": s.sim.OrgID, "roles": "ORG_MEMBER", "ttl": roleTTL.String(), "max_ttl": roleMaxTTL.String(),
 	}}
@@ -104,5 +105,31 @@ func (s *suite) rotateRoot(login, sha, version string) int {
 			}
 		}
 	}
+	return failed
+}
+
+// checkScheduleKeptByPlugin writes a rotation schedule: Vault Community Edition and OpenBao
+// refuse the registration with a rotation manager, so the plugin keeps it (a config read says
+// so, with the next turn). Then the config is written back without one. Returns how many
+// checks failed.
+func (s *suite) checkScheduleKeptByPlugin(c combo) int {
+	s.t.Helper()
+	data := s.configData(c)
+	data["rotation_schedule"], data["rotation_window"] = "0 3 * * SUN", "2h"
+	if _, err := s.root.Logical().WriteWithContext(s.ctx, c.mount+"/config", data); err != nil {
+		s.t.Fatalf("write %s/config with a rotation schedule: %v", c.mount, err)
+	}
+	read, err := s.root.Logical().ReadWithContext(s.ctx, c.mount+"/config")
+	if err != nil || read == nil {
+		s.t.Fatalf("read %s/config: %v", c.mount, err)
+	}
+	failed := 0
+	next, _ := read.Data["next_rotation"].(string)
+	if read.Data["rotation_managed_by"] != "plugin" || read.Data["rotation_schedule"] != "0 3 * * SUN" || !strings.HasSuffix(next, "T03:00:00Z") {
+		failed++
+		s.t.Errorf("%s/config with a schedule, without a rotation manager: rotation_managed_by=%v rotation_schedule=%v next_rotation=%v; want plugin, 0 3 * * SUN, a Sunday 03:00",
+			c.mount, read.Data["rotation_managed_by"], read.Data["rotation_schedule"], next)
+	}
+	s.configure(c)
 	return failed
 }

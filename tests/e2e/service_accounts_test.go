@@ -72,7 +72,8 @@ type roleSpec struct {
 	body map[string]any
 	// What the simulator must show for the issued credential.
 	wantOrgRoles     []string
-	wantProjectRoles []string // roles in the sim's project
+	wantProjectRoles []string // roles in the sim's project (in each of wantProjects, if set)
+	wantProjects     []string // project_ids: every project the credential must hold wantProjectRoles in
 	wantAccessList   []string // CIDR notation
 	// Reads that prove the credential works: "org" (GET /orgs/<org>), "project"
 	// (GET /groups/<project>).
@@ -87,7 +88,9 @@ type combo struct {
 	roles []roleSpec
 }
 
-func combos(sim *atlassim.Sim) []combo {
+// combos are the mounts of the suite; projects are three projects of the simulator's
+// organization (its own first) for the multi-project roles.
+func combos(sim *atlassim.Sim, projects []string) []combo {
 	ttls := func(body map[string]any) map[string]any {
 		body["ttl"] = roleTTL.String()
 		body["max_ttl"] = roleMaxTTL.String()
@@ -133,7 +136,34 @@ func combos(sim *atlassim.Sim) []combo {
 				},
 			},
 		},
+		{
+			label: "API-key login, roles across three projects (project_ids)", mount: "key-login-multi-project", login: apiKey,
+			roles: []roleSpec{
+				{
+					name: "key-3-projects", kind: apiKey,
+					body: ttls(map[string]any{"organization_id": org, "project_ids": strings.Join(projects, ","),
+						"roles": "ORG_MEMBER", "project_roles": "GROUP_READ_ONLY,GROUP_DATA_ACCESS_READ_ONLY"}),
+					wantOrgRoles: []string{"ORG_MEMBER"}, wantProjectRoles: []string{"GROUP_READ_ONLY", "GROUP_DATA_ACCESS_READ_ONLY"},
+					wantProjects: projects, reads: []string{"org", "project"},
+				},
+				{
+					name: "sa-3-projects", kind: serviceAccount,
+					body: ttls(map[string]any{"credential_type": serviceAccount, "organization_id": org, "project_ids": projects,
+						"roles": "ORG_MEMBER", "project_roles": "GROUP_READ_ONLY"}),
+					wantOrgRoles: []string{"ORG_MEMBER"}, wantProjectRoles: []string{"GROUP_READ_ONLY"},
+					wantProjects: projects, reads: []string{"org", "project"},
+				},
+			},
+		},
 	}
+}
+
+// projectsOf is where r's credential must hold its project roles.
+func (s *suite) projectsOf(r roleSpec) []string {
+	if r.wantProjects != nil {
+		return r.wantProjects
+	}
+	return []string{s.sim.ProjectID}
 }
 
 // issued is a credential Vault handed out.
@@ -202,7 +232,15 @@ func runServer(t *testing.T, bins binaries, srv server) {
 	s.root = node.Client(t)
 	s.register(sha, bins.version, registerEnv)
 
-	all := combos(s.sim)
+	projects := []string{s.sim.ProjectID}
+	for _, name := range []string{"e2e-second", "e2e-third"} {
+		id, err := s.sim.CreateProject(ctx, name)
+		if err != nil {
+			t.Fatalf("creating project %s in the simulator: %v", name, err)
+		}
+		projects = append(projects, id)
+	}
+	all := combos(s.sim, projects)
 	for _, c := range all {
 		s.mount(c.mount, sha, bins.version)
 		s.configure(c)
@@ -281,6 +319,14 @@ func (s *suite) mount(path, sha, version string) {
 // configure writes the mount's login.
 func (s *suite) configure(c combo) {
 	s.t.Helper()
+	data := s.configData(c)
+	if _, err := s.root.Logical().WriteWithContext(s.ctx, c.mount+"/config", data); err != nil {
+		s.t.Fatalf("write %s/config (%s login): %v", c.mount, c.login, err)
+	}
+}
+
+// configData is the config write of c's login (the simulator's seeded key or account).
+func (s *suite) configData(c combo) map[string]any {
 	data := map[string]any{"base_url": s.sim.BaseURL}
 	switch c.login {
 	case apiKey:
@@ -288,9 +334,7 @@ func (s *suite) configure(c combo) {
 	case serviceAccount:
 		data["client_id"], data["client_secret"] = s.sim.SAClientID, s.sim.SAClientSecret
 	}
-	if _, err := s.root.Logical().WriteWithContext(s.ctx, c.mount+"/config", data); err != nil {
-		s.t.Fatalf("write %s/config (%s login): %v", c.mount, c.login, err)
-	}
+	return data
 }
 
 // checkConfigRead: a config read shows the login's public half, never private_key nor
@@ -403,19 +447,20 @@ func (s *suite) checkInAtlas(cred issued, r roleSpec) {
 			s.t.Fatalf("%s: no such key in the simulator", cred)
 		}
 		k := inv.APIKeys[i]
-		var orgRoles, projectRoles []string
+		var orgRoles []string
+		projectRoles := map[string][]string{}
 		for _, role := range k.Roles {
 			switch {
 			case role.OrgID == s.sim.OrgID:
 				orgRoles = append(orgRoles, role.RoleName)
-			case role.GroupID == s.sim.ProjectID:
-				projectRoles = append(projectRoles, role.RoleName)
+			case role.GroupID != "":
+				projectRoles[role.GroupID] = append(projectRoles[role.GroupID], role.RoleName)
 			default:
-				s.t.Errorf("%s: a role outside the simulator's organization and project: %+v", cred, role)
+				s.t.Errorf("%s: a role outside the simulator's organization: %+v", cred, role)
 			}
 		}
 		s.checkSet(cred, "organization roles", orgRoles, r.wantOrgRoles)
-		s.checkSet(cred, "project roles", projectRoles, r.wantProjectRoles)
+		s.checkProjects(cred, r, projectRoles)
 		s.checkSet(cred, "access list", k.AccessList, r.wantAccessList)
 		if k.Seeded {
 			s.t.Errorf("%s: the simulator marks the issued key as seeded", cred)
@@ -429,10 +474,28 @@ func (s *suite) checkInAtlas(cred issued, r roleSpec) {
 		if r.wantOrgRoles != nil || r.body["organization_id"] != nil {
 			s.checkSet(cred, "organization roles", a.Roles, r.wantOrgRoles)
 		}
-		s.checkSet(cred, "project roles", a.ProjectRoles[s.sim.ProjectID], r.wantProjectRoles)
+		s.checkProjects(cred, r, a.ProjectRoles)
 		s.checkSet(cred, "access list", a.AccessList, r.wantAccessList)
 		if a.Seeded || a.OrgID != s.sim.OrgID || len(a.Secrets) != 1 {
 			s.t.Errorf("%s: seeded=%v org %s (want %s), %d secrets (want 1)", cred, a.Seeded, a.OrgID, s.sim.OrgID, len(a.Secrets))
+		}
+	}
+}
+
+// checkProjects: the credential holds r's project roles in each of its projects, and is in
+// no other project.
+func (s *suite) checkProjects(cred issued, r roleSpec, held map[string][]string) {
+	s.t.Helper()
+	want := s.projectsOf(r)
+	if len(r.wantProjectRoles) == 0 {
+		want = nil
+	}
+	for _, project := range want {
+		s.checkSet(cred, "project roles in "+project, held[project], r.wantProjectRoles)
+	}
+	for project := range held {
+		if !slices.Contains(want, project) {
+			s.t.Errorf("%s: roles in project %s, which the role does not name: %v", cred, project, held[project])
 		}
 	}
 }
