@@ -94,6 +94,7 @@ impl Mount {
             data: data.as_object().cloned().unwrap_or_default(),
             secret,
             mount_point: "mongodbatlas/".into(),
+            entity_id: String::new(),
             id: "bad-input".into(),
             storage: self.storage.clone(),
             system: self.system.clone(),

@@ -154,6 +154,7 @@ impl Mount {
             data: data.as_object().cloned().unwrap_or_else(Map::new),
             secret: None,
             mount_point: "mongodbatlas/".into(),
+            entity_id: String::new(),
             id: "req".into(),
             storage,
             system: self.system.clone(),

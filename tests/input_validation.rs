@@ -82,6 +82,7 @@ impl Mount {
                 data: data.as_object().cloned().unwrap_or_default(),
                 secret: None,
                 mount_point: "mongodbatlas/".into(),
+                entity_id: String::new(),
                 id: "input-validation".into(),
                 storage: self.storage.clone(),
                 system: self.system.clone(),

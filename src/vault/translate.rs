@@ -151,6 +151,7 @@ pub fn request_from_pb(
         data,
         secret,
         mount_point: req.mount_point,
+        entity_id: req.entity_id,
         id: req.id,
         storage,
         system,

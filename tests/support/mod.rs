@@ -144,6 +144,7 @@ impl Mount {
             data: obj(data),
             secret,
             mount_point: "mongodbatlas/".into(),
+            entity_id: String::new(),
             id: "req".into(),
             storage: self.storage.clone(),
             system: self.system.clone(),

@@ -146,6 +146,8 @@ pub struct Request {
     pub data: Map<String, Value>,
     pub secret: Option<Secret>,
     pub mount_point: String,
+    /// The Vault identity entity of the requester (empty for a root token).
+    pub entity_id: String,
     pub id: String,
     pub storage: Arc<dyn Storage>,
     pub system: Arc<dyn SystemView>,

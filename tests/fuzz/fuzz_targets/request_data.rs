@@ -31,6 +31,7 @@ fuzz_target!(|bytes: &[u8]| {
         path: PATHS[usize::from(*path) % PATHS.len()].into(),
         data: String::from_utf8_lossy(data).into_owned(),
         mount_point: "mongodbatlas/".into(),
+        entity_id: String::new(),
         ..Default::default()
     });
 });
