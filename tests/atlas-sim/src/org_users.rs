@@ -483,12 +483,15 @@ impl Store {
             }
         };
         let status = new.status.unwrap_or(MembershipStatus::Active);
-        let mut org_roles = if new.org_roles.is_empty() {
-            vec!["ORG_MEMBER".to_owned()]
-        } else {
-            new.org_roles
-        };
-        org_roles.dedup();
+        let mut org_roles: Vec<String> = Vec::with_capacity(new.org_roles.len().max(1));
+        for role in new.org_roles {
+            if !org_roles.contains(&role) {
+                org_roles.push(role);
+            }
+        }
+        if org_roles.is_empty() {
+            org_roles.push("ORG_MEMBER".to_owned());
+        }
         let user = self
             .users
             .get_mut(&id)
@@ -780,7 +783,16 @@ mod tests {
     fn identities_are_shared_across_orgs_and_owners_found() {
         let (mut store, org, _) = store();
         let other = store.create_org(None, "other".into()).unwrap();
-        let a = member(&mut store, &org, "owner@example.com", &["ORG_OWNER"]);
+        let a = member(
+            &mut store,
+            &org,
+            "owner@example.com",
+            &["ORG_OWNER", "ORG_MEMBER", "ORG_OWNER"],
+        );
+        assert_eq!(
+            store.org_user(&org, &a).unwrap().1.org_roles,
+            ["ORG_OWNER", "ORG_MEMBER"]
+        );
         let b = member(&mut store, &other.id, "owner@example.com", &["ORG_MEMBER"]);
         assert_eq!(a, b);
         assert_eq!(store.oldest_org_owner(&org), Some(a));
