@@ -1,15 +1,16 @@
-//! The Atlas client against the simulator: every call, Digest with one round
-//! trip per warm call, stale nonces, Retry-After, transient retries, and
-//! nothing left behind.
+//! The Atlas client against the simulator: every call (keys, service accounts, users and
+//! projects), Digest with one round trip per warm call, stale nonces, Retry-After, transient
+//! retries, and nothing left behind.
 
 // Test helpers outside #[test] fns: clippy.toml's allow-*-in-tests does not reach them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
-use atlas_sim::{FaultRule, SimConfig, SimHandle, Simulator};
+use atlas_sim::{FaultRule, NewOrgUserRequest, SimConfig, SimHandle, Simulator};
 use vault_mongodbatlas::atlas::{
-    AccessListEntry, AccountScope, AtlasClient, AtlasError, ClientConfig, RetryPolicy,
+    AccessListEntry, AccountScope, AtlasClient, AtlasError, ClientConfig, MembershipStatus,
+    RetryPolicy, RoleChange,
 };
 
 async fn sim() -> SimHandle {
@@ -139,6 +140,7 @@ async fn every_call_works_and_leaves_nothing_behind() {
     assert_eq!(sim.inventory().issued_keys().count(), 0);
 
     service_account_calls(&sim).await;
+    user_calls(&sim, &c).await;
     // scripts/test.sh validates what our client sent (and what the simulator
     // answered) against the official OpenAPI spec (tests/openapi).
     if let Ok(path) = std::env::var("ATLAS_CLIENT_JOURNAL_OUT") {
@@ -233,6 +235,158 @@ async fn service_account_calls(sim: &SimHandle) {
     assert_eq!(sim.inventory().issued_service_accounts().count(), 0);
     assert!(c.revoke_token().await.expect("revoke the token"));
     assert!(!c.revoke_token().await.expect("nothing to revoke"));
+}
+
+/// Every MongoDB Cloud user call (version 2025-02-19) and project creation: what
+/// just-in-time access for people needs. Grants and removals leave the user as they were.
+async fn user_calls(sim: &SimHandle, c: &AtlasClient) {
+    let org = sim.org_id.clone();
+    for (username, role) in [
+        ("owner@example.com", "ORG_OWNER"),
+        ("ada@example.com", "ORG_MEMBER"),
+    ] {
+        sim.add_org_user(NewOrgUserRequest {
+            username: username.into(),
+            org_roles: vec![role.into()],
+            ..NewOrgUserRequest::default()
+        })
+        .expect("organization member");
+    }
+    let project = c
+        .create_project(&org, "vault-client-users")
+        .await
+        .expect("create project");
+    assert_eq!(project.org_id, org);
+    assert_eq!(
+        sim.inventory().project_members(&project.id)["owner@example.com"],
+        ["GROUP_OWNER"],
+        "the oldest organization owner owns a new project"
+    );
+    let p = project.id.as_str();
+
+    assert_eq!(c.list_org_users(&org).await.expect("org users").len(), 2);
+    let ada = c
+        .find_org_user_by_username(&org, "Ada@Example.com")
+        .await
+        .expect("find")
+        .expect("a member");
+    assert!(ada.is_active());
+    assert_eq!(
+        c.get_org_user(&org, &ada.id).await.expect("get").username,
+        "ada@example.com"
+    );
+    assert!(c
+        .find_org_user_by_username(&org, "nobody@example.com")
+        .await
+        .expect("find")
+        .is_none());
+    assert_eq!(c.project_user(p, &ada.id).await.expect("read"), None);
+
+    let added = c
+        .add_user_to_project(p, "ada@example.com", &roles(&["GROUP_READ_ONLY"]))
+        .await
+        .expect("add to project");
+    assert_eq!(
+        (added.id.as_str(), &added.status),
+        (ada.id.as_str(), &MembershipStatus::Active)
+    );
+    assert!(c
+        .add_user_to_project(p, "ada@example.com", &roles(&["GROUP_OWNER"]))
+        .await
+        .expect_err("already in the project")
+        .is_caller_input());
+    assert!(c
+        .list_project_users(p)
+        .await
+        .expect("project users")
+        .iter()
+        .any(|u| u.id == ada.id));
+
+    let grant = "GROUP_DATA_ACCESS_READ_ONLY";
+    assert_eq!(
+        c.add_project_role(p, &ada.id, grant)
+            .await
+            .expect("add role"),
+        RoleChange::Made
+    );
+    assert_eq!(
+        c.add_project_role(p, &ada.id, grant).await.expect("again"),
+        RoleChange::AlreadyInPlace
+    );
+    assert!(c
+        .project_user(p, &ada.id)
+        .await
+        .expect("read")
+        .expect("in project")
+        .has_role(grant));
+    assert_eq!(
+        c.remove_project_role(p, &ada.id, grant)
+            .await
+            .expect("remove role"),
+        RoleChange::Made
+    );
+    assert_eq!(
+        c.remove_project_role(p, &ada.id, grant)
+            .await
+            .expect("again"),
+        RoleChange::AlreadyInPlace
+    );
+    let last = c
+        .remove_project_role(p, &ada.id, "GROUP_READ_ONLY")
+        .await
+        .expect_err("a user keeps one role");
+    assert!(matches!(last, AtlasError::InvalidInput(_)), "{last:?}");
+
+    assert_eq!(
+        c.add_org_role(&org, &ada.id, "ORG_READ_ONLY")
+            .await
+            .expect("add org role"),
+        RoleChange::Made
+    );
+    assert_eq!(
+        c.remove_org_role(&org, &ada.id, "ORG_READ_ONLY")
+            .await
+            .expect("remove org role"),
+        RoleChange::Made
+    );
+    assert_eq!(
+        c.remove_org_role(&org, &ada.id, "ORG_READ_ONLY")
+            .await
+            .expect("again"),
+        RoleChange::AlreadyInPlace
+    );
+
+    c.remove_user_from_project(p, &ada.id)
+        .await
+        .expect("remove from project");
+    assert!(c
+        .remove_user_from_project(p, &ada.id)
+        .await
+        .expect_err("gone")
+        .is_not_found());
+    assert_eq!(c.project_user(p, &ada.id).await.expect("read"), None);
+
+    // Atlas invites someone who is not a member (what a grant must avoid).
+    let invited = c
+        .add_user_to_project(p, "newcomer@example.com", &roles(&["GROUP_READ_ONLY"]))
+        .await
+        .expect("invitation");
+    assert_eq!(invited.status, MembershipStatus::Pending);
+    c.remove_user_from_project(p, &invited.id)
+        .await
+        .expect("withdraw from the project");
+
+    let inventory = sim.inventory();
+    let members = inventory.project_members(p);
+    assert_eq!(members.keys().collect::<Vec<_>>(), ["owner@example.com"]);
+    assert_eq!(
+        inventory
+            .org_user(&org, "ada@example.com")
+            .expect("ada")
+            .org_roles,
+        ["ORG_MEMBER"],
+        "ada is back where she was"
+    );
 }
 
 #[tokio::test]

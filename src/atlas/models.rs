@@ -1,5 +1,6 @@
 //! Atlas resources as the client exposes them, and their wire forms.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -134,6 +135,98 @@ impl AccountSecret {
     }
 }
 
+/// A user's status in an organization (`orgMembershipStatus`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipStatus {
+    /// A member of the organization.
+    Active,
+    /// Invited, the invitation not yet accepted.
+    Pending,
+    InvitationExpired,
+    InvitationRejected,
+    /// A status this client does not know (or none): treat as not a member.
+    Other(String),
+}
+
+impl From<Option<String>> for MembershipStatus {
+    fn from(wire: Option<String>) -> Self {
+        match wire.as_deref() {
+            Some("ACTIVE") => MembershipStatus::Active,
+            Some("PENDING") => MembershipStatus::Pending,
+            Some("INVITATION_EXPIRED") => MembershipStatus::InvitationExpired,
+            Some("INVITATION_REJECTED") => MembershipStatus::InvitationRejected,
+            _ => MembershipStatus::Other(wire.unwrap_or_default()),
+        }
+    }
+}
+
+/// A MongoDB Cloud user (a person) as one organization sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgUser {
+    /// 24-hex user id, the same in every organization.
+    pub id: String,
+    /// The user's email address.
+    pub username: String,
+    pub status: MembershipStatus,
+    pub org_roles: Vec<String>,
+    /// Project id -> the user's roles in that project (projects of this organization).
+    pub project_roles: BTreeMap<String, Vec<String>>,
+}
+
+impl OrgUser {
+    /// An accepted member (not an open, expired or rejected invitation).
+    pub fn is_active(&self) -> bool {
+        self.status == MembershipStatus::Active
+    }
+
+    pub fn has_org_role(&self, role: &str) -> bool {
+        self.org_roles.iter().any(|r| r == role)
+    }
+
+    /// The user's roles in a project (empty when they have none there).
+    pub fn roles_in(&self, project_id: &str) -> &[String] {
+        self.project_roles
+            .get(project_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+}
+
+/// A MongoDB Cloud user with roles in one project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectUser {
+    pub id: String,
+    pub username: String,
+    pub status: MembershipStatus,
+    /// The user's roles in the project.
+    pub roles: Vec<String>,
+}
+
+impl ProjectUser {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// A project (Atlas calls it a group).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    pub org_id: String,
+}
+
+/// What adding or removing one role did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleChange {
+    /// Atlas made the change.
+    Made,
+    /// Atlas refused because the user already had (or already lacked) the role: the state
+    /// asked for holds, but this call did not bring it about (or, after a resend whose first
+    /// answer was lost, cannot tell whether it did).
+    AlreadyInPlace,
+}
+
 // ---- wire forms ----
 
 #[derive(Deserialize)]
@@ -211,6 +304,129 @@ pub(crate) struct CreateServiceAccountBody<'a> {
     pub(crate) description: &'a str,
     pub(crate) roles: &'a [String],
     pub(crate) secret_expires_after_hours: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WireOrgUser {
+    id: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    org_membership_status: Option<String>,
+    #[serde(default)]
+    roles: WireOrgUserRoles,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct WireOrgUserRoles {
+    #[serde(default)]
+    org_roles: Vec<String>,
+    #[serde(default)]
+    group_role_assignments: Vec<WireGroupRoleAssignment>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireGroupRoleAssignment {
+    #[serde(default)]
+    group_id: String,
+    #[serde(default)]
+    group_roles: Vec<String>,
+}
+
+impl From<WireOrgUser> for OrgUser {
+    fn from(wire: WireOrgUser) -> Self {
+        let mut project_roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for assignment in wire.roles.group_role_assignments {
+            if !assignment.group_id.is_empty() {
+                project_roles
+                    .entry(assignment.group_id)
+                    .or_default()
+                    .extend(assignment.group_roles);
+            }
+        }
+        OrgUser {
+            id: wire.id,
+            username: wire.username,
+            status: wire.org_membership_status.into(),
+            org_roles: wire.roles.org_roles,
+            project_roles,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WireProjectUser {
+    id: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    org_membership_status: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+impl From<WireProjectUser> for ProjectUser {
+    fn from(wire: WireProjectUser) -> Self {
+        ProjectUser {
+            id: wire.id,
+            username: wire.username,
+            status: wire.org_membership_status.into(),
+            roles: wire.roles,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WireProject {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    org_id: String,
+}
+
+impl From<WireProject> for Project {
+    fn from(wire: WireProject) -> Self {
+        Project {
+            id: wire.id,
+            name: wire.name,
+            org_id: wire.org_id,
+        }
+    }
+}
+
+/// Body of "add one user to one project" (`addGroupUsers`).
+#[derive(Serialize)]
+pub(crate) struct AddProjectUserBody<'a> {
+    pub(crate) username: &'a str,
+    pub(crate) roles: &'a [String],
+}
+
+/// Body of `:addRole` / `:removeRole` on a project user.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GroupRoleBody<'a> {
+    pub(crate) group_role: &'a str,
+}
+
+/// Body of `:addRole` / `:removeRole` on an organization user.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OrgRoleBody<'a> {
+    pub(crate) org_role: &'a str,
+}
+
+/// Body of "create one project" (`createGroup`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CreateProjectBody<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) org_id: &'a str,
 }
 
 #[derive(Deserialize)]

@@ -25,6 +25,11 @@ use super::tls;
 pub const API_KEYS_MEDIA_TYPE: &str = "application/vnd.atlas.2023-01-01+json";
 /// Version 2024-08-05: every `/serviceAccounts` operation.
 pub const SERVICE_ACCOUNTS_MEDIA_TYPE: &str = "application/vnd.atlas.2024-08-05+json";
+/// Version 2025-02-19: the MongoDB Cloud user operations (`/orgs/{orgId}/users...`,
+/// `/groups/{groupId}/users...`); their 2023-01-01 versions are sunset on 2027-07-01.
+pub const USERS_MEDIA_TYPE: &str = "application/vnd.atlas.2025-02-19+json";
+/// Version 2023-01-01: creating a project (`createGroup`, its only version).
+pub const PROJECTS_MEDIA_TYPE: &str = "application/vnd.atlas.2023-01-01+json";
 
 /// Atlas answers are small; anything bigger is a misbehaving server or proxy.
 const MAX_RESPONSE_BYTES: usize = 8 << 20;

@@ -1,6 +1,6 @@
 //! The admin API under `/admin` (no authentication; JSON in and out): inventory, stats,
 //! journal, faults, latency, rate limits, nonce and token lifetimes, and direct seeding of
-//! orgs, projects, keys and service accounts. [`super::SimHandle`] exposes the same operations in process.
+//! orgs, projects, keys, service accounts and organization members (people). [`super::SimHandle`] exposes the same operations in process.
 //! The endpoint list is in the module docs of [`crate`].
 
 use std::collections::BTreeMap;
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::faults::FaultRule;
+use super::org_users::{InventoryOrgUser, MembershipStatus, NewOrgUser};
 use super::ratelimit::{BucketConfig, RateLimitConfig};
 use super::server::{response, Body, Shared};
 use super::store::{NewKey, NewServiceAccount, Org, Project, RoleAssignment};
@@ -89,6 +90,36 @@ pub struct CreatedServiceAccount {
     pub description: String,
     pub org_roles: Vec<String>,
     pub project_roles: BTreeMap<String, Vec<String>>,
+}
+
+/// Body of `POST /admin/org_users`: adds an organization member directly, as an accepted
+/// invitation leaves them (no role-name validation). The org defaults to the seeded one; the
+/// status to `ACTIVE`; the organization roles to `["ORG_MEMBER"]`. A username already known
+/// (in another organization) keeps its user id; an open invitation (`PENDING`) of the same
+/// username in the organization is accepted (it keeps its project roles). It is reported
+/// with `seeded: true` in the inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrgUserRequest {
+    /// The user's email address.
+    pub username: String,
+    #[serde(default)]
+    pub org_id: Option<String>,
+    #[serde(default)]
+    pub org_roles: Vec<String>,
+    /// Project id -> roles in that project.
+    #[serde(default)]
+    pub project_roles: BTreeMap<String, Vec<String>>,
+    /// `ACTIVE` (default), `PENDING`, `INVITATION_EXPIRED` or `INVITATION_REJECTED`.
+    #[serde(default)]
+    pub status: Option<MembershipStatus>,
+    /// Explicit 24-hex user id (random when absent).
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,6 +303,27 @@ impl Shared {
             return false;
         };
         store.delete_service_account(&org, client_id).is_ok()
+    }
+
+    pub fn add_org_user(&self, req: NewOrgUserRequest) -> Result<InventoryOrgUser, String> {
+        let org_id = req.org_id.unwrap_or_else(|| self.seeded_org.clone());
+        self.lock_store().add_org_member(
+            &org_id,
+            NewOrgUser {
+                id: req.id,
+                username: req.username,
+                first_name: req.first_name,
+                last_name: req.last_name,
+                org_roles: req.org_roles,
+                project_roles: req.project_roles,
+                status: req.status,
+            },
+        )
+    }
+
+    /// Deletes a user's account (every membership), out of band.
+    pub fn remove_org_user(&self, user_id: &str) -> bool {
+        self.lock_store().remove_user(user_id)
     }
 
     pub fn create_org(&self, id: Option<String>, name: Option<String>) -> Result<Org, String> {
@@ -476,6 +528,20 @@ pub fn handle(
                     StatusCode::NOT_FOUND,
                     &json!({ "error": "no such service account" }),
                 )
+            }
+        }
+        ("POST", "/org_users") => {
+            let b: NewOrgUserRequest = body!(body);
+            match shared.add_org_user(b) {
+                Ok(user) => json_response(StatusCode::OK, &user),
+                Err(e) => bad_request(e),
+            }
+        }
+        ("DELETE", s) if s.starts_with("/org_users/") => {
+            if shared.remove_org_user(&s["/org_users/".len()..]) {
+                no_content()
+            } else {
+                json_response(StatusCode::NOT_FOUND, &json!({ "error": "no such user" }))
             }
         }
         ("POST", "/orgs") => {

@@ -208,10 +208,23 @@ pub(super) fn page<T, U>(
     let start = usize::try_from(p.page_num - 1)
         .unwrap_or(usize::MAX)
         .saturating_mul(per);
+    // Filters (e.g. `username`) stay in the links; the paging parameters are set anew.
+    let mut filters = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(call.query.unwrap_or("").as_bytes()) {
+        if !matches!(k.as_ref(), "pageNum" | "itemsPerPage" | "includeCount") {
+            filters.append_pair(&k, &v);
+        }
+    }
+    let filters = filters.finish();
     let link = |page_num: u64, rel: &'static str| Link {
         href: format!(
-            "{}{}?includeCount={}&pageNum={}&itemsPerPage={}",
-            call.base, call.path, p.include_count, page_num, p.items_per_page
+            "{}{}?{filters}{}includeCount={}&pageNum={}&itemsPerPage={}",
+            call.base,
+            call.path,
+            if filters.is_empty() { "" } else { "&" },
+            p.include_count,
+            page_num,
+            p.items_per_page
         ),
         rel,
     };
@@ -461,8 +474,16 @@ pub(super) fn access_entries(body: &[u8]) -> Result<Vec<IpNet>, ApiError> {
 pub(super) enum Need<'a> {
     OrgRead(&'a str),
     OrgOwner(&'a str),
-    GroupRead { group: &'a str, org: &'a str },
-    GroupWrite { group: &'a str, org: &'a str },
+    GroupRead {
+        group: &'a str,
+        org: &'a str,
+    },
+    GroupWrite {
+        group: &'a str,
+        org: &'a str,
+    },
+    /// Creating projects: `ORG_OWNER` or `ORG_GROUP_CREATOR`.
+    OrgGroupCreator(&'a str),
 }
 
 /// The authenticated principal: an API key or a service account, with the same role rules.
@@ -473,7 +494,7 @@ pub(super) enum Caller<'s> {
 }
 
 impl Caller<'_> {
-    fn org_id(&self) -> &str {
+    pub(super) fn org_id(&self) -> &str {
         match self {
             Self::Key(k) => &k.org_id,
             Self::ServiceAccount(s) => &s.org_id,
@@ -515,6 +536,17 @@ impl Caller<'_> {
         }
     }
 
+    /// What an invitation names as its inviter (`inviterUsername`, an email address): the
+    /// simulator's stand-in for the programmatic caller.
+    pub(super) fn inviter_username(&self) -> String {
+        match self {
+            Self::Key(k) => format!("{}@api-keys.atlas-sim.example.com", k.public_key),
+            Self::ServiceAccount(s) => {
+                format!("{}@service-accounts.atlas-sim.example.com", s.client_id)
+            }
+        }
+    }
+
     /// The client id when the caller is a service account.
     pub(super) fn client_id(&self) -> Option<&str> {
         match self {
@@ -538,6 +570,10 @@ pub(super) fn authorize(caller: Caller<'_>, need: Need<'_>) -> Result<(), ApiErr
         Need::GroupWrite { group, org } => {
             in_org(org)
                 && (caller.has_org_role("ORG_OWNER") || caller.has_group_role(group, "GROUP_OWNER"))
+        }
+        Need::OrgGroupCreator(org) => {
+            in_org(org)
+                && (caller.has_org_role("ORG_OWNER") || caller.has_org_role("ORG_GROUP_CREATOR"))
         }
     };
     if allowed {
@@ -855,6 +891,15 @@ pub fn handle(store: &Mutex<Store>, call: &ApiCall<'_>) -> Result<ApiReply, ApiE
         | Resource::SaSecret { .. }
         | Resource::SaGroups { .. }
         | Resource::SaInvite { .. } => super::sa_api::handle(store, call),
+        Resource::Groups
+        | Resource::OrgUsers { .. }
+        | Resource::OrgUser { .. }
+        | Resource::OrgUserRole { .. }
+        | Resource::GroupUsers { .. }
+        | Resource::GroupUser { .. }
+        | Resource::GroupUserRole { .. } => super::users_api::handle(store, call),
+        // Refused during version negotiation (410); never reaches a handler.
+        Resource::Retired { .. } => Err(ApiError::resource_not_found(call.path)),
     }
 }
 

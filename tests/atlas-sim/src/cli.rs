@@ -77,6 +77,19 @@ or Authorization: Bearer <access token> (service accounts):
   DELETE           .../serviceAccounts/{clientId}/accessList/{ip | cidr with %2F}
   GET              /orgs/{orgId}/serviceAccounts/{clientId}/groups
   POST             /groups/{groupId}/serviceAccounts/{clientId}:invite  {"roles":[..]}
+  v2 only, MongoDB Cloud users (people), Accept: application/vnd.atlas.2025-02-19+json:
+  GET              /orgs/{orgId}/users[?username=EMAIL&orgMembershipStatuses=..]  (ACTIVE, PENDING)
+  GET              /orgs/{orgId}/users/{userId}
+  POST             /orgs/{orgId}/users/{userId}:addRole|:removeRole      {"orgRole":".."}
+  GET|POST         /groups/{groupId}/users            {"username","roles":[..]} -> 201 (a user who is
+                                                      not an org member is invited: PENDING)
+  GET|DELETE       /groups/{groupId}/users/{userId}
+  POST             /groups/{groupId}/users/{userId}:addRole|:removeRole  {"groupRole":".."}
+  GET|POST         /groups  (2023-01-01; create: {"name","orgId"} -> 201, owner: ?projectOwnerId=
+                            or the oldest active ORG_OWNER user)
+  410 VERSION_GONE (past their 2027-07-01 sunset): PUT /groups/{groupId}/users/{userId}/roles,
+  PUT /orgs/{orgId}/users/{userId}/roles, POST /groups/{groupId}/access, /users..., .../invites...,
+  and version 2023-01-01 of the user lists and removals
 
 OAuth 2.0 (client credentials; Authorization: Basic base64(clientId:clientSecret), form body):
   POST /api/oauth/token   grant_type=client_credentials -> {"access_token","expires_in","token_type":"Bearer"}
@@ -86,7 +99,8 @@ Admin API (same listener, no auth, JSON; admin_url = base_url + "/admin"):
   GET    /admin/health
   GET    /admin/inventory          orgs, projects, live api_keys (seeded key marked), service_accounts
                                    (roles, project_roles, secrets without values, access_list,
-                                   active_tokens, seeded)
+                                   active_tokens, seeded), org_users (one per org membership: id,
+                                   username, org_id, status, org_roles, project_roles, seeded)
   GET    /admin/stats              requests_total, challenges, stale_challenges, auth_failures,
                                    rate_limited, faults_fired, routes{"METHOD /api/...":{total,challenges,by_status}}
   POST   /admin/stats/reset
@@ -115,6 +129,11 @@ Admin API (same listener, no auth, JSON; admin_url = base_url + "/admin"):
                                     "project_roles":{"<groupId>":[..]}, "secret_expires_after_hours"?,
                                     "client_id"?, "client_secret"?} -> SA incl. client_secret
   DELETE /admin/service_accounts/{clientId}  delete a service account out of band
+  POST   /admin/org_users          {"username", "org_id"?, "org_roles"? [ORG_MEMBER], "project_roles"?:
+                                    {"<groupId>":[..]}, "status"? [ACTIVE], "id"?, "first_name"?,
+                                    "last_name"?} -> the membership: an organization member as an
+                                    accepted invitation leaves them (an open invitation is accepted)
+  DELETE /admin/org_users/{userId}  delete a user's account (every membership) out of band
 "#;
 
 #[derive(Debug, PartialEq)]

@@ -1,6 +1,6 @@
 //! A local, stateful MongoDB Atlas Administration API simulator (the `atlas-sim` binary),
 //! faithful to recorded Atlas traffic for programmatic API keys, and to the official spec
-//! (resource version 2024-08-05) for service accounts.
+//! for service accounts (resource version 2024-08-05) and MongoDB Cloud users (2025-02-19).
 //!
 //! # What it simulates
 //! - Organizations, projects, programmatic API keys (id = 24 hex, public key = 8 lowercase
@@ -49,7 +49,22 @@
 //!   roles in the project). Org-scoped views list org roles, project-scoped ones the project's.
 //!   `secrets[].secret` appears only in the create answers; reads show `maskedSecretValue`.
 //!   `secretExpiresAfterHours` must be 8..=8760; a new secret caps the others' expiry at 7 days.
-//! - Pagination (`pageNum`, `itemsPerPage` 1..=500, `includeCount`) with `self`/`next`/`previous` links.
+//!   MongoDB Cloud users (people; v2 only, version 2025-02-19, see `users_api`):
+//!   `GET /orgs/{orgId}/users` (filters `username`, `orgMembershipStatuses`),
+//!   `GET /orgs/{orgId}/users/{userId}`, `POST /orgs/{orgId}/users/{userId}:addRole|:removeRole`
+//!   `{"orgRole"}`, `GET|POST /groups/{groupId}/users` (`{"username","roles"}`, 201; a user who
+//!   is not an organization member is invited, as the spec says: a `PENDING` user),
+//!   `GET|DELETE /groups/{groupId}/users/{userId}`,
+//!   `POST /groups/{groupId}/users/{userId}:addRole|:removeRole` `{"groupRole"}`; and
+//!   `GET|POST /groups` (create a project: 201 as recorded from real Atlas, `GROUP_OWNER` for
+//!   `projectOwnerId` or the oldest active `ORG_OWNER` user).
+//!   The deprecated user and invitation endpoints these replace are answered as Atlas does
+//!   after their sunset (2027-07-01): 410 `VERSION_GONE` for `PUT /groups/{groupId}/users/{userId}/roles`,
+//!   `PUT /orgs/{orgId}/users/{userId}/roles`, `POST /groups/{groupId}/access`, `/users...`,
+//!   `/groups/{groupId}/invites...`, `/orgs/{orgId}/invites...`, and for version 2023-01-01
+//!   of the user lists and user removals.
+//! - Pagination (`pageNum`, `itemsPerPage` 1..=500, `includeCount`) with `self`/`next`/`previous`
+//!   links that keep the request's filters.
 //! - Errors `{"detail","error","errorCode","parameters","reason"}` + `X-Error-Code`. Codes:
 //!   `ORG_NOT_FOUND`, `GROUP_NOT_FOUND`, `API_KEY_NOT_FOUND`, `RESOURCE_NOT_FOUND`,
 //!   `SERVICE_ACCOUNT_NOT_FOUND` (404); `PATH_PARAM_PARSE_ERROR`, `INVALID_JSON`,
@@ -58,6 +73,9 @@
 //!   `DUPLICATE_ADDRESSES_IN_INPUT`, `MAX_API_KEYS_PER_ORG_EXCEEDED` (500 keys/org),
 //!   `MAX_SERVICE_ACCOUNTS_PER_ORG_EXCEEDED`, `MAX_SERVICE_ACCOUNT_SECRETS_EXCEEDED` (a third
 //!   secret), `MAX_ACCESS_LIST_ENTRIES_EXCEEDED` (200 per SA),
+//!   `USER_NOT_FOUND`, `USER_NOT_IN_GROUP` (404), `USER_ALREADY_IN_GROUP`,
+//!   `USER_ALREADY_HAS_ROLE`, `USER_DOES_NOT_HAVE_ROLE` (409; 400 for organization roles),
+//!   `CANNOT_REMOVE_LAST_ROLE` (400), `GROUP_ALREADY_EXISTS` (409), `VERSION_GONE` (410),
 //!   `CANNOT_REMOVE_CALLER_FROM_ACCESS_LIST` (an SA removing the entry that admits its own
 //!   request), `INVALID_VERSION_DATE` (400; service-account names, descriptions, roles and
 //!   hours that break the spec are `INVALID_ATTRIBUTE`, wrong role names
@@ -75,8 +93,10 @@
 //! - Reads redact `privateKey` as `********-****-****-<last 12>`; create responses show it once.
 //!
 //! Permissions: org reads need any org role in that org; org writes (keys, access lists,
-//! service accounts) need `ORG_OWNER`; project reads need a role in the project or
-//! `ORG_OWNER`/`ORG_READ_ONLY`; project writes need `ORG_OWNER` or `GROUP_OWNER`.
+//! service accounts, users' org roles) need `ORG_OWNER`; project reads need a role in the
+//! project or `ORG_OWNER`/`ORG_READ_ONLY`; project writes (project users and their roles
+//! included) need `ORG_OWNER` or `GROUP_OWNER`; creating a project `ORG_OWNER` or
+//! `ORG_GROUP_CREATOR`.
 //!
 //! # Admin API
 //! Served on the same listener under `/admin` (so `admin_url = base_url + "/admin"`),
@@ -85,7 +105,7 @@
 //! | method + path | body | answer |
 //! |---|---|---|
 //! | `GET /admin/health` | | `{"ok":true}` |
-//! | `GET /admin/inventory` | | [`Inventory`]: orgs, projects, live `api_keys` (id, public_key, desc, org_id, roles, access_list, `seeded`), `service_accounts` (client_id, name, description, org_id, roles, project_roles, secrets `[{id, created_at, expires_at, last_used_at, expired}]` without values, access_list, active_tokens, `seeded` for startup/admin ones) |
+//! | `GET /admin/inventory` | | [`Inventory`]: orgs, projects, live `api_keys` (id, public_key, desc, org_id, roles, access_list, `seeded`), `service_accounts` (client_id, name, description, org_id, roles, project_roles, secrets `[{id, created_at, expires_at, last_used_at, expired}]` without values, access_list, active_tokens, `seeded` for startup/admin ones), `org_users` (one per organization membership: id, username, org_id, status, org_roles, project_roles `{"<groupId>":[..]}`, `seeded` for admin ones) |
 //! | `GET /admin/stats` | | [`StatsSnapshot`]: `requests_total`, `challenges`, `stale_challenges`, `auth_failures`, `bearer_failures`, `token_failures`, `rate_limited`, `faults_fired`, `routes{"POST /api/atlas/v2/orgs/{orgId}/apiKeys":{total,challenges,by_status}, "POST /api/oauth/token":{..}}` |
 //! | `POST /admin/stats/reset` | | 204 |
 //! | `GET /admin/journal?since=SEQ` | | `[`[`JournalEntry`]`]` (method, path, route, public_key or client_id, request/response content type and body, status; private keys, SA secrets, access tokens and form `token`/`client_secret` values redacted, no Authorization header) |
@@ -105,6 +125,8 @@
 //! | `DELETE /admin/keys/{id}` | | 204 (out-of-band deletion) |
 //! | `POST /admin/service_accounts` | [`NewServiceAccountRequest`] `{"org_id"?, "name"?, "description"?, "org_roles":[..], "project_roles":{"<groupId>":[..]}, "secret_expires_after_hours"? (default 8760, 0 = already expired), "client_id"?, "client_secret"?}` | [`CreatedServiceAccount`] incl. `client_secret` |
 //! | `DELETE /admin/service_accounts/{clientId}` | | 204 (out-of-band deletion everywhere, tokens revoked) |
+//! | `POST /admin/org_users` | [`NewOrgUserRequest`] `{"username", "org_id"?, "org_roles"? (default `["ORG_MEMBER"]`), "project_roles"?: {"<groupId>":[..]}, "status"? (default `ACTIVE`), "id"?, "first_name"?, "last_name"?}` | [`InventoryOrgUser`]: an organization member as an accepted invitation leaves them (an open invitation of that username is accepted) |
+//! | `DELETE /admin/org_users/{userId}` | | 204 (the user's account deleted: every membership) |
 //!
 //! # In-process use
 //! [`Simulator::start`] serves on the current tokio runtime (use a multi-thread runtime if
@@ -135,6 +157,7 @@ mod faults;
 mod ids;
 mod journal;
 mod oauth;
+mod org_users;
 mod proxy;
 mod ratelimit;
 mod router;
@@ -143,6 +166,7 @@ mod server;
 mod stats;
 mod store;
 mod tls;
+mod users_api;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -153,15 +177,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use admin::{CreatedKey, CreatedServiceAccount, NewKeyRequest, NewServiceAccountRequest};
+pub use admin::{
+    CreatedKey, CreatedServiceAccount, NewKeyRequest, NewOrgUserRequest, NewServiceAccountRequest,
+};
 pub use config::{FileConfig, SeedKey, SimConfig, StartupInfo};
 pub use error::{ApiError, SimError};
 pub use faults::{FaultAction, FaultRule, FaultStatus};
 pub use journal::JournalEntry;
+pub use org_users::MembershipStatus;
 pub use ratelimit::{BucketConfig, RateLimitConfig};
 pub use stats::{RouteStats, StatsSnapshot};
 pub use store::{
-    Inventory, InventoryKey, InventorySecret, InventoryServiceAccount, Org, Project, RoleAssignment,
+    Inventory, InventoryKey, InventoryOrgUser, InventorySecret, InventoryServiceAccount, Org,
+    Project, RoleAssignment,
 };
 
 use digest::NonceStore;
@@ -639,6 +667,18 @@ impl SimHandle {
     /// does not exist.
     pub fn delete_service_account(&self, client_id: &str) -> bool {
         self.shared.delete_service_account(client_id)
+    }
+
+    /// Adds an organization member (a MongoDB Cloud user, a person) directly, as an accepted
+    /// invitation leaves them: `ACTIVE` unless the request says otherwise, `ORG_MEMBER` unless
+    /// it names organization roles. An open invitation of the same username is accepted.
+    pub fn add_org_user(&self, req: NewOrgUserRequest) -> Result<InventoryOrgUser, String> {
+        self.shared.add_org_user(req)
+    }
+
+    /// Deletes a MongoDB Cloud user's account (every membership) out of band; false if unknown.
+    pub fn remove_org_user(&self, user_id: &str) -> bool {
+        self.shared.remove_org_user(user_id)
     }
 
     /// Lifetime of OAuth access tokens issued from now on.

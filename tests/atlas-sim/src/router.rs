@@ -28,6 +28,13 @@ pub enum SaScope<'a> {
     Group(&'a str),
 }
 
+/// `{userId}:addRole` or `{userId}:removeRole`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleAction {
+    Add,
+    Remove,
+}
+
 /// A recognised resource, with its raw (still percent-encoded) path parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource<'a> {
@@ -98,7 +105,47 @@ pub enum Resource<'a> {
         group: &'a str,
         client: &'a str,
     },
+    /// `/groups`: list and create projects.
+    Groups,
+    /// `/orgs/{orgId}/users` (version 2025-02-19, like every user resource below).
+    OrgUsers {
+        org: &'a str,
+    },
+    OrgUser {
+        org: &'a str,
+        user: &'a str,
+    },
+    /// `/orgs/{orgId}/users/{userId}:addRole` / `:removeRole`.
+    OrgUserRole {
+        org: &'a str,
+        user: &'a str,
+        action: RoleAction,
+    },
+    GroupUsers {
+        group: &'a str,
+    },
+    GroupUser {
+        group: &'a str,
+        user: &'a str,
+    },
+    /// `/groups/{groupId}/users/{userId}:addRole` / `:removeRole`.
+    GroupUserRole {
+        group: &'a str,
+        user: &'a str,
+        action: RoleAction,
+    },
+    /// A deprecated user or invitation resource whose only version (`version`) is past its
+    /// sunset: every request gets 410 `VERSION_GONE` (or 406 for another version).
+    Retired {
+        template: &'static str,
+        version: &'static str,
+    },
 }
+
+/// Version 2025-02-19: the MongoDB Cloud user resources.
+pub const USERS_VERSION: &str = "2025-02-19";
+/// The deprecated versions of the user resources, gone after 2027-07-01 (`x-sunset`).
+const USERS_SUNSET: &[&str] = &["2023-01-01"];
 
 impl Resource<'_> {
     pub fn template(&self) -> &'static str {
@@ -144,7 +191,34 @@ impl Resource<'_> {
             },
             Self::SaGroups { .. } => "/orgs/{orgId}/serviceAccounts/{clientId}/groups",
             Self::SaInvite { .. } => "/groups/{groupId}/serviceAccounts/{clientId}:invite",
+            Self::Groups => "/groups",
+            Self::OrgUsers { .. } => "/orgs/{orgId}/users",
+            Self::OrgUser { .. } => "/orgs/{orgId}/users/{userId}",
+            Self::OrgUserRole { action, .. } => match action {
+                RoleAction::Add => "/orgs/{orgId}/users/{userId}:addRole",
+                RoleAction::Remove => "/orgs/{orgId}/users/{userId}:removeRole",
+            },
+            Self::GroupUsers { .. } => "/groups/{groupId}/users",
+            Self::GroupUser { .. } => "/groups/{groupId}/users/{userId}",
+            Self::GroupUserRole { action, .. } => match action {
+                RoleAction::Add => "/groups/{groupId}/users/{userId}:addRole",
+                RoleAction::Remove => "/groups/{groupId}/users/{userId}:removeRole",
+            },
+            Self::Retired { template, .. } => template,
         }
+    }
+
+    /// The MongoDB Cloud user resources (version 2025-02-19).
+    pub fn is_user(&self) -> bool {
+        matches!(
+            self,
+            Self::OrgUsers { .. }
+                | Self::OrgUser { .. }
+                | Self::OrgUserRole { .. }
+                | Self::GroupUsers { .. }
+                | Self::GroupUser { .. }
+                | Self::GroupUserRole { .. }
+        )
     }
 
     pub fn is_service_account(&self) -> bool {
@@ -161,17 +235,39 @@ impl Resource<'_> {
         )
     }
 
-    /// The resource version a v2 client must ask for.
+    /// The resource version a v2 client must ask for (for a retired resource, the one it had).
     pub fn v2_version(&self) -> &'static str {
-        if self.is_service_account() {
-            "2024-08-05"
-        } else {
-            "2023-01-01"
+        match self {
+            Self::Retired { version, .. } => version,
+            r if r.is_service_account() => "2024-08-05",
+            r if r.is_user() => USERS_VERSION,
+            _ => "2023-01-01",
         }
     }
 
+    /// Versions past their sunset date: 410 `VERSION_GONE`. The user resources' 2023-01-01
+    /// versions (listing users, removing one) are sunset as of 2027-07-01; the simulator
+    /// answers as Atlas does after that date, whatever the method.
+    pub fn sunset_versions(&self) -> &'static [&'static str] {
+        match self {
+            Self::OrgUsers { .. }
+            | Self::OrgUser { .. }
+            | Self::GroupUsers { .. }
+            | Self::GroupUser { .. } => USERS_SUNSET,
+            _ => &[],
+        }
+    }
+
+    pub fn is_retired(&self) -> bool {
+        matches!(self, Self::Retired { .. })
+    }
+
     pub fn exists_in(&self, version: ApiVersion) -> bool {
-        !(version == ApiVersion::V1 && self.is_service_account())
+        version == ApiVersion::V2
+            || !(self.is_service_account()
+                || self.is_user()
+                || self.is_retired()
+                || *self == Self::Groups)
     }
 }
 
@@ -181,6 +277,25 @@ fn invite_target(seg: &str) -> Option<&str> {
         .iter()
         .find_map(|suffix| seg.strip_suffix(suffix))
         .filter(|client| !client.is_empty())
+}
+
+/// `{userId}:addRole` / `{userId}:removeRole` (the colon possibly percent-encoded).
+fn role_action(seg: &str) -> Option<(&str, RoleAction)> {
+    [
+        (":addRole", RoleAction::Add),
+        ("%3AaddRole", RoleAction::Add),
+        ("%3aaddRole", RoleAction::Add),
+        (":removeRole", RoleAction::Remove),
+        ("%3AremoveRole", RoleAction::Remove),
+        ("%3aremoveRole", RoleAction::Remove),
+    ]
+    .iter()
+    .find_map(|(suffix, action)| seg.strip_suffix(suffix).map(|user| (user, *action)))
+    .filter(|(user, _)| !user.is_empty())
+}
+
+const fn retired(template: &'static str, version: &'static str) -> Resource<'static> {
+    Resource::Retired { template, version }
 }
 
 /// Splits `/api/atlas/<version>/...` into version and resource. None: not an Atlas API path
@@ -266,6 +381,40 @@ pub fn route(path: &str) -> Option<(ApiVersion, Resource<'_>)> {
                 _ => return None,
             }
         }
+        (1, ["groups", ..]) => Resource::Groups,
+        (3, ["orgs", org, "users", ..]) => Resource::OrgUsers { org },
+        (4, ["orgs", org, "users", seg, ..]) => match role_action(seg) {
+            Some((user, action)) => Resource::OrgUserRole { org, user, action },
+            None => Resource::OrgUser { org, user: seg },
+        },
+        (3, ["groups", group, "users", ..]) => Resource::GroupUsers { group },
+        (4, ["groups", group, "users", seg, ..]) => match role_action(seg) {
+            Some((user, action)) => Resource::GroupUserRole {
+                group,
+                user,
+                action,
+            },
+            None => Resource::GroupUser { group, user: seg },
+        },
+        // Deprecated user and invitation resources, past their sunset (2027-07-01).
+        (5, ["groups", _, "users", _, "roles", ..]) => {
+            retired("/groups/{groupId}/users/{userId}/roles", "2023-01-01")
+        }
+        (5, ["orgs", _, "users", _, "roles", ..]) => {
+            retired("/orgs/{orgId}/users/{userId}/roles", "2023-01-01")
+        }
+        (3, ["groups", _, "access", ..]) => retired("/groups/{groupId}/access", "2023-02-01"),
+        (3, ["groups", _, "invites", ..]) => retired("/groups/{groupId}/invites", "2023-01-01"),
+        (4, ["groups", _, "invites", ..]) => {
+            retired("/groups/{groupId}/invites/{invitationId}", "2023-01-01")
+        }
+        (3, ["orgs", _, "invites", ..]) => retired("/orgs/{orgId}/invites", "2023-01-01"),
+        (4, ["orgs", _, "invites", ..]) => {
+            retired("/orgs/{orgId}/invites/{invitationId}", "2023-01-01")
+        }
+        (1, ["users", ..]) => retired("/users", "2023-01-01"),
+        (2, ["users", ..]) => retired("/users/{userId}", "2023-01-01"),
+        (3, ["users", "byName", ..]) => retired("/users/byName/{userName}", "2023-01-01"),
         (2, ["groups", group, ..]) => Resource::Group { group },
         (3, ["groups", group, "apiKeys", ..]) => Resource::GroupKeys { group },
         (4, ["groups", group, "apiKeys", key, ..]) => Resource::GroupKey { group, key },
@@ -274,11 +423,14 @@ pub fn route(path: &str) -> Option<(ApiVersion, Resource<'_>)> {
     r.exists_in(version).then_some((version, r))
 }
 
-/// Checks a v2 `Accept` header against the resource version.
-/// Missing or other version: 406; malformed date: 400 `INVALID_VERSION_DATE`.
+/// Checks a v2 `Accept` header against the resource's version.
+/// Missing or other version: 406; malformed date: 400 `INVALID_VERSION_DATE`; a version past
+/// its sunset (one of `sunset`, or the only version of a `retired` resource): 410 `VERSION_GONE`.
 pub fn negotiate_v2(
     accept: Option<&str>,
     required: &'static str,
+    sunset: &[&str],
+    retired: bool,
     path: &str,
 ) -> Result<(), ApiError> {
     let requested = accept.and_then(|accept| {
@@ -308,11 +460,22 @@ pub fn negotiate_v2(
         )
         .with_params([requested]));
     }
-    if requested != required {
+    if (retired && requested == required) || sunset.contains(&requested) {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "VERSION_GONE",
+            format!(
+                "Version {requested} of {resource} is past its sunset date and no longer available."
+            ),
+        )
+        .with_params([requested, resource]));
+    }
+    if retired || requested != required {
+        let available = if retired { "none" } else { required };
         return Err(ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             "NOT_ACCEPTABLE",
-            format!("Version {requested} of {resource} is not available. Available versions: {required}."),
+            format!("Version {requested} of {resource} is not available. Available versions: {available}."),
         )
         .with_params([requested, resource]));
     }
@@ -410,25 +573,29 @@ mod tests {
     #[test]
     fn negotiates_versions() {
         let ok = "application/vnd.atlas.2023-01-01+json";
-        assert!(negotiate_v2(Some(ok), "2023-01-01", "/x").is_ok());
+        assert!(negotiate_v2(Some(ok), "2023-01-01", &[], false, "/x").is_ok());
         assert!(negotiate_v2(
             Some("application/vnd.atlas.2023-01-01+json;charset=utf-8, */*"),
             "2023-01-01",
+            &[],
+            false,
             "/x"
         )
         .is_ok());
         assert_eq!(
-            negotiate_v2(None, "2023-01-01", "/x").unwrap_err().status,
-            StatusCode::NOT_ACCEPTABLE
-        );
-        assert_eq!(
-            negotiate_v2(Some("application/json"), "2023-01-01", "/x")
+            negotiate_v2(None, "2023-01-01", &[], false, "/x")
                 .unwrap_err()
                 .status,
             StatusCode::NOT_ACCEPTABLE
         );
         assert_eq!(
-            negotiate_v2(Some(ok), "2024-08-05", "/x")
+            negotiate_v2(Some("application/json"), "2023-01-01", &[], false, "/x")
+                .unwrap_err()
+                .status,
+            StatusCode::NOT_ACCEPTABLE
+        );
+        assert_eq!(
+            negotiate_v2(Some(ok), "2024-08-05", &[], false, "/x")
                 .unwrap_err()
                 .status,
             StatusCode::NOT_ACCEPTABLE
@@ -436,12 +603,98 @@ mod tests {
         let bad = negotiate_v2(
             Some("application/vnd.atlas.2023-13-01+json"),
             "2023-01-01",
+            &[],
+            false,
             "/x",
         )
         .unwrap_err();
         assert_eq!(
             (bad.status, bad.code.as_ref()),
             (StatusCode::BAD_REQUEST, "INVALID_VERSION_DATE")
+        );
+        let gone = negotiate_v2(Some(ok), "2025-02-19", &["2023-01-01"], false, "/x").unwrap_err();
+        assert_eq!(
+            (gone.status, gone.code.as_ref()),
+            (StatusCode::GONE, "VERSION_GONE")
+        );
+        let retired = negotiate_v2(Some(ok), "2023-01-01", &[], true, "/x").unwrap_err();
+        assert_eq!(retired.status, StatusCode::GONE);
+        let other = negotiate_v2(
+            Some("application/vnd.atlas.2025-02-19+json"),
+            "2023-01-01",
+            &[],
+            true,
+            "/x",
+        )
+        .unwrap_err();
+        assert_eq!(other.status, StatusCode::NOT_ACCEPTABLE);
+    }
+
+    #[test]
+    fn routes_user_resources() {
+        let g = "/api/atlas/v2/groups/g/users";
+        assert_eq!(route(g).unwrap().1, Resource::GroupUsers { group: "g" });
+        assert_eq!(
+            route(&format!("{g}/u")).unwrap().1,
+            Resource::GroupUser {
+                group: "g",
+                user: "u"
+            }
+        );
+        assert_eq!(
+            route(&format!("{g}/u:addRole")).unwrap().1,
+            Resource::GroupUserRole {
+                group: "g",
+                user: "u",
+                action: RoleAction::Add
+            }
+        );
+        assert_eq!(
+            route("/api/atlas/v2/orgs/o/users/u%3AremoveRole")
+                .unwrap()
+                .1
+                .template(),
+            "/orgs/{orgId}/users/{userId}:removeRole"
+        );
+        assert_eq!(
+            route("/api/atlas/v2/orgs/o/users/u")
+                .unwrap()
+                .1
+                .v2_version(),
+            "2025-02-19"
+        );
+        assert_eq!(route("/api/atlas/v2/groups").unwrap().1, Resource::Groups);
+        for (path, template) in [
+            (
+                "/api/atlas/v2/groups/g/users/u/roles",
+                "/groups/{groupId}/users/{userId}/roles",
+            ),
+            (
+                "/api/atlas/v2/orgs/o/users/u/roles",
+                "/orgs/{orgId}/users/{userId}/roles",
+            ),
+            ("/api/atlas/v2/groups/g/access", "/groups/{groupId}/access"),
+            (
+                "/api/atlas/v2/users/byName/a@b.co",
+                "/users/byName/{userName}",
+            ),
+            (
+                "/api/atlas/v2/orgs/o/invites/i",
+                "/orgs/{orgId}/invites/{invitationId}",
+            ),
+        ] {
+            let (_, r) = route(path).unwrap();
+            assert!(r.is_retired(), "{path}");
+            assert_eq!(r.template(), template);
+        }
+        assert!(route("/api/atlas/v1.0/groups/g/users").is_none());
+        assert!(route("/api/atlas/v1.0/groups").is_none());
+        assert!(
+            route("/api/atlas/v2/groups/g/users/:addRole").unwrap().1
+                == Resource::GroupUser {
+                    group: "g",
+                    user: ":addRole"
+                }
         );
     }
 }

@@ -137,6 +137,7 @@ fn versioned_content_type(version: ApiVersion, resource: &Resource<'_>) -> &'sta
     match (version, resource.v2_version()) {
         (ApiVersion::V1, _) => "application/json",
         (ApiVersion::V2, "2024-08-05") => "application/vnd.atlas.2024-08-05+json;charset=utf-8",
+        (ApiVersion::V2, "2025-02-19") => "application/vnd.atlas.2025-02-19+json;charset=utf-8",
         (ApiVersion::V2, _) => "application/vnd.atlas.2023-01-01+json;charset=utf-8",
     }
 }
@@ -148,10 +149,16 @@ fn rate_scope<'a>(resource: &Resource<'a>) -> Option<(Scope, &'a str)> {
         | Resource::OrgKey { org, .. }
         | Resource::AccessList { org, .. }
         | Resource::AccessEntry { org, .. }
-        | Resource::SaGroups { org, .. } => Some((Scope::Org, org)),
+        | Resource::SaGroups { org, .. }
+        | Resource::OrgUsers { org }
+        | Resource::OrgUser { org, .. }
+        | Resource::OrgUserRole { org, .. } => Some((Scope::Org, org)),
         Resource::GroupKeys { group }
         | Resource::GroupKey { group, .. }
-        | Resource::SaInvite { group, .. } => Some((Scope::Project, group)),
+        | Resource::SaInvite { group, .. }
+        | Resource::GroupUsers { group }
+        | Resource::GroupUser { group, .. }
+        | Resource::GroupUserRole { group, .. } => Some((Scope::Project, group)),
         Resource::ServiceAccounts { scope }
         | Resource::ServiceAccount { scope, .. }
         | Resource::SaAccessList { scope, .. }
@@ -161,7 +168,11 @@ fn rate_scope<'a>(resource: &Resource<'a>) -> Option<(Scope, &'a str)> {
             SaScope::Org(org) => Some((Scope::Org, org)),
             SaScope::Group(group) => Some((Scope::Project, group)),
         },
-        Resource::Orgs | Resource::Org { .. } | Resource::Group { .. } => None,
+        Resource::Orgs
+        | Resource::Org { .. }
+        | Resource::Group { .. }
+        | Resource::Groups
+        | Resource::Retired { .. } => None,
     }
 }
 
@@ -536,7 +547,13 @@ impl Pipeline<'_> {
                 .headers
                 .get(http::header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
-            if let Err(err) = router::negotiate_v2(accept, resource.v2_version(), path) {
+            if let Err(err) = router::negotiate_v2(
+                accept,
+                resource.v2_version(),
+                resource.sunset_versions(),
+                resource.is_retired(),
+                path,
+            ) {
                 return authed(Ok(error_response(&err)));
             }
         }

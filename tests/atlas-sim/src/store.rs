@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 
 use super::error::ApiError;
 use super::ids;
+pub use super::org_users::InventoryOrgUser;
 use http::StatusCode;
 
 /// One role held by an API key, either in an organization or in a project (group).
@@ -268,6 +269,8 @@ pub struct Store {
     keys: HashMap<String, ApiKey>,
     by_public_key: HashMap<String, String>,
     service_accounts: HashMap<String, ServiceAccount>,
+    /// MongoDB Cloud users (people) and their memberships: see [`super::org_users`].
+    pub(crate) users: super::org_users::Users,
     tokens: HashMap<String, AccessToken>,
     /// Token count at which expired tokens are swept next.
     next_token_sweep: usize,
@@ -335,6 +338,10 @@ pub struct Inventory {
     pub projects: Vec<Project>,
     pub api_keys: Vec<InventoryKey>,
     pub service_accounts: Vec<InventoryServiceAccount>,
+    /// One entry per organization membership of a MongoDB Cloud user (people), with the
+    /// user's organization roles and roles per project.
+    #[serde(default)]
+    pub org_users: Vec<InventoryOrgUser>,
 }
 
 impl Inventory {
@@ -356,6 +363,25 @@ impl Inventory {
         self.service_accounts
             .iter()
             .find(|s| s.client_id == client_id)
+    }
+
+    /// The membership of `username` (any case) in `org_id`.
+    pub fn org_user(&self, org_id: &str, username: &str) -> Option<&InventoryOrgUser> {
+        self.org_users
+            .iter()
+            .find(|u| u.org_id == org_id && u.username.eq_ignore_ascii_case(username))
+    }
+
+    /// Username -> roles of the users with roles in the project.
+    pub fn project_members(&self, project_id: &str) -> BTreeMap<String, Vec<String>> {
+        self.org_users
+            .iter()
+            .filter_map(|u| {
+                u.project_roles
+                    .get(project_id)
+                    .map(|roles| (u.username.clone(), roles.clone()))
+            })
+            .collect()
     }
 }
 
@@ -450,6 +476,24 @@ impl Store {
         self.orgs
             .get(org_id)
             .ok_or_else(|| ApiError::org_not_found(org_id))
+    }
+
+    /// The organization's project with this name, if any (names are unique per organization).
+    pub fn project_by_name(&self, org_id: &str, name: &str) -> Option<&Project> {
+        self.projects
+            .values()
+            .find(|p| p.org_id == org_id && p.name == name)
+    }
+
+    /// Projects of an organization, oldest first.
+    pub fn org_projects(&self, org_id: &str) -> Vec<&Project> {
+        let mut list: Vec<&Project> = self
+            .projects
+            .values()
+            .filter(|p| p.org_id == org_id)
+            .collect();
+        list.sort_unstable_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        list
     }
 
     pub fn project(&self, group_id: &str) -> Result<&Project, ApiError> {
@@ -1142,6 +1186,7 @@ impl Store {
             projects,
             api_keys,
             service_accounts,
+            org_users: self.inventory_org_users(),
         }
     }
 }

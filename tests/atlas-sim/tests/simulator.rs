@@ -1500,6 +1500,7 @@ async fn binary_prints_startup_json_and_exits_on_sigterm() {
     let help = String::from_utf8(help.stdout).unwrap();
     assert!(help.contains("/admin/faults") && help.contains("--proxy"));
     assert!(help.contains("/api/oauth/token") && help.contains("/admin/service_accounts"));
+    assert!(help.contains("/admin/org_users") && help.contains(":addRole"));
 
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atlas-sim"))
         .args([

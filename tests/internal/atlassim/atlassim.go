@@ -232,6 +232,44 @@ type Inventory struct {
 	APIKeys         []Key            `json:"api_keys"`
 	Projects        []Project        `json:"projects"`
 	ServiceAccounts []ServiceAccount `json:"service_accounts"`
+	// One entry per organization membership of a MongoDB Cloud user (a person).
+	OrgUsers []OrgUser `json:"org_users"`
+}
+
+// OrgUser is a MongoDB Cloud user's membership of one organization, with the user's roles
+// in the organization and in its projects.
+type OrgUser struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+	OrgID    string `json:"org_id"`
+	// ACTIVE, or PENDING (invited), INVITATION_EXPIRED, INVITATION_REJECTED.
+	Status   string   `json:"status"`
+	OrgRoles []string `json:"org_roles"`
+	// Project id -> roles in that project.
+	ProjectRoles map[string][]string `json:"project_roles"`
+	// Added through the admin API (test setup), not through the Atlas API.
+	Seeded bool `json:"seeded"`
+}
+
+// OrgUser is the membership of username (any case) in orgID, or nil.
+func (inv Inventory) OrgUser(orgID, username string) *OrgUser {
+	for i := range inv.OrgUsers {
+		if u := &inv.OrgUsers[i]; u.OrgID == orgID && strings.EqualFold(u.Username, username) {
+			return u
+		}
+	}
+	return nil
+}
+
+// ProjectMembers maps the usernames of the users with roles in the project to those roles.
+func (inv Inventory) ProjectMembers(projectID string) map[string][]string {
+	out := map[string][]string{}
+	for _, u := range inv.OrgUsers {
+		if roles, ok := u.ProjectRoles[projectID]; ok {
+			out[u.Username] = roles
+		}
+	}
+	return out
 }
 
 // ServiceAccount is a live service account in the simulator (no secret values: the
@@ -392,6 +430,34 @@ func (s *Sim) CreateServiceAccount(ctx context.Context, name string, orgRoles []
 // revoked).
 func (s *Sim) DeleteServiceAccount(ctx context.Context, clientID string) error {
 	return s.Admin(ctx, http.MethodDelete, "/service_accounts/"+clientID, nil, http.StatusNoContent, nil)
+}
+
+// AddOrgMember adds a MongoDB Cloud user (username: an email address) to the simulator's
+// seeded organization as an active member, as an accepted invitation leaves them (an open
+// invitation of that username is accepted): orgRoles (ORG_MEMBER when empty) and, in
+// projectRoles, project id -> roles. Not through the Atlas API: the inventory reports it
+// as seeded.
+func (s *Sim) AddOrgMember(ctx context.Context, username string, orgRoles []string, projectRoles map[string][]string) (OrgUser, error) {
+	body := map[string]any{"username": username}
+	if len(orgRoles) > 0 {
+		body["org_roles"] = orgRoles
+	}
+	if len(projectRoles) > 0 {
+		body["project_roles"] = projectRoles
+	}
+	var user OrgUser
+	if err := s.Admin(ctx, http.MethodPost, "/org_users", body, http.StatusOK, &user); err != nil {
+		return user, err
+	}
+	if user.ID == "" || user.Status == "" {
+		return user, fmt.Errorf("atlas-sim added an organization user without an id or status (id %q)", user.ID)
+	}
+	return user, nil
+}
+
+// RemoveOrgUser deletes a MongoDB Cloud user's account (every membership), out of band.
+func (s *Sim) RemoveOrgUser(ctx context.Context, userID string) error {
+	return s.Admin(ctx, http.MethodDelete, "/org_users/"+userID, nil, http.StatusNoContent, nil)
 }
 
 // PurgeIssuedKeys deletes every key but the seeded one and returns how many there were.
