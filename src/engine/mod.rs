@@ -16,6 +16,7 @@ mod rotation;
 mod schedule;
 mod service_account;
 mod settings;
+mod user_access;
 
 use crate::atlas::{AtlasClient, AtlasError};
 use crate::vault::framework::{
@@ -116,6 +117,7 @@ impl Engine {
             secrets: vec![
                 api_key::secret_type(self),
                 service_account::secret_type(self),
+                user_access::secret_type(self),
             ],
             wal_rollbacks: vec![rotation::wal_rollback(self)],
             periodic: Some(rotation::periodic(self)),

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{api_key, service_account, Engine};
+use super::{api_key, service_account, user_access, Engine};
 use crate::atlas::AccessListEntry;
 use crate::vault::framework::{
     existence_check, handler, handler_with, BackendError, FieldData, FieldSchema, FieldType,
@@ -49,12 +49,15 @@ pub(crate) enum CredentialType {
     ApiKey,
     /// A service account ([`service_account`]), MongoDB's recommended credential.
     ServiceAccount,
+    /// Roles granted to a person for the lease ([`user_access`]): no credential is created.
+    UserAccess,
 }
 
 impl CredentialType {
-    const ALL: [(&'static str, Self); 2] = [
+    const ALL: [(&'static str, Self); 3] = [
         ("api_key", Self::ApiKey),
         ("service_account", Self::ServiceAccount),
+        ("user_access", Self::UserAccess),
     ];
 
     fn parse(raw: &str) -> Result<Self, BackendError> {
@@ -111,6 +114,13 @@ pub(crate) struct Role {
     /// so a role with the official plugin's fields keeps its format.
     #[serde(default, skip_serializing_if = "no_ids")]
     pub project_ids: Option<Vec<String>>,
+    /// `user_access`: glob patterns (`*`, `?`) of the usernames that may be granted.
+    #[serde(default, skip_serializing_if = "no_ids")]
+    pub allowed_users: Option<Vec<String>>,
+    /// `user_access`: the requester's identity-entity metadata key holding
+    /// their username: people can then grant only themselves.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username_from_entity: String,
 }
 
 fn no_ids(ids: &Option<Vec<String>>) -> bool {
@@ -277,6 +287,13 @@ impl Role {
             if !no_ids(&self.project_ids) {
                 data.insert("project_ids".into(), json!(self.project_ids));
             }
+            if self.credential_type == CredentialType::UserAccess {
+                data.insert("allowed_users".into(), json!(self.allowed_users));
+                data.insert(
+                    "username_from_entity".into(),
+                    json!(self.username_from_entity),
+                );
+            }
         }
         resp
     }
@@ -294,9 +311,17 @@ impl Role {
             }
         }
         self.check_project_ids()?;
+        if self.credential_type != CredentialType::UserAccess
+            && (!no_ids(&self.allowed_users) || !self.username_from_entity.is_empty())
+        {
+            return Err(BackendError::user(
+                "allowed_users and username_from_entity are for user_access roles only: set credential_type=user_access, or leave them out",
+            ));
+        }
         match self.credential_type {
             CredentialType::ApiKey => api_key::check_role(self)?,
             CredentialType::ServiceAccount => service_account::check_role(self)?,
+            CredentialType::UserAccess => user_access::check_role(self)?,
         }
         self.access_list()?;
         if !self.max_ttl.is_zero() && self.ttl > self.max_ttl {
@@ -399,6 +424,7 @@ fn merge(mut role: Role, fields: &FieldData) -> Result<Role, BackendError> {
         ("ip_addresses", &mut role.ip_addresses),
         ("cidr_blocks", &mut role.cidr_blocks),
         ("project_ids", &mut role.project_ids),
+        ("allowed_users", &mut role.allowed_users),
     ] {
         if fields.is_set(name) {
             *slot = fields.strings(name)?;
@@ -409,6 +435,9 @@ fn merge(mut role: Role, fields: &FieldData) -> Result<Role, BackendError> {
     }
     if let Some(max_ttl) = fields.duration("max_ttl")? {
         role.max_ttl = max_ttl;
+    }
+    if let Some(v) = fields.string("username_from_entity")? {
+        role.username_from_entity = v.trim().to_string();
     }
     if let Some(v) = fields.string("credential_type")? {
         role.credential_type = CredentialType::parse(&v)?;
@@ -452,7 +481,9 @@ pub(crate) fn paths(engine: &Engine) -> Vec<Path> {
         .field(FieldSchema::new("cidr_blocks", FieldType::CommaStringSlice, "CIDR blocks added to each key's access list."))
         .field(FieldSchema::new("ttl", FieldType::DurationSecond, "Lease TTL of issued keys (seconds or a duration such as 1h); 0 uses the mount default."))
         .field(FieldSchema::new("max_ttl", FieldType::DurationSecond, "Maximum lifetime of issued keys; 0 uses the mount maximum."))
-        .field(FieldSchema::new("credential_type", FieldType::String, "What creds/<name> issues: api_key (a programmatic API key; the default, and what every role without this field issues) or service_account (an Atlas service account: client_id and client_secret, whose secret Atlas expires at the latest an hour after the lease's max_ttl)."))
+        .field(FieldSchema::new("credential_type", FieldType::String, "What creds/<name> issues: api_key (a programmatic API key; the default, and what every role without this field issues), service_account (an Atlas service account: client_id and client_secret, whose secret Atlas expires at the latest an hour after the lease's max_ttl), or user_access (just-in-time access: roles granted to an existing organization member for the lease)."))
+        .field(FieldSchema::new("allowed_users", FieldType::CommaStringSlice, "user_access: the MongoDB Cloud usernames that may be granted, as glob patterns (* and ?, case-insensitive), e.g. *@example.com."))
+        .field(FieldSchema::new("username_from_entity", FieldType::String, "user_access: the metadata key of the requester's Vault identity entity that holds their MongoDB Cloud username (e.g. email): the requester can then grant only themselves."))
         .operation(Operation::Create, write.clone())
         .operation(Operation::Update, write)
         .operation(Operation::Read, handler(read_role))

@@ -1,6 +1,7 @@
 //! Vault's view of the mount and server: lease TTL defaults, the Vault
 //! version, and Vault Enterprise's rotation manager.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,11 @@ pub trait SystemView: Send + Sync {
     async fn max_lease_ttl(&self) -> Result<Duration, SystemViewError>;
     /// The Vault server version, e.g. "1.21.4" (empty if unknown).
     async fn vault_version(&self) -> Result<String, SystemViewError>;
+    /// The metadata of a Vault identity entity (`None`: no such entity).
+    async fn entity_metadata(
+        &self,
+        entity_id: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, SystemViewError>;
     /// Hands a rotation schedule to Vault Enterprise's rotation manager, which
     /// then sends the `rotate` operation; returns the job's id. Community
     /// Edition answers with an error, OpenBao has no such call.
@@ -115,6 +121,25 @@ impl SystemView for GrpcSystemView {
             .unwrap_or_default())
     }
 
+    async fn entity_metadata(
+        &self,
+        entity_id: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, SystemViewError> {
+        let reply = self
+            .client
+            .clone()
+            .entity_info(pb::EntityInfoArgs {
+                entity_id: entity_id.to_owned(),
+            })
+            .await
+            .map_err(|s| failed("EntityInfo", s.message()))?
+            .into_inner();
+        if !reply.err.is_empty() {
+            return Err(failed("EntityInfo", reply.err));
+        }
+        Ok(reply.entity.map(|e| e.metadata.into_iter().collect()))
+    }
+
     async fn register_rotation_job(&self, job: &RotationJob) -> Result<String, SystemViewError> {
         let request = pb::RegisterRotationJobRequest {
             job: Some(pb::RotationJobInput {
@@ -169,6 +194,8 @@ pub struct StaticSystemView {
     /// `Some`: a rotation manager (Vault Enterprise) holding the registered
     /// jobs; `None`: registration is refused, as Community Edition does.
     pub rotation_jobs: Option<Arc<Mutex<Vec<RotationJob>>>>,
+    /// Identity entities by id: their metadata.
+    pub entities: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Default for StaticSystemView {
@@ -178,6 +205,7 @@ impl Default for StaticSystemView {
             max_lease_ttl: Duration::from_secs(768 * 3600),
             vault_version: "1.21.4".into(),
             rotation_jobs: None,
+            entities: BTreeMap::new(),
         }
     }
 }
@@ -192,6 +220,13 @@ impl SystemView for StaticSystemView {
     }
     async fn vault_version(&self) -> Result<String, SystemViewError> {
         Ok(self.vault_version.clone())
+    }
+
+    async fn entity_metadata(
+        &self,
+        entity_id: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, SystemViewError> {
+        Ok(self.entities.get(entity_id).cloned())
     }
 
     async fn register_rotation_job(&self, job: &RotationJob) -> Result<String, SystemViewError> {

@@ -233,6 +233,23 @@ impl Mount {
         self.sim.inventory().issued_service_accounts().count()
     }
 
+    /// Every storage key under `prefix`, however deep.
+    pub async fn storage_keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut folders = vec![prefix.to_owned()];
+        while let Some(folder) = folders.pop() {
+            for key in self.storage.list(&folder).await.expect("list") {
+                let full = format!("{folder}{key}");
+                if full.ends_with('/') {
+                    folders.push(full);
+                } else {
+                    keys.push(full);
+                }
+            }
+        }
+        keys
+    }
+
     pub async fn wal_entries(&self) -> Vec<String> {
         wal::list(self.storage.as_ref()).await.expect("wal list")
     }
