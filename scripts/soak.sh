@@ -10,7 +10,7 @@
 #   scripts/soak.sh --quick          # CI: 3000 operations, at most 100 s of operations
 #   scripts/soak.sh --seed N --ops N --duration 5m --workers N --self-test
 #
-# The last line of output is `operations=N faults=N leaked_credentials=N premature_deletes=N`
+# The last line of output is `operations=N faults=N leaked_credentials=N premature_deletes=N leaked_grants=N`
 # (API keys and service accounts together); the exit status is non-zero if a credential
 # leaked, one was deleted while its lease lived, a lease could not be revoked, or an
 # unexpected error (crash, hang, wrong status) occurred.

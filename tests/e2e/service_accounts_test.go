@@ -270,6 +270,8 @@ func runServer(t *testing.T, bins binaries, srv server) {
 	for _, c := range all {
 		s.checkConfigRead(c) // also after all the work
 	}
+	// Just-in-time access for a person, with her own Vault identity.
+	accessFailures := s.userAccess(sha, bins.version)
 	// Last: each rotation deletes the seeded login the mounts above share.
 	rotationFailures := 0
 	for _, login := range []string{apiKey, serviceAccount} {
@@ -283,8 +285,8 @@ func runServer(t *testing.T, bins binaries, srv server) {
 	hits := s.scanLog(node.LogPath)
 
 	issuedCount := len(s.issued)
-	fmt.Printf("e2e-sa: server=%s combos=%d issued=%d renewed=%d revoked=%d leaked=%d rotations=2 rotation_failures=%d killed_rotations=2 kill_failures=%d secrets=%d secret_hits=%d log=%s (%v)\n",
-		srv.name, len(all), issuedCount, s.renewals, revoked, leaked, rotationFailures, killFailures, s.seen.count(), hits, node.LogPath, time.Since(started).Round(time.Millisecond))
+	fmt.Printf("e2e-sa: server=%s combos=%d issued=%d renewed=%d revoked=%d leaked=%d rotations=2 rotation_failures=%d killed_rotations=2 kill_failures=%d user_access_failures=%d secrets=%d secret_hits=%d log=%s (%v)\n",
+		srv.name, len(all), issuedCount, s.renewals, revoked, leaked, rotationFailures, killFailures, accessFailures, s.seen.count(), hits, node.LogPath, time.Since(started).Round(time.Millisecond))
 }
 
 // register puts the plugin in the catalog by its SHA-256 and version.

@@ -14,6 +14,8 @@ import (
 const (
 	kindAPIKey         = "programmatic_api_key"
 	kindServiceAccount = "service_account"
+	// A grant of roles to a person: no credential exists in Atlas for it.
+	kindUserAccess = "user_access"
 )
 
 // lease is what Vault's expiration manager would keep for an issued secret.
@@ -128,7 +130,7 @@ func (l *ledger) beforeRevoke(ls *lease, alive map[string]credential) {
 	if ls.revokeSent {
 		return
 	}
-	if _, ok := alive[ls.credID]; !ok {
+	if _, ok := alive[ls.credID]; !ok && ls.kind != kindUserAccess {
 		l.premature = append(l.premature, prematureDelete{Kind: ls.kind, ID: ls.credID, Path: ls.path})
 	}
 	ls.revokeSent = true

@@ -5,7 +5,7 @@
 // lived.
 //
 // The last line of output is always
-// `operations=N faults=N leaked_credentials=N premature_deletes=N` (once setup succeeded;
+// `operations=N faults=N leaked_credentials=N premature_deletes=N leaked_grants=N` (once setup succeeded;
 // both counters cover API keys and service accounts); the exit status is 1 if a credential
 // leaked, one was deleted prematurely, a lease could not be revoked, or an unexpected error
 // class occurred; 2 on a setup failure.

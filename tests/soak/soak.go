@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -76,16 +77,19 @@ type result struct {
 	issued      map[string]int // by credential kind
 	revoked     int
 	maxIssue    time.Duration
+	// leakedGrants: roles people hold after every lease ended that they did not hold before
+	// the soak, or original roles they lost.
+	leakedGrants []string
 }
 
 func (r *result) failed() bool {
-	return len(r.leaked) > 0 || len(r.premature) > 0 || r.unexpectedN > 0 || r.irrevocable > 0
+	return len(r.leaked) > 0 || len(r.premature) > 0 || r.unexpectedN > 0 || r.irrevocable > 0 || len(r.leakedGrants) > 0
 }
 
 // line is the last line of output: leaked_credentials and premature_deletes count API keys
 // and service accounts alike (the summary before it splits them).
 func (r *result) line() string {
-	return fmt.Sprintf("operations=%d faults=%d leaked_credentials=%d premature_deletes=%d", r.operations, r.faults, len(r.leaked), len(r.premature))
+	return fmt.Sprintf("operations=%d faults=%d leaked_credentials=%d premature_deletes=%d leaked_grants=%d", r.operations, r.faults, len(r.leaked), len(r.premature), len(r.leakedGrants))
 }
 
 // opCount tallies one kind of operation: succeeded, failed as faults can make it fail
@@ -112,6 +116,10 @@ type soak struct {
 	configWrites atomic.Int64
 	projects     []string
 	roleNames    []string
+	// user_access roles, the people they grant, and those people's roles before the soak.
+	grantRoles []string
+	people     []string
+	before     map[string]string
 
 	ops      atomic.Int64
 	deadline time.Time
@@ -272,6 +280,9 @@ func (s *soak) setup(ctx context.Context) error {
 	if status, err := s.do(ctx, logical.UpdateOperation, "config", s.configData(s.logins[0])); status != 0 || err != nil {
 		return fmt.Errorf("write config: Vault would answer %d: %v", status, err)
 	}
+	if err := s.setupPeople(ctx); err != nil {
+		return err
+	}
 	rng := rand.New(rand.NewPCG(s.cfg.seed, 0))
 	for i := 0; i < 8; i++ {
 		name := fmt.Sprintf("r%d", i)
@@ -281,6 +292,74 @@ func (s *soak) setup(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// setupPeople adds two organization members (one with a project role of her own) and two
+// user_access roles granting them organization and project roles, overlapping.
+func (s *soak) setupPeople(ctx context.Context) error {
+	members := map[string]map[string][]string{
+		"alice@soak.example": {s.projects[0]: {"GROUP_READ_ONLY"}},
+		"bob@soak.example":   nil,
+	}
+	for username, projectRoles := range members {
+		if _, err := s.sim.AddOrgMember(ctx, username, []string{"ORG_MEMBER"}, projectRoles); err != nil {
+			return err
+		}
+		s.people = append(s.people, username)
+	}
+	sort.Strings(s.people)
+	roles := map[string]map[string]any{
+		"jit-oncall": {"credential_type": "user_access", "organization_id": s.sim.OrgID, "roles": "ORG_BILLING_ADMIN",
+			"project_ids": strings.Join(s.projects, ","), "project_roles": "GROUP_OWNER", "allowed_users": "*@soak.example"},
+		"jit-reader": {"credential_type": "user_access", "project_id": s.projects[0],
+			"project_roles": "GROUP_OWNER,GROUP_DATA_ACCESS_READ_ONLY", "allowed_users": "*@soak.example", "ttl": "10m"},
+	}
+	for _, name := range []string{"jit-oncall", "jit-reader"} {
+		if status, err := s.do(ctx, logical.UpdateOperation, "roles/"+name, roles[name]); status != 0 || err != nil {
+			return fmt.Errorf("write role %s: %d %v", name, status, err)
+		}
+		s.grantRoles = append(s.grantRoles, name)
+	}
+	before, err := s.peopleRoles(ctx)
+	s.before = before
+	return err
+}
+
+// peopleRoles describes each person's organization and project roles, sorted, by username.
+func (s *soak) peopleRoles(ctx context.Context) (map[string]string, error) {
+	inv, err := s.sim.Inventory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, username := range s.people {
+		u := inv.OrgUser(s.sim.OrgID, username)
+		if u == nil {
+			return nil, fmt.Errorf("%s is gone from the organization", username)
+		}
+		parts := []string{"org:" + strings.Join(slices.Sorted(slices.Values(u.OrgRoles)), ",")}
+		for project, roles := range u.ProjectRoles {
+			parts = append(parts, project+":"+strings.Join(slices.Sorted(slices.Values(roles)), ","))
+		}
+		sort.Strings(parts)
+		out[username] = strings.Join(parts, " ")
+	}
+	return out, nil
+}
+
+// leakedGrants compares people's roles after every lease ended with theirs before the soak.
+func (s *soak) leakedGrants(ctx context.Context) ([]string, error) {
+	after, err := s.peopleRoles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, username := range s.people {
+		if after[username] != s.before[username] {
+			out = append(out, fmt.Sprintf("%s holds %q, held %q before the soak", username, after[username], s.before[username]))
+		}
+	}
+	return out, nil
 }
 
 // configData is the config write of a login.
@@ -484,6 +563,8 @@ func leaseFrom(path string, resp *logical.Response) (*lease, error) {
 	case kindAPIKey:
 	case kindServiceAccount:
 		idField, fields = "client_id", []string{"client_id", "client_secret", "name", "description", "secret_expires_at"}
+	case kindUserAccess:
+		idField, fields = "grant_id", []string{"username", "user_id", "expires_at"}
 	default:
 		return nil, fmt.Errorf("read %s: the secret's type is %q", path, kind)
 	}
@@ -541,9 +622,14 @@ func (s *soak) operation(ctx context.Context, rng *rand.Rand) {
 
 func (s *soak) issue(ctx context.Context, rng *rand.Rand) {
 	path := "creds/" + s.roleNames[rng.IntN(len(s.roleNames))]
+	var data map[string]any
+	if rng.IntN(5) == 0 {
+		path = "creds/" + s.grantRoles[rng.IntN(len(s.grantRoles))]
+		data = map[string]any{"username": s.people[rng.IntN(len(s.people))]}
+	}
 	s.issuing.RLock()
 	start := time.Now()
-	resp, status, err := s.doResp(ctx, logical.ReadOperation, path, nil)
+	resp, status, err := s.doResp(ctx, logical.UpdateOperation, path, data)
 	took := time.Since(start)
 	s.issuing.RUnlock()
 	s.mu.Lock()
@@ -731,7 +817,10 @@ var faultEndpoints = []struct{ method, path string }{
 	{"DELETE", `^/api/atlas/v2/(orgs|groups)/[^/]+/serviceAccounts/[^/]+$`},          // delete, remove from project
 	{"GET", `^/api/atlas/v2/(orgs|groups)/[^/]+/serviceAccounts$`},                   // find by name (cleanup, rollback)
 	{"POST", `^/api/oauth/token$`},                                                   // service-account login
-	{"", `^/api/`},                                                                   // anything
+	{"GET", `^/api/atlas/v2/(orgs|groups)/[^/]+/users(/[^/:]+)?$`},                   // a person's roles
+	{"POST", `^/api/atlas/v2/(orgs|groups)/[^/]+/users(/[^/]+:(add|remove)Role)?$`},  // grant or take one role, add to a project
+	{"DELETE", `^/api/atlas/v2/groups/[^/]+/users/[^/]+$`},                           // remove from a project
+	{"", `^/api/`}, // anything
 }
 
 func (s *soak) injectFault(ctx context.Context, rng *rand.Rand) {
@@ -821,6 +910,10 @@ func (s *soak) settle(ctx context.Context) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	leakedGrants, err := s.leakedGrants(ctx)
+	if err != nil {
+		return nil, err
+	}
 	// The seeded key and accounts (the second config account included) are marked seeded.
 	excluded := map[string]bool{s.secondKeyID: true}
 	stats, err := s.sim.Stats(ctx)
@@ -837,17 +930,18 @@ func (s *soak) settle(ctx context.Context) (*result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return &result{
-		operations:  int(s.ops.Load()),
-		faults:      int(stats.FaultsFired),
-		leaked:      leakedCredentials(alive, s.ledger.all(), excluded),
-		premature:   s.ledger.prematureDeletes(),
-		unexpected:  s.unexpected,
-		unexpectedN: s.unexpectedN,
-		irrevocable: irrevocable,
-		counts:      s.counts,
-		issued:      s.ledger.issued,
-		revoked:     s.ledger.revoked,
-		maxIssue:    s.maxIssue,
+		operations:   int(s.ops.Load()),
+		faults:       int(stats.FaultsFired),
+		leaked:       leakedCredentials(alive, s.ledger.all(), excluded),
+		premature:    s.ledger.prematureDeletes(),
+		unexpected:   s.unexpected,
+		unexpectedN:  s.unexpectedN,
+		irrevocable:  irrevocable,
+		counts:       s.counts,
+		issued:       s.ledger.issued,
+		revoked:      s.ledger.revoked,
+		maxIssue:     s.maxIssue,
+		leakedGrants: leakedGrants,
 	}, nil
 }
 
@@ -869,7 +963,7 @@ func (s *soak) checkCoverage() {
 		return
 	}
 	s.ledger.mu.Lock()
-	issued := map[string]int{kindAPIKey: s.ledger.issued[kindAPIKey], kindServiceAccount: s.ledger.issued[kindServiceAccount]}
+	issued := map[string]int{kindAPIKey: s.ledger.issued[kindAPIKey], kindServiceAccount: s.ledger.issued[kindServiceAccount], kindUserAccess: s.ledger.issued[kindUserAccess]}
 	s.ledger.mu.Unlock()
 	for kind, n := range issued {
 		if n == 0 {
@@ -946,8 +1040,8 @@ func (r *result) summary(w io.Writer) {
 		c := r.counts[k]
 		fmt.Fprintf(w, "soak: %-28s ok=%d failed=%d refused=%d\n", k, c.ok, c.failed, c.refused)
 	}
-	fmt.Fprintf(w, "soak: leases issued=%d (api_keys=%d service_accounts=%d) revoked=%d irrevocable=%d; slowest issuance %v\n",
-		r.issued[kindAPIKey]+r.issued[kindServiceAccount], r.issued[kindAPIKey], r.issued[kindServiceAccount], r.revoked, r.irrevocable, r.maxIssue.Round(time.Millisecond))
+	fmt.Fprintf(w, "soak: leases issued=%d (api_keys=%d service_accounts=%d user_access=%d) revoked=%d irrevocable=%d; slowest issuance %v\n",
+		r.issued[kindAPIKey]+r.issued[kindServiceAccount]+r.issued[kindUserAccess], r.issued[kindAPIKey], r.issued[kindServiceAccount], r.issued[kindUserAccess], r.revoked, r.irrevocable, r.maxIssue.Round(time.Millisecond))
 	leakedKind := func(c credential) string { return c.Kind }
 	prematureKind := func(p prematureDelete) string { return p.Kind }
 	fmt.Fprintf(w, "soak: leaked api_keys=%d service_accounts=%d; premature deletes api_keys=%d service_accounts=%d\n",
@@ -955,6 +1049,9 @@ func (r *result) summary(w io.Writer) {
 		countKind(r.premature, prematureKind, kindAPIKey), countKind(r.premature, prematureKind, kindServiceAccount))
 	for _, c := range r.leaked {
 		fmt.Fprintf(w, "soak: LEAKED %s\n", c)
+	}
+	for _, g := range r.leakedGrants {
+		fmt.Fprintf(w, "soak: LEAKED GRANT %s\n", g)
 	}
 	for _, p := range r.premature {
 		fmt.Fprintf(w, "soak: PREMATURE delete of %s %s (lease of %s still live)\n", p.Kind, p.ID, p.Path)
