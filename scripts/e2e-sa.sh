@@ -2,11 +2,18 @@
 # Service accounts end to end through a real Vault and a real OpenBao (tests/e2e, Go, Vault's
 # API client): for each server, one raft node with the release plugin registered by SHA-256
 # and version, against atlas-sim, three mounts: a service-account login issuing API keys, an
-# API-key login issuing service accounts, and a service-account login issuing organization
-# (with an access list), invited and project service accounts. Every credential is used
+# API-key login issuing service accounts, a service-account login issuing organization
+# (with an access list), invited and project service accounts, and an API-key login whose
+# roles span three projects (project_ids: a key and a service account with project roles in
+# each, and in no other). Every credential is used
 # against the simulator (OAuth token + bearer read, or HTTP Digest), one lease of each type
-# renewed, every lease revoked and its credential gone; config reads never show a secret;
-# rotate-root under each login. Then, on two more mounts with fresh logins (an Organization
+# renewed, every lease revoked and its credential gone; config reads never show a secret.
+# Just-in-time access: a person logged in with userpass, whose identity entity holds her
+# username, grants herself GROUP_OWNER (username_from_entity: the plugin reads it through the
+# server's EntityInfo) and can name nobody else; an operator's overlapping grant keeps what it
+# needs when hers is revoked, and after both her roles are exactly her original ones.
+# rotate-root under each login, after a rotation schedule the server leaves to the plugin
+# (no rotation manager in Community Edition or OpenBao). Then, on two more mounts with fresh logins (an Organization
 # Owner key, an ORG_OWNER service account), both rotations are held in the simulator after
 # their new credential exists and the plugin process is SIGKILLed: the next request relaunches
 # it, and Vault's next periodic WAL rollback (once a minute; the plugin runs with

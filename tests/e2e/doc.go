@@ -21,7 +21,20 @@
 // may remain in the simulator, their tokens and keys are refused, the seeded logins survive.
 // Reading <mount>/config never returns private_key or client_secret, nor any secret value.
 //
-// Then rotate-root under each login (rotation_test.go), on mounts of their own: afterwards
+// A fourth mount (API-key login) has roles across three projects (project_ids): an API key and
+// a service account, each holding its project roles in all three projects and in no other.
+//
+// Just-in-time access (user_access_test.go): Alice, an organization member with GROUP_READ_ONLY
+// in the simulator's project, logs in with userpass; her identity entity's metadata holds her
+// MongoDB Cloud username (email). A role with username_from_entity grants her GROUP_OWNER on her
+// own request (the plugin reads her username through the server's SystemView EntityInfo) and
+// refuses to name anyone else; an operator's role (allowed_users) grants an overlapping lease.
+// Revoking hers leaves GROUP_OWNER (the other needs it); revoking both leaves exactly
+// GROUP_READ_ONLY.
+//
+// Then rotate-root under each login (rotation_test.go), on mounts of their own (first, a
+// config write with a rotation schedule must be left to the plugin: these servers have no
+// rotation manager): afterwards
 // the old credential is refused, a lease from before renews and revokes, and Atlas holds
 // exactly one login credential of that kind. And the plugin killed mid-rotation
 // (sigkill_test.go): two more mounts log in with fresh credentials made in the simulator for
