@@ -120,6 +120,10 @@ const (
 	stepRotate
 	// stepRotateHangUp: rotate-root is held at the step's call and its client hangs up.
 	stepRotateHangUp
+	// stepGrant: the fault hits a call of a user_access grant (faults_user_access_test.go).
+	stepGrant
+	// stepRevokeGrant: the fault hits a call of the revocation of a user_access grant.
+	stepRevokeGrant
 )
 
 // faultStep is one Atlas call of issuance, revocation or rollback and a role whose
@@ -251,7 +255,7 @@ func faultSteps() []faultStep {
 			return map[string]any{"organization_id": s.OrgID, "roles": "ORG_MEMBER", "ip_addresses": "192.0.2.10"}
 		}},
 		{name: "token at revocation", role: "token-revoked", data: saInvitedRole, method: http.MethodPost, path: tokenPath, kind: stepRevoke, login: loginServiceAccount, freshToken: true},
-	}, rotationSteps()...)
+	}, append(rotationSteps(), userAccessSteps()...)...)
 }
 
 // resent reports whether the client sends the step's call again after kind fails it.
@@ -284,6 +288,10 @@ type faultCase struct {
 func runFaultStep(t *testing.T, e *engineEnv, step faultStep) {
 	if step.kind == stepRotate || step.kind == stepRotateHangUp {
 		runRotationStep(t, e, step)
+		return
+	}
+	if step.kind == stepGrant || step.kind == stepRevokeGrant {
+		runUserAccessStep(t, e, step)
 		return
 	}
 	ctx := testContext(t, 240*time.Second)
