@@ -135,6 +135,8 @@ func runUserAccessStep(t *testing.T, e *engineEnv, step faultStep) {
 				case stepRevokeGrant:
 					c.revokeGrant(t, g, live)
 				}
+				// A failure part-way released what the grant recorded before it answered.
+				g.requireGranted(t, ctx, "after the case", live)
 				g.mustRollback(t, ctx)
 				g.requireGranted(t, ctx, "after the case and a rollback pass", live)
 			})
