@@ -22,10 +22,21 @@ package conformance
 // is cancelled) while the rotation waits on Atlas: the rotation runs on, and afterwards one
 // working credential, the new one, is left.
 //
+// The user-access steps (faults_user_access_test.go) fault each call of a user_access grant
+// and of its revocation: finding the organization member, reading their organization and
+// project roles, adding them to a project they are not in, an organization and a project
+// addRole; a project and an organization removeRole and the removal from the project. The
+// person holds one live grant throughout that overlaps the faulted one (an organization role
+// and GROUP_OWNER in a project where they held GROUP_READ_ONLY before); the faulted role
+// grants organization roles and project roles in that project and in one they are not in.
+// After each case, and again after a rollback pass, the person's roles (organization and each
+// project) are exactly their original roles plus what the live grants need, no WAL entry is
+// left and the ledgers in storage (user_access/) record exactly the live grants.
+//
 // The plugin runs with a 1 s attempt timeout and a 5 s call timeout (MONGODBATLAS_*), so a
 // persistent fault exhausts the client's retries in about 5 s; the steps run concurrently, so
-// the whole matrix (432 cases: 252 of issuance, revocation and rollback, 178 of rotation and
-// 2 hang-ups) takes about as long as its slowest step (about 30 s).
+// the whole matrix (540 cases: 252 of issuance, revocation and rollback, 178 of rotation, 2
+// hang-ups and 108 of user access) takes about as long as its slowest step (about 30 s).
 
 import (
 	"context"
