@@ -393,7 +393,8 @@ func (c *faultCase) rotateHangUp(t *testing.T, r *rotationMount, live []*lease) 
 		status, _, _ := r.rotateRoot(reqCtx)
 		answered <- status
 	}()
-	if !r.sim.waitFaultMatched(t, c.ctx, holdID, 1, 15*time.Second) {
+	// The first step.skip matches pass: the rotation is held at the next one.
+	if !r.sim.waitFaultMatched(t, c.ctx, holdID, step.skip+1, 15*time.Second) {
 		t.Fatal("the rotation did not reach the verification within 15s")
 	}
 	hangUp()

@@ -22,10 +22,21 @@ package conformance
 // is cancelled) while the rotation waits on Atlas: the rotation runs on, and afterwards one
 // working credential, the new one, is left.
 //
+// The user-access steps (faults_user_access_test.go) fault each call of a user_access grant
+// and of its revocation: finding the organization member, reading their organization and
+// project roles, adding them to a project they are not in, an organization and a project
+// addRole; a project and an organization removeRole and the removal from the project. The
+// person holds one live grant throughout that overlaps the faulted one (an organization role
+// and GROUP_OWNER in a project where they held GROUP_READ_ONLY before); the faulted role
+// grants organization roles and project roles in that project and in one they are not in.
+// After each case, and again after a rollback pass, the person's roles (organization and each
+// project) are exactly their original roles plus what the live grants need, no WAL entry is
+// left and the ledgers in storage (user_access/) record exactly the live grants.
+//
 // The plugin runs with a 1 s attempt timeout and a 5 s call timeout (MONGODBATLAS_*), so a
 // persistent fault exhausts the client's retries in about 5 s; the steps run concurrently, so
-// the whole matrix (432 cases: 252 of issuance, revocation and rollback, 178 of rotation and
-// 2 hang-ups) takes about as long as its slowest step (about 30 s).
+// the whole matrix (540 cases: 252 of issuance, revocation and rollback, 178 of rotation, 2
+// hang-ups and 108 of user access) takes about as long as its slowest step (about 30 s).
 
 import (
 	"context"
@@ -120,6 +131,10 @@ const (
 	stepRotate
 	// stepRotateHangUp: rotate-root is held at the step's call and its client hangs up.
 	stepRotateHangUp
+	// stepGrant: the fault hits a call of a user_access grant (faults_user_access_test.go).
+	stepGrant
+	// stepRevokeGrant: the fault hits a call of the revocation of a user_access grant.
+	stepRevokeGrant
 )
 
 // faultStep is one Atlas call of issuance, revocation or rollback and a role whose
@@ -251,7 +266,7 @@ func faultSteps() []faultStep {
 			return map[string]any{"organization_id": s.OrgID, "roles": "ORG_MEMBER", "ip_addresses": "192.0.2.10"}
 		}},
 		{name: "token at revocation", role: "token-revoked", data: saInvitedRole, method: http.MethodPost, path: tokenPath, kind: stepRevoke, login: loginServiceAccount, freshToken: true},
-	}, rotationSteps()...)
+	}, append(rotationSteps(), userAccessSteps()...)...)
 }
 
 // resent reports whether the client sends the step's call again after kind fails it.
@@ -284,6 +299,10 @@ type faultCase struct {
 func runFaultStep(t *testing.T, e *engineEnv, step faultStep) {
 	if step.kind == stepRotate || step.kind == stepRotateHangUp {
 		runRotationStep(t, e, step)
+		return
+	}
+	if step.kind == stepGrant || step.kind == stepRevokeGrant {
+		runUserAccessStep(t, e, step)
 		return
 	}
 	ctx := testContext(t, 240*time.Second)
