@@ -49,7 +49,8 @@ openapi_check() {
 }
 export -f openapi_check
 step "OpenAPI conformance of our client's requests and the simulator's answers" timeout 900 bash -c openapi_check
-step "conformance harness (Go, Vault SDK client)" timeout 1200 scripts/conformance.sh
+# Includes the first cold release build (the plugin, the example plugin, atlas-sim).
+step "conformance harness (Go, Vault SDK client)" timeout 1800 scripts/conformance.sh
 step "release binary hardening: PIE, full RELRO, non-executable stack (scripts/hardening.sh)" timeout 900 scripts/hardening.sh
 step "randomized soak, quick mode (issue/renew/revoke/roles/config/rollback under random Atlas faults)" timeout 900 scripts/soak.sh --quick
 # A cold build of Vault takes several minutes on 2 cores; after that the
