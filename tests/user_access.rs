@@ -402,9 +402,17 @@ async fn a_grant_abandoned_at_any_step_leaves_no_role_beyond_a_live_lease() {
         // Atlas is slow at this step; the client hangs up while it works.
         let fault = m
             .sim
-            .add_fault(FaultRule::latency(Some(method), path, Duration::from_millis(300)))
+            .add_fault(FaultRule::latency(
+                Some(method),
+                path,
+                Duration::from_millis(300),
+            ))
             .expect("fault");
-        let request = m.call(Operation::Update, "creds/oncall", json!({"username": ALICE}));
+        let request = m.call(
+            Operation::Update,
+            "creds/oncall",
+            json!({"username": ALICE}),
+        );
         let abandoned = tokio::time::timeout(Duration::from_millis(150), request).await;
         assert!(m.sim.remove_fault(fault));
         if let Ok(Ok(Some(resp))) = abandoned {
@@ -413,8 +421,18 @@ async fn a_grant_abandoned_at_any_step_leaves_no_role_beyond_a_live_lease() {
         }
         m.backend.tasks.idle().await;
         m.rollback_now().await.expect("rollback");
-        assert_eq!(roles_of(&m, ALICE), original, "abandoned at {method} {path}");
-        assert!(m.wal_entries().await.is_empty(), "{method} {path}: WAL left");
-        assert!(m.storage_keys("user_access/").await.is_empty(), "{method} {path}: ledger left");
+        assert_eq!(
+            roles_of(&m, ALICE),
+            original,
+            "abandoned at {method} {path}"
+        );
+        assert!(
+            m.wal_entries().await.is_empty(),
+            "{method} {path}: WAL left"
+        );
+        assert!(
+            m.storage_keys("user_access/").await.is_empty(),
+            "{method} {path}: ledger left"
+        );
     }
 }

@@ -184,7 +184,12 @@ impl Credential for NewGrant {
     /// The whole grant: each place recorded in its ledger, then changed in
     /// Atlas. A failure releases what was done before it returns.
     async fn create(&self, record: &mut GrantRecord, _: Option<Ttls>) -> Result<(), AtlasError> {
-        let storage_failure = |e: BackendError| AtlasError::InvalidArgument(e.to_string());
+        // Not Atlas' doing, but the issuance reports what stopped a create as one (a 500).
+        let storage_failure = |e: BackendError| {
+            AtlasError::InvalidArgument(format!(
+                "recording the grant in the plugin's storage failed, before Atlas was changed: {e}"
+            ))
+        };
         let storage = self.storage.as_ref();
         let _one_at_a_time = LEDGERS.lock().await;
         let mut done = Vec::new();
