@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Dependency audit with cargo-deny (policy: scripts/deny.toml): known vulnerabilities,
 # unmaintained and yanked crates (RustSec advisory database), banned crates,
-# licenses and sources.
+# licenses and sources; then the release binary as built, with `cargo audit bin`, which
+# reads the dependency list cargo-auditable embeds (what a scanner sees in production).
 #
-#   scripts/audit.sh
+#   scripts/audit.sh                          the sources, then the host's release binary
+#   scripts/audit.sh --binaries <binary>...   only those binaries
 #
-# cargo-deny is installed from crates.io (pinned) on first use. The advisory database is
+# cargo-deny and cargo-audit are installed from crates.io (pinned) on first use. The advisory database is
 # a git repository on GitHub: the script fetches it when it can; otherwise it clones the
 # offline snapshot beside the project (../shared/rustsec/advisory-db.bundle), else uses
 # the copy cached by an earlier run; RUSTSEC_ADVISORY_DB names a local clone (or bundle)
@@ -14,6 +16,7 @@
 set -euo pipefail
 
 readonly CARGO_DENY_VERSION="0.20.2"
+readonly CARGO_AUDIT_VERSION="0.22.2"
 readonly ADVISORY_DB_URL="https://github.com/rustsec/advisory-db"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,7 +28,16 @@ db_dir="$HOME/.cache/vault-plugin-secrets-mongodbatlas/advisory-dbs/advisory-db-
 log() { printf 'audit.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-if [[ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]]; then
+binaries=()
+if [[ "${1:-}" == --binaries ]]; then
+    shift
+    [[ $# -gt 0 ]] || die "--binaries needs at least one binary"
+    binaries=("$@")
+elif [[ $# -gt 0 ]]; then
+    die "unknown argument '$1' (usage: scripts/audit.sh [--binaries <binary>...])"
+fi
+
+if [[ ${#binaries[@]} -eq 0 && "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]]; then
     log "installing cargo-deny $CARGO_DENY_VERSION from crates.io (a few minutes, once)"
     cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION" >&2 ||
         die "could not install cargo-deny"
@@ -55,11 +67,29 @@ dated="$(git -C "$db_dir" log -1 --format=%ct 2>/dev/null || echo 0)"
 age_days=$(( ($(date +%s) - dated) / 86400 ))
 log "advisory database: commit $(git -C "$db_dir" log -1 --format=%h 2>/dev/null) of $(date -u -d "@$dated" +%F), $age_days days old"
 ((age_days <= 30)) || log "warning: the advisory database is over 30 days old ($ADVISORY_DB_URL unreachable?)"
-checks=(advisories bans licenses sources)
 
-# cargo-deny reads the metadata of every crate in Cargo.lock, for every target, offline:
-# a fresh machine has downloaded only the host's, so fetch them all first.
-cargo fetch --locked --quiet || die "could not fetch the crates of Cargo.lock"
-# --workspace: the Atlas simulator (tests/atlas-sim) and its dependencies are audited too.
-cargo deny --offline --locked --workspace --config "$config" check "${checks[@]}"
-log "passed: ${checks[*]}"
+# shellcheck source=scripts/lib/release.sh
+source "$root/scripts/lib/release.sh"
+if [[ ${#binaries[@]} -eq 0 ]]; then
+    checks=(advisories bans licenses sources)
+    # cargo-deny reads the metadata of every crate in Cargo.lock, for every target, offline:
+    # a fresh machine has downloaded only the host's, so fetch them all first.
+    cargo fetch --locked --quiet || die "could not fetch the crates of Cargo.lock"
+    # --workspace: the Atlas simulator (tests/atlas-sim) and its dependencies are audited too.
+    cargo deny --offline --locked --workspace --config "$config" check "${checks[@]}"
+    log "passed: ${checks[*]}"
+    build_release_plugin "$root" || die "could not build the release binary"
+    binaries=("$(release_plugin_path "$root")")
+fi
+
+ensure_cargo_tool cargo-audit "$CARGO_AUDIT_VERSION" || die "could not install cargo-audit"
+# --deny warnings: unmaintained, unsound and yanked fail too, as they do for cargo-deny.
+# A binary without the embedded list would be audited from its panic strings only (a
+# guess): refuse it instead.
+for binary in "${binaries[@]}"; do
+    [[ -f "$binary" ]] || die "no binary at $binary"
+    grep -q --text 'dep-v0' <(readelf -SW "$binary") ||
+        die "$binary carries no dependency list (.dep-v0): build it with scripts/lib/release.sh"
+done
+cargo audit --no-fetch --db "$db_dir" --deny warnings bin "${binaries[@]}"
+log "passed: cargo audit bin over ${binaries[*]}"

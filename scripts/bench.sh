@@ -50,8 +50,7 @@ official="$("$root/scripts/servers.sh" official-plugin)"
 log "building the benchmark driver (tests/bench)"
 (cd tests && go build -o "$out/bench-driver" ./bench) >&2
 
-version="$(awk -F'"' '/^\[package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version[[:space:]]*=/ { print $2; exit }' Cargo.toml)"
-[[ -n "$version" ]] || die "no [package] version in Cargo.toml"
+version="$(release_version "$root")" || die "no [package] version in Cargo.toml"
 
 case "$mode" in
 quick) limit=900 ;;

@@ -29,7 +29,7 @@ for built in "$binary" "$engine" "$sim"; do
 done
 
 # The [package] version of Cargo.toml; the plugin must report "v" + this.
-version="$(awk -F'"' '/^\[package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version[[:space:]]*=/ { print $2; exit }' Cargo.toml)"
+version="$(release_version "$root")"
 if [[ -z "$version" ]]; then
   echo "conformance: no [package] version in Cargo.toml" >&2
   exit 1

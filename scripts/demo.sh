@@ -31,7 +31,7 @@ build_release_plugin "$root"
 cargo build --release --locked -p atlas-sim
 target_dir="$(release_target_dir "$root")"
 plugin_bin="$(release_plugin_path "$root")"
-version="v$(awk -F'"' '/^\[package\]/ {p=1; next} /^\[/ {p=0} p && /^version/ {print $2; exit}' Cargo.toml)"
+version="v$(release_version "$root")"
 vault_bin="$(scripts/servers.sh vault)"
 vault() { "$vault_bin" "$@"; }
 

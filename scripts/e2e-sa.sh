@@ -58,8 +58,7 @@ fi
 for built in "$plugin" "$sim"; do
     [[ -x "$built" ]] || die "$built was not built"
 done
-version="$(awk -F'"' '/^\[package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version[[:space:]]*=/ { print $2; exit }' Cargo.toml)"
-[[ -n "$version" ]] || die "no [package] version in Cargo.toml"
+version="$(release_version "$root")" || die "no [package] version in Cargo.toml"
 
 # VAULT_BINARY / BAO_BINARY select the servers the test runs against.
 server_env=()

@@ -49,7 +49,7 @@ source "$repo_root/scripts/lib/atlas-sim.sh"
 # shellcheck source=scripts/lib/e2e-common.sh
 source "$repo_root/scripts/lib/e2e-common.sh"
 
-VERSION="v$(e2e_crate_version "$repo_root")"
+VERSION="v$(release_version "$repo_root")"
 e2e_release_binaries "$repo_root"
 PLUGIN_FILE=""
 

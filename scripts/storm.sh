@@ -38,8 +38,7 @@ for built in "$plugin" "$sim"; do
 done
 vault="$("$root/scripts/servers.sh" vault)"
 [[ -x "$vault" ]] || die "scripts/servers.sh vault printed no executable ($vault)"
-version="$(awk -F'"' '/^\[package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version[[:space:]]*=/ { print $2; exit }' Cargo.toml)"
-[[ -n "$version" ]] || die "no [package] version in Cargo.toml"
+version="$(release_version "$root")" || die "no [package] version in Cargo.toml"
 
 logs="${STORM_LOG_DIR:-$target_dir/storm}"
 case "$logs" in /*) ;; *) logs="$root/$logs" ;; esac

@@ -15,17 +15,12 @@ E2E_SECRETS_FILE=""
 
 e2e_log() { printf '%s: %s\n' "$E2E_NAME" "$*" >&2; }
 
-# The [package] version of Cargo.toml (the plugin reports "v" + this).
-e2e_crate_version() { # <repo root>
-    awk -F'"' '/^\[package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version[[:space:]]*=/ { print $2; exit }' \
-        "$1/Cargo.toml"
-}
+# shellcheck source=scripts/lib/release.sh
+source "$(dirname "${BASH_SOURCE[0]}")/release.sh"
 
 # Sets plugin_build and sim_binary: the release binaries under test.
 # shellcheck disable=SC2034  # plugin_build and sim_binary are read by the sourcing script
 e2e_release_binaries() { # <repo root>
-    # shellcheck source=scripts/lib/release.sh
-    source "$1/scripts/lib/release.sh"
     plugin_build="$(release_plugin_path "$1")"
     sim_binary="$(release_target_dir "$1")/release/atlas-sim"
 }

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The plugin binary as released, for every script that builds, tests or measures it.
+# The plugin binary as released, for every script that builds, tests, measures or ships it.
 #
 # On Linux with glibc it is a static PIE: glibc is linked in (as Go links its runtime), so
 # one binary runs on any distribution, RHEL 8 included, where a dynamically linked build
@@ -8,9 +8,38 @@
 # relocation table from ~470 KB to ~6 KB. Name lookups use glibc's built-in `files` and
 # `dns` sources (what Go's resolver reads); other NSS modules are not loaded.
 #
+# It is built with `cargo auditable`, which embeds the dependency list (a compressed JSON
+# section, `.dep-v0`) that `cargo audit bin` and other scanners read, and reproducibly: the
+# checkout, target and cargo-home paths are remapped to fixed names in Rust and C code alike,
+# and SOURCE_DATE_EPOCH is the commit's time, so two checkouts of one commit in different
+# directories build byte-identical binaries (scripts/release.sh --verify checks it).
+#
 # The flags go through CARGO_TARGET_<triple>_RUSTFLAGS with an explicit --target, so build
 # scripts and proc-macros (which cannot be static) are built normally. Output:
-# <target dir>/<host triple>/release/vault-plugin-secrets-mongodbatlas.
+# <target dir>/<triple>/release/vault-plugin-secrets-mongodbatlas.
+
+RELEASE_BINARY_NAME="vault-plugin-secrets-mongodbatlas"
+CARGO_AUDITABLE_VERSION="0.7.7"
+# The platforms scripts/release.sh ships: Rust target triple and Go/HashiCorp platform name.
+# shellcheck disable=SC2034  # read by scripts that source this file
+RELEASE_TRIPLES=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu)
+
+# Prints the [package] version of Cargo.toml, the one source of the plugin's version. <repo root>
+release_version() {
+    local version
+    version="$(awk -F'"' '/^\[package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version[[:space:]]*=/ { print $2; exit }' "$1/Cargo.toml")"
+    [[ -n "$version" ]] || { echo "release.sh: no [package] version in $1/Cargo.toml" >&2; return 1; }
+    printf '%s\n' "$version"
+}
+
+# Prints the platform name of a target triple (linux_amd64, linux_arm64). <triple>
+release_platform() {
+    case "$1" in
+        x86_64-unknown-linux-gnu) echo linux_amd64 ;;
+        aarch64-unknown-linux-gnu) echo linux_arm64 ;;
+        *) echo "release.sh: no platform name for $1" >&2; return 1 ;;
+    esac
+}
 
 # Prints the absolute cargo target directory. <repo root>
 release_target_dir() {
@@ -21,19 +50,82 @@ release_target_dir() {
 
 _release_host_triple() { rustc -vV | sed -n 's/^host: //p'; }
 
-# Prints the path of the release plugin binary. <repo root>
+# Prints the path of the release plugin binary. <repo root> [triple, default the host's]
 release_plugin_path() {
-    printf '%s/%s/release/vault-plugin-secrets-mongodbatlas\n' "$(release_target_dir "$1")" "$(_release_host_triple)"
+    local triple="${2:-$(_release_host_triple)}"
+    printf '%s/%s/release/%s\n' "$(release_target_dir "$1")" "$triple" "$RELEASE_BINARY_NAME"
 }
 
-# Builds the release plugin binary (cargo's output on stderr). <repo root>
-build_release_plugin() {
-    local triple flags=()
-    triple="$(_release_host_triple)"
-    [[ -n "$triple" ]] || { echo "release.sh: cannot tell the host triple (rustc -vV)" >&2; return 1; }
-    if [[ "$triple" == *-linux-gnu ]]; then
-        flags=("CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_RUSTFLAGS=-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs")
+# Installs a cargo tool at a pinned version from crates.io unless `cargo install` already
+# did (some tools print no version of their own). <crate> <version>
+ensure_cargo_tool() {
+    cargo install --list | grep -qxF "$1 v$2:" && return 0
+    echo "release.sh: installing $1 $2 from crates.io (once)" >&2
+    cargo install --locked --quiet "$1" --version "$2" >&2
+}
+
+# Installs what a cross build for <triple> needs: the Rust standard library for it (rustup)
+# and a C cross toolchain with glibc's static libraries (Debian's packages). <triple>
+ensure_cross_toolchain() {
+    local triple="$1"
+    [[ "$triple" == "$(_release_host_triple)" ]] && return 0
+    rustup target list --installed | grep -qx "$triple" || rustup target add "$triple" >&2
+    case "$triple" in
+        aarch64-unknown-linux-gnu)
+            if ! command -v aarch64-linux-gnu-gcc >/dev/null || [[ ! -f /usr/aarch64-linux-gnu/lib/libc.a ]]; then
+                # shellcheck source=scripts/lib/apt.sh
+                source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+                apt_install release.sh gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+            fi
+            ;;
+        *) echo "release.sh: no cross toolchain known for $triple" >&2; return 1 ;;
+    esac
+}
+
+# Prints SOURCE_DATE_EPOCH for the build: the caller's, else the time of the checkout's
+# commit, else 0 (a tree that is not a git checkout). <repo root>
+release_source_date_epoch() {
+    if [[ -n "${SOURCE_DATE_EPOCH:-}" ]]; then
+        printf '%s\n' "$SOURCE_DATE_EPOCH"
+    else
+        git -C "$1" log -1 --format=%ct 2>/dev/null || echo 0
     fi
-    (cd "$1" && env "${flags[@]}" cargo build --release --locked --target "$triple" \
-        --bin vault-plugin-secrets-mongodbatlas >&2)
+}
+
+# Builds the release plugin binary for each triple, by default the host's (cargo's output on
+# stderr). <repo root> [triple...]
+build_release_plugin() {
+    local root="$1"; shift
+    local triples=("$@")
+    [[ ${#triples[@]} -gt 0 ]] || triples=("$(_release_host_triple)")
+    ensure_cargo_tool cargo-auditable "$CARGO_AUDITABLE_VERSION" ||
+        { echo "release.sh: could not install cargo-auditable" >&2; return 1; }
+
+    local target cargo_home epoch
+    target="$(release_target_dir "$root")"
+    cargo_home="$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd)"
+    epoch="$(release_source_date_epoch "$root")"
+    # The last matching remap wins: the target directory may lie inside the checkout.
+    local remap="--remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$root=/build --remap-path-prefix=$target=/build/target"
+    local prefix_map="-ffile-prefix-map=$cargo_home=/cargo -ffile-prefix-map=$root=/build -ffile-prefix-map=$target=/build/target"
+    local env_vars=("SOURCE_DATE_EPOCH=$epoch") args=() triple upper lower
+    for triple in "${triples[@]}"; do
+        ensure_cross_toolchain "$triple" || { echo "release.sh: no toolchain for $triple" >&2; return 1; }
+        upper="$(tr 'a-z-' 'A-Z_' <<<"$triple")"
+        lower="${triple//-/_}"
+        if [[ "$triple" == *-linux-gnu ]]; then
+            env_vars+=("CARGO_TARGET_${upper}_RUSTFLAGS=-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs $remap")
+        else
+            env_vars+=("CARGO_TARGET_${upper}_RUSTFLAGS=$remap")
+        fi
+        env_vars+=("CFLAGS_${lower}=$prefix_map")
+        if [[ "$triple" == aarch64-unknown-linux-gnu && "$triple" != "$(_release_host_triple)" ]]; then
+            env_vars+=("CARGO_TARGET_${upper}_LINKER=$root/scripts/lib/static-pie-cc.sh"
+                "CC_FOR_STATIC_PIE=aarch64-linux-gnu-gcc"
+                "CC_${lower}=aarch64-linux-gnu-gcc" "AR_${lower}=aarch64-linux-gnu-ar")
+        fi
+        args+=(--target "$triple")
+    done
+    (cd "$root" && env "${env_vars[@]}" cargo auditable build --release --locked "${args[@]}" \
+        --bin "$RELEASE_BINARY_NAME" >&2)
 }
