@@ -11,8 +11,10 @@
 # It is built with `cargo auditable`, which embeds the dependency list (a compressed JSON
 # section, `.dep-v0`) that `cargo audit bin` and other scanners read, and reproducibly: the
 # checkout, target and cargo-home paths are remapped to fixed names in Rust and C code alike,
-# and SOURCE_DATE_EPOCH is the commit's time, so two checkouts of one commit in different
-# directories build byte-identical binaries (scripts/release.sh --verify checks it).
+# and nothing in it records the build's time, so two checkouts of one commit in different
+# directories build byte-identical binaries (scripts/release.sh --verify checks it, with
+# builds at different times). No SOURCE_DATE_EPOCH is set for cargo: aws-lc-sys' build
+# script would rebuild on every commit, and the check shows the binary does not need one.
 #
 # The flags go through CARGO_TARGET_<triple>_RUSTFLAGS with an explicit --target, so build
 # scripts and proc-macros (which cannot be static) are built normally. Output:
@@ -57,11 +59,12 @@ release_plugin_path() {
 }
 
 # Installs a cargo tool at a pinned version from crates.io unless `cargo install` already
-# did (some tools print no version of their own). <crate> <version>
+# did (some tools print no version of their own). Unoptimised (--debug): these tools run for
+# a second, and a cold CI machine compiles cargo-audit in 2 minutes instead of 5. <crate> <version>
 ensure_cargo_tool() {
     cargo install --list | grep -qxF "$1 v$2:" && return 0
     echo "release.sh: installing $1 $2 from crates.io (once)" >&2
-    cargo install --locked --quiet "$1" --version "$2" >&2
+    cargo install --locked --quiet --debug "$1" --version "$2" >&2
 }
 
 # Installs what a cross build for <triple> needs: the Rust standard library for it (rustup)
@@ -82,16 +85,6 @@ ensure_cross_toolchain() {
     esac
 }
 
-# Prints SOURCE_DATE_EPOCH for the build: the caller's, else the time of the checkout's
-# commit, else 0 (a tree that is not a git checkout). <repo root>
-release_source_date_epoch() {
-    if [[ -n "${SOURCE_DATE_EPOCH:-}" ]]; then
-        printf '%s\n' "$SOURCE_DATE_EPOCH"
-    else
-        git -C "$1" log -1 --format=%ct 2>/dev/null || echo 0
-    fi
-}
-
 # Builds the release plugin binary for each triple, by default the host's (cargo's output on
 # stderr). <repo root> [triple...]
 build_release_plugin() {
@@ -101,14 +94,13 @@ build_release_plugin() {
     ensure_cargo_tool cargo-auditable "$CARGO_AUDITABLE_VERSION" ||
         { echo "release.sh: could not install cargo-auditable" >&2; return 1; }
 
-    local target cargo_home epoch
+    local target cargo_home
     target="$(release_target_dir "$root")"
     cargo_home="$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd)"
-    epoch="$(release_source_date_epoch "$root")"
     # The last matching remap wins: the target directory may lie inside the checkout.
     local remap="--remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$root=/build --remap-path-prefix=$target=/build/target"
     local prefix_map="-ffile-prefix-map=$cargo_home=/cargo -ffile-prefix-map=$root=/build -ffile-prefix-map=$target=/build/target"
-    local env_vars=("SOURCE_DATE_EPOCH=$epoch") args=() triple upper lower
+    local env_vars=() args=() triple upper lower
     for triple in "${triples[@]}"; do
         ensure_cross_toolchain "$triple" || { echo "release.sh: no toolchain for $triple" >&2; return 1; }
         upper="$(tr 'a-z-' 'A-Z_' <<<"$triple")"
@@ -126,6 +118,6 @@ build_release_plugin() {
         fi
         args+=(--target "$triple")
     done
-    (cd "$root" && env "${env_vars[@]}" cargo auditable build --release --locked "${args[@]}" \
+    (cd "$root" && env -u SOURCE_DATE_EPOCH "${env_vars[@]}" cargo auditable build --release --locked "${args[@]}" \
         --bin "$RELEASE_BINARY_NAME" >&2)
 }
