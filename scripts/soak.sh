@@ -8,12 +8,16 @@
 #
 #   scripts/soak.sh                  # full: 30000 operations, at most 13 min of operations
 #   scripts/soak.sh --quick          # CI: 3000 operations, at most 100 s of operations
-#   scripts/soak.sh --seed N --ops N --duration 5m --workers N --self-test
+#   scripts/soak.sh --long           # an hour of operations (at most 400000); the plugin's
+#                                    # RSS may grow by at most 10% after the first 10 minutes
+#   scripts/soak.sh --seed N --ops N --duration 5m --workers N --self-test --rss-limit PCT
 #
-# The last line of output is `operations=N faults=N leaked_credentials=N premature_deletes=N leaked_grants=N`
-# (API keys and service accounts together); the exit status is non-zero if a credential
-# leaked, one was deleted while its lease lived, a lease could not be revoked, or an
-# unexpected error (crash, hang, wrong status) occurred.
+# The last line of output is `operations=N faults=N leaked_credentials=N premature_deletes=N
+# leaked_grants=N rss_start_mib=X rss_end_mib=X rss_growth_pct=X` (API keys and service
+# accounts together; the plugin's resident memory after warm-up, sampled throughout: the series
+# is printed above it); the exit status is non-zero if a credential leaked, one was deleted
+# while its lease lived, a lease could not be revoked, an unexpected error (crash, hang, wrong
+# status) occurred, or the RSS grew beyond the limit (--long, --rss-limit).
 # SOAK_PROFILE=debug hosts target/debug binaries (default: release, what users run);
 # SOAK_OUT (default target/soak) receives soak.log (host, plugin and simulator logs).
 set -euo pipefail
@@ -30,14 +34,15 @@ duration=""
 while (($#)); do
     case "$1" in
     --quick) quick=true; args+=("$1") ;;
+    --long) duration=60m; args+=(--duration 60m --ops 400000 --workers 16 --rss-limit 10) ;;
     --self-test) args+=("$1") ;;
-    --seed | --ops | --duration | --workers | --max-live)
+    --seed | --ops | --duration | --workers | --max-live | --rss-limit | --rss-every | --rss-warmup)
         (($# >= 2)) || die "$1 needs a value"
         [[ "$1" == --duration ]] && duration="$2"
         args+=("$1" "$2"); shift ;;
-    --seed=* | --ops=* | --workers=* | --max-live=*) args+=("$1") ;;
+    --seed=* | --ops=* | --workers=* | --max-live=* | --rss-limit=* | --rss-every=* | --rss-warmup=*) args+=("$1") ;;
     --duration=*) duration="${1#--duration=}"; args+=("$1") ;;
-    -h | --help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
     shift

@@ -5,10 +5,11 @@
 // lived.
 //
 // The last line of output is always
-// `operations=N faults=N leaked_credentials=N premature_deletes=N leaked_grants=N` (once setup succeeded;
-// both counters cover API keys and service accounts); the exit status is 1 if a credential
-// leaked, one was deleted prematurely, a lease could not be revoked, or an unexpected error
-// class occurred; 2 on a setup failure.
+// `operations=N faults=N leaked_credentials=N premature_deletes=N leaked_grants=N` followed by
+// the plugin's RSS at the start and the end after warm-up and its growth (once setup
+// succeeded; both counters cover API keys and service accounts); the exit status is 1 if a
+// credential leaked, one was deleted prematurely, a lease could not be revoked, an unexpected
+// error class occurred, or the RSS grew beyond --rss-limit; 2 on a setup failure.
 package main
 
 import (
@@ -42,13 +43,17 @@ func mainExit() int {
 		engine   = flag.String("engine", os.Getenv("ENGINE_BINARY"), "production plugin binary (absolute path)")
 		simBin   = flag.String("sim", os.Getenv("ATLAS_SIM_BINARY"), "atlas-sim binary (absolute path)")
 		logPath  = flag.String("logs", "", "file for the host, plugin and simulator logs (default: discarded)")
+		rssEvery = flag.Duration("rss-every", 0, "interval of the plugin RSS samples (default 10s; 2s with --quick)")
+		rssWarm  = flag.Duration("rss-warmup", 0, "samples before this are warm-up, not growth (default: a sixth of --duration)")
+		rssLimit = flag.Float64("rss-limit", 0, "fail if the plugin's RSS grows by more than this percent after warm-up (0: report only)")
 	)
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "soak: unexpected arguments %v\n", flag.Args())
 		return 2
 	}
-	cfg := config{workers: *workers, maxLive: *maxLive, selfTest: *selfTest, unsafeRollback: *unsafeRb, ops: *ops, duration: *duration, progress: os.Stderr}
+	cfg := config{workers: *workers, maxLive: *maxLive, selfTest: *selfTest, unsafeRollback: *unsafeRb, ops: *ops, duration: *duration, progress: os.Stderr,
+		rssEvery: *rssEvery, rssWarmup: *rssWarm, rssLimitPct: *rssLimit}
 	switch {
 	case cfg.ops == 0 && *quick:
 		cfg.ops = 3000
@@ -60,6 +65,12 @@ func mainExit() int {
 		cfg.duration = 100 * time.Second
 	case cfg.duration == 0:
 		cfg.duration = 13 * time.Minute
+	}
+	if cfg.rssEvery == 0 && *quick {
+		cfg.rssEvery = 2 * time.Second
+	}
+	if cfg.rssWarmup == 0 {
+		cfg.rssWarmup = cfg.duration / 6
 	}
 	if cfg.ops <= 0 || cfg.duration <= 0 || cfg.workers <= 0 || cfg.maxLive <= 0 {
 		fmt.Fprintln(os.Stderr, "soak: --ops, --duration, --workers and --max-live must be positive")

@@ -48,6 +48,11 @@ type config struct {
 	unsafeRollback bool
 	logs           io.Writer
 	progress       io.Writer // periodic progress lines (nil: none)
+	// The plugin's RSS is sampled every rssEvery (0: 10s); after rssWarmup, it may grow by
+	// at most rssLimitPct percent (0: reported, not judged).
+	rssEvery    time.Duration
+	rssWarmup   time.Duration
+	rssLimitPct float64
 }
 
 // Plugin knobs: short Atlas timeouts so faults cost little time. The WAL min age must
@@ -80,16 +85,34 @@ type result struct {
 	// leakedGrants: roles people hold after every lease ended that they did not hold before
 	// the soak, or original roles they lost.
 	leakedGrants []string
+	// The plugin's resident memory while the operations ran (see rss.go).
+	rss                    []rssSample
+	rssReadErrors          int
+	rssStartKiB, rssEndKiB int64
+	rssGrowthPct           float64
+	rssMeasured            bool
+	rssLimitPct            float64
 }
 
 func (r *result) failed() bool {
-	return len(r.leaked) > 0 || len(r.premature) > 0 || r.unexpectedN > 0 || r.irrevocable > 0 || len(r.leakedGrants) > 0
+	return len(r.leaked) > 0 || len(r.premature) > 0 || r.unexpectedN > 0 || r.irrevocable > 0 || len(r.leakedGrants) > 0 ||
+		r.rssTooHigh()
+}
+
+// rssTooHigh: with a limit, the memory grew beyond it after warm-up, or too few samples
+// were taken after warm-up to tell.
+func (r *result) rssTooHigh() bool {
+	return r.rssLimitPct > 0 && (!r.rssMeasured || r.rssGrowthPct > r.rssLimitPct)
 }
 
 // line is the last line of output: leaked_credentials and premature_deletes count API keys
 // and service accounts alike (the summary before it splits them).
 func (r *result) line() string {
-	return fmt.Sprintf("operations=%d faults=%d leaked_credentials=%d premature_deletes=%d leaked_grants=%d", r.operations, r.faults, len(r.leaked), len(r.premature), len(r.leakedGrants))
+	rss := "rss_growth_pct=n/a"
+	if r.rssMeasured {
+		rss = fmt.Sprintf("rss_start_mib=%.1f rss_end_mib=%.1f rss_growth_pct=%.1f", float64(r.rssStartKiB)/1024, float64(r.rssEndKiB)/1024, r.rssGrowthPct)
+	}
+	return fmt.Sprintf("operations=%d faults=%d leaked_credentials=%d premature_deletes=%d leaked_grants=%d %s", r.operations, r.faults, len(r.leaked), len(r.premature), len(r.leakedGrants), rss)
 }
 
 // opCount tallies one kind of operation: succeeded, failed as faults can make it fail
@@ -214,7 +237,16 @@ func run(ctx context.Context, cfg config) (*result, error) {
 		}
 	}
 
+	reattach := mount.Process().ReattachConfig()
+	if reattach == nil || reattach.Pid <= 0 {
+		return nil, fmt.Errorf("the plugin process has no pid to sample its memory")
+	}
+	every := cfg.rssEvery
+	if every <= 0 {
+		every = 10 * time.Second
+	}
 	s.deadline = time.Now().Add(cfg.duration)
+	sampler := startRSSSampler(reattach.Pid, every, &s.ops)
 	stopProgress := s.reportProgress()
 	var wg sync.WaitGroup
 	for w := 0; w < cfg.workers; w++ {
@@ -227,7 +259,12 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	}
 	wg.Wait()
 	stopProgress()
+	samples, rssErrs := sampler.stop()
 	res, err := s.settle(ctx)
+	if err == nil {
+		res.rss, res.rssReadErrors, res.rssLimitPct = samples, rssErrs, cfg.rssLimitPct
+		res.rssStartKiB, res.rssEndKiB, res.rssGrowthPct, res.rssMeasured = rssGrowth(samples, cfg.rssWarmup)
+	}
 	if err == nil && panics.seen.Load() > 0 {
 		res.unexpectedN++
 		res.unexpected = append(res.unexpected, fmt.Sprintf("%d panics in the plugin or simulator log", panics.seen.Load()))
@@ -1055,6 +1092,17 @@ func (r *result) summary(w io.Writer) {
 	}
 	for _, p := range r.premature {
 		fmt.Fprintf(w, "soak: PREMATURE delete of %s %s (lease of %s still live)\n", p.Kind, p.ID, p.Path)
+	}
+	fmt.Fprintf(w, "soak: plugin RSS, %d samples (seconds/operations/MiB): %s\n", len(r.rss), rssSeries(r.rss, 40))
+	if r.rssReadErrors > 0 {
+		fmt.Fprintf(w, "soak: %d RSS samples could not be read\n", r.rssReadErrors)
+	}
+	if r.rssTooHigh() {
+		if r.rssMeasured {
+			fmt.Fprintf(w, "soak: RSS GREW %.1f%% after warm-up (%.1f -> %.1f MiB), over the %.0f%% limit\n", r.rssGrowthPct, float64(r.rssStartKiB)/1024, float64(r.rssEndKiB)/1024, r.rssLimitPct)
+		} else {
+			fmt.Fprintf(w, "soak: RSS not judged: fewer than %d samples after warm-up\n", 2*rssGrowthWindow)
+		}
 	}
 	for _, u := range r.unexpected {
 		fmt.Fprintf(w, "soak: UNEXPECTED %s\n", u)
