@@ -65,6 +65,8 @@ type Node struct {
 	ClusterAddr string // https://127.0.0.1:<cluster port>
 	LogPath     string
 	dataDir     string
+	configPath  string
+	opts        Options
 	cmd         *exec.Cmd
 	exited      chan struct{}
 	token       string
@@ -213,6 +215,28 @@ func (c *Cluster) RaftServers(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// WaitVoters waits (bounded) until autopilot has made every node a raft voter: a node that
+// joined is a non-voter until it has been healthy for a while (10 s), and a cluster whose
+// standbys cannot vote cannot elect a new leader when the active node dies.
+func (c *Cluster) WaitVoters(t testing.TB, ctx context.Context) {
+	t.Helper()
+	waitFor(t, ctx, fmt.Sprintf("all %d nodes to be raft voters", len(c.Nodes)), func() error {
+		servers, err := c.RaftServers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range servers {
+			if !strings.HasSuffix(s, "voter=true") {
+				return fmt.Errorf("raft configuration: %v", servers)
+			}
+		}
+		if len(servers) != len(c.Nodes) {
+			return fmt.Errorf("raft configuration lists %v", servers)
+		}
+		return nil
+	})
+}
+
 // unseal submits the key, then polls the seal status; a node that joined a raft cluster
 // stays sealed until it has caught up with the leader. The key is submitted again only if
 // the node forgot it (progress back to 0 while still sealed after a few seconds).
@@ -336,9 +360,12 @@ func startNode(t testing.TB, ctx context.Context, opts Options, base, name strin
 		}
 		node.Addr = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 		node.ClusterAddr = fmt.Sprintf("https://127.0.0.1:%d", ports[1])
+		// performance_multiplier 1: the production setting (Vault's default of 5 is for dev
+		// machines and makes an election after a lost leader take 15 s or more).
 		config := fmt.Sprintf(`storage "raft" {
   path    = %q
   node_id = %q
+  performance_multiplier = 1
 }
 listener "tcp" {
   address         = "127.0.0.1:%d"
@@ -355,29 +382,11 @@ ui               = false
 			// Vault insists on an explicit choice with raft storage.
 			config += "disable_mlock    = true\n"
 		}
-		configPath := filepath.Join(dir, "server.hcl")
-		if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+		node.configPath, node.opts = filepath.Join(dir, "server.hcl"), opts
+		if err := os.WriteFile(node.configPath, []byte(config), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		logFile, err := os.OpenFile(node.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(logFile, "==== vaultserver: %s %s on %s (attempt %d)\n", time.Now().UTC().Format(time.RFC3339), name, node.Addr, attempt)
-		cmd := exec.Command(opts.Binary, "server", "-config="+configPath)
-		cmd.Env = append(serverEnv(), opts.Env...)
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		if err := cmd.Start(); err != nil {
-			logFile.Close()
-			t.Fatalf("vaultserver: start %s: %v", opts.Binary, err)
-		}
-		logFile.Close() // the child holds its own descriptor
-		node.cmd, node.exited = cmd, make(chan struct{})
-		go func(exited chan struct{}) {
-			_ = cmd.Wait()
-			close(exited)
-		}(node.exited)
-		t.Cleanup(func() { node.Stop(t) })
+		node.launch(t, attempt)
 
 		err = node.waitAnswering(ctx)
 		if err == nil {
@@ -389,6 +398,132 @@ ui               = false
 			continue
 		}
 		t.Fatalf("vaultserver: %s: %v; log tail:\n%s", name, err, opts.redact(node.LogTail(30)))
+	}
+}
+
+// launch starts the server process on the node's config (its log appended to) and arranges
+// for it to be stopped when the test ends.
+func (n *Node) launch(t testing.TB, attempt int) {
+	t.Helper()
+	logFile, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(logFile, "==== vaultserver: %s %s on %s (attempt %d)\n", time.Now().UTC().Format(time.RFC3339), n.Name, n.Addr, attempt)
+	cmd := exec.Command(n.opts.Binary, "server", "-config="+n.configPath)
+	cmd.Env = append(serverEnv(), n.opts.Env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		t.Fatalf("vaultserver: start %s: %v", n.opts.Binary, err)
+	}
+	logFile.Close() // the child holds its own descriptor
+	n.cmd, n.exited = cmd, make(chan struct{})
+	go func(exited chan struct{}) {
+		_ = cmd.Wait()
+		close(exited)
+	}(n.exited)
+	t.Cleanup(func() { n.Stop(t) })
+}
+
+// Kill SIGKILLs the server, as a crashed host would lose it, and waits for it to exit. The
+// plugin processes it launched are left to notice on their own (they exit when Vault's
+// connection goes); their pids are returned so the caller can check that they did.
+func (n *Node) Kill(t testing.TB) []int {
+	t.Helper()
+	children := childProcesses(n.Pid())
+	if err := n.cmd.Process.Kill(); err != nil {
+		t.Fatalf("vaultserver: SIGKILL %s (pid %d): %v", n.Name, n.Pid(), err)
+	}
+	select {
+	case <-n.exited:
+	case <-time.After(StopTimeout):
+		t.Fatalf("vaultserver: %s (pid %d) did not exit within %v of SIGKILL", n.Name, n.Pid(), StopTimeout)
+	}
+	var pids []int
+	for _, c := range children {
+		pids = append(pids, c.pid)
+	}
+	return pids
+}
+
+// ChildrenExited waits (bounded) until none of pids runs any more: the plugins a killed node
+// left behind must not live on as orphans.
+func ChildrenExited(ctx context.Context, pids []int) error {
+	deadline := time.Now().Add(StopTimeout)
+	for {
+		var alive []int
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, 0); err == nil {
+				if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(raw), ") Z ") {
+					alive = append(alive, pid)
+				}
+			}
+		}
+		if len(alive) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("processes %v still running %v after their server died", alive, StopTimeout)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// Restart starts a stopped or killed node again on its own config and data (same ports, same
+// raft node id), unseals it and waits until it is a standby of the cluster again.
+func (c *Cluster) Restart(t testing.TB, ctx context.Context, node *Node) {
+	t.Helper()
+	select {
+	case <-node.exited:
+	default:
+		t.Fatalf("vaultserver: restart %s: it is still running", node.Name)
+	}
+	node.launch(t, 1)
+	if err := node.waitAnswering(ctx); err != nil {
+		t.Fatalf("vaultserver: restart %s: %v; log tail:\n%s", node.Name, err, node.opts.redact(node.LogTail(30)))
+	}
+	c.unseal(t, ctx, node)
+	waitFor(t, ctx, node.Name+" standby again", func() error {
+		h, err := node.client(t, "").Sys().HealthWithContext(ctx)
+		if err != nil {
+			return err
+		}
+		if !h.Initialized || h.Sealed || !h.Standby {
+			return fmt.Errorf("health: initialized=%v sealed=%v standby=%v", h.Initialized, h.Sealed, h.Standby)
+		}
+		return nil
+	})
+}
+
+// Leader is the node that answers sys/health as active (nil if none does right now); killed
+// and stopped nodes are not asked.
+func (c *Cluster) Leader(ctx context.Context) *Node {
+	for _, node := range c.Nodes {
+		select {
+		case <-node.exited:
+			continue
+		default:
+		}
+		client, err := NewClient(node.Addr, "")
+		if err != nil {
+			continue
+		}
+		h, err := client.Sys().HealthWithContext(ctx)
+		if err == nil && h.Initialized && !h.Sealed && !h.Standby {
+			return node
+		}
+	}
+	return nil
+}
+
+// Running reports whether the node's server process is up.
+func (n *Node) Running() bool {
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
 	}
 }
 

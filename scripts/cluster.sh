@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The plugin in a three-node raft cluster under failover (tests/conformance/cluster), once
+# with Vault 1.21.1 and once with OpenBao 2.7.2 (scripts/servers.sh): the release plugin
+# registered with its SHA-256 and version, API keys and service accounts issued and revoked through the active
+# node and the standbys by six clients while the active node is SIGKILLed (its leases must be
+# on the new active node, renew and revoke there, and the plugin must run there), the killed
+# node restarts and rejoins, and the next active node steps down. After Vault's rollback pass
+# the simulator must hold exactly the credentials of the live leases, and revoking every
+# lease must leave none. Each cluster prints a line, and the last line adds them up:
+#   cluster: issued=N failed_during_failover=N leaked=N premature_deletes=N recovery_s=X
+#
+#   scripts/cluster.sh
+#
+# Extra arguments go to `go test`. Builds the release binaries unless CLUSTER_SKIP_BUILD=1.
+# The servers' logs are kept in CLUSTER_LOG_DIR (default target/cluster/<vault|bao>).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+log() { printf 'cluster.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 2; }
+
+command -v go >/dev/null 2>&1 || die "the Go toolchain (go) is required"
+# shellcheck source=scripts/lib/release.sh
+source "$root/scripts/lib/release.sh"
+target_dir="$(release_target_dir "$root")"
+plugin="$(release_plugin_path "$root")"
+sim="$target_dir/release/atlas-sim"
+if [[ "${CLUSTER_SKIP_BUILD:-}" != 1 ]]; then
+    log "building the plugin and atlas-sim (release)"
+    build_release_plugin "$root"
+    cargo build --release --locked -p atlas-sim >&2
+fi
+for built in "$plugin" "$sim"; do
+    [[ -x "$built" ]] || die "$built was not built"
+done
+version="$(release_version "$root")" || die "no [package] version in Cargo.toml"
+
+logs="${CLUSTER_LOG_DIR:-$target_dir/cluster}"
+case "$logs" in /*) ;; *) logs="$root/$logs" ;; esac
+rm -rf "$logs"
+mkdir -p "$logs"
+
+log "plugin $plugin (v$version); simulator $sim; logs in $logs"
+cd tests
+go mod download
+lines=()
+for server in vault bao; do
+    binary="$("$root/scripts/servers.sh" "$server")"
+    [[ -x "$binary" ]] || die "scripts/servers.sh $server printed no executable ($binary)"
+    log "$("$binary" version)"
+    mkdir -p "$logs/$server"
+    out="$logs/$server/go-test.log"
+    rc=0
+    VAULT_BINARY="$binary" PLUGIN_BINARY="$plugin" PLUGIN_VERSION="$version" ATLAS_SIM_BINARY="$sim" \
+        CLUSTER_LOG_DIR="$logs/$server" go test -count=1 -v -timeout 600s -run TestClusterFailover ./conformance/cluster/ "$@" \
+        >"$out" 2>&1 || rc=$?
+    grep -v '^cluster: ' "$out" >&2 || true
+    line="$(grep '^cluster: ' "$out" | tail -n 1 || true)"
+    if ((rc != 0)); then
+        [[ -z "$line" ]] || printf '%s\n' "$line"
+        die "FAIL in the $server cluster (go test exited $rc); the servers' logs are in $logs/$server"
+    fi
+    [[ -n "$line" ]] || die "the $server suite printed no summary line"
+    printf '%s\n' "$line"
+    lines+=("$line")
+done
+# The last line: both clusters together (sums; the slowest recovery).
+printf '%s\n' "${lines[@]}" | awk '
+    { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      issued += v["issued"]; failed += v["failed_during_failover"]; leaked += v["leaked"]
+      premature += v["premature_deletes"]; if (v["recovery_s"] > recovery) recovery = v["recovery_s"] }
+    END { printf "cluster: issued=%d failed_during_failover=%d leaked=%d premature_deletes=%d recovery_s=%.1f\n",
+          issued, failed, leaked, premature, recovery }'
