@@ -243,8 +243,11 @@ func TestClusterFailover(t *testing.T) {
 	// 3. After Vault's rollback pass, live credentials are exactly those of live leases.
 	root := after.Client(t)
 	live, issuedN, failures := tr.snapshot()
-	leases, creds := waitSettled(t, ctx, root, sim)
-	leaked, premature := compare(leases, creds, live, tr)
+	leases, creds := waitSettled(t, ctx, root, sim, func(creds map[credential]string) int {
+		return lostCandidates(creds, live, handedOver(t, cluster))
+	})
+	handed := handedOver(t, cluster)
+	leaked, lost, premature := compare(leases, creds, live, tr, handed)
 	failed := len(failures)
 	recovery := max(recovery1, recovery2)
 	for _, f := range firstN(failures, 8) {
@@ -253,6 +256,9 @@ func TestClusterFailover(t *testing.T) {
 	if len(leaked) > 0 {
 		t.Errorf("LEAKED: %s", leaked[0])
 	}
+	if len(lost) > 0 {
+		t.Logf("lost in the handover (handed to Vault, which lost the lease with its node): %s", lost[0])
+	}
 	for _, p := range premature {
 		t.Errorf("PREMATURE DELETE: %s", p)
 	}
@@ -260,15 +266,15 @@ func TestClusterFailover(t *testing.T) {
 	// 4. Revoking every lease leaves nothing in Atlas.
 	if err := root.Sys().RevokePrefixWithContext(ctx, mount+"/creds/"); err != nil {
 		t.Errorf("revoke-prefix %s/creds/: %v", mount, err)
-	} else if left := waitEmpty(ctx, sim); left != "" {
+	} else if left := waitEmpty(ctx, sim, handedOver(t, cluster), len(lost)); left != "" {
 		t.Errorf("after revoke-prefix, Atlas still holds %s", left)
 	}
 	server := "vault"
 	if vaultserver.IsOpenBao(vaultBin) {
 		server = "openbao"
 	}
-	fmt.Printf("cluster: issued=%d failed_during_failover=%d leaked=%d premature_deletes=%d recovery_s=%.1f server=%s\n",
-		issuedN, failed, len(leaked), len(premature), recovery.Seconds(), server)
+	fmt.Printf("cluster: issued=%d failed_during_failover=%d leaked=%d premature_deletes=%d recovery_s=%.1f lost_in_handover=%d server=%s\n",
+		issuedN, failed, len(leaked), len(premature), recovery.Seconds(), len(lost), server)
 }
 
 // work issues (three in four) and revokes (one in four, or when maxLive leases are live)
@@ -464,29 +470,75 @@ func checkInherited(t *testing.T, ctx context.Context, client *api.Client, tr *t
 // credential is a live credential in the simulator.
 type credential struct{ kind, id string }
 
-func inventory(ctx context.Context, sim *atlassim.Sim) (map[credential]bool, error) {
+// inventory maps each live credential (as clients see it: a public key or a client id) to
+// its Atlas id (as the plugin's "issued" lines name it: the key's id or the client id).
+func inventory(ctx context.Context, sim *atlassim.Sim) (map[credential]string, error) {
 	inv, err := sim.Inventory(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := map[credential]bool{}
+	out := map[credential]string{}
 	for _, k := range inv.IssuedKeys() {
-		out[credential{"key", k.PublicKey}] = true
+		out[credential{"key", k.PublicKey}] = k.ID
 	}
 	for _, sa := range inv.IssuedServiceAccounts() {
-		out[credential{"sa", sa.ClientID}] = true
+		out[credential{"sa", sa.ClientID}] = sa.ClientID
 	}
 	return out, nil
 }
 
+// lostCandidates counts the live credentials no lease the clients saw holds that the plugin
+// handed over: they may have been lost in the handover.
+func lostCandidates(creds map[credential]string, live map[string]issued, handed map[string]bool) int {
+	claimed := map[credential]bool{}
+	for _, c := range live {
+		claimed[credential{c.kind, c.id}] = true
+	}
+	n := 0
+	for cred, id := range creds {
+		if !claimed[cred] && handed[id] {
+			n++
+		}
+	}
+	return n
+}
+
+// handedOver are the Atlas ids of the credentials the plugin gave to a waiting request (its
+// debug lines "issued Atlas API key" and "issued Atlas service account", in every node's log).
+func handedOver(t *testing.T, cluster *vaultserver.Cluster) map[string]bool {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, node := range cluster.Nodes {
+		data, err := os.ReadFile(node.LogPath)
+		if err != nil {
+			t.Fatalf("reading %s: %v", node.LogPath, err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if !strings.Contains(line, "issued Atlas API key") && !strings.Contains(line, "issued Atlas service account") {
+				continue
+			}
+			for _, field := range strings.Fields(line) {
+				if id, ok := strings.CutPrefix(field, "key_id="); ok {
+					ids[id] = true
+				}
+			}
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatal(`no "issued Atlas ..." line in any node's log: the plugin's debug logging is off`)
+	}
+	return ids
+}
+
 // waitSettled waits (bounded) until the number of live credentials equals the number of
-// leases Vault holds and stays so; returns both.
-func waitSettled(t *testing.T, ctx context.Context, root *api.Client, sim *atlassim.Sim) ([]string, map[credential]bool) {
+// leases Vault holds, not counting those lost(creds) says may have been lost in the handover
+// (no rollback will ever delete them), and stays so; returns both.
+func waitSettled(t *testing.T, ctx context.Context, root *api.Client, sim *atlassim.Sim, lost func(map[credential]string) int) ([]string, map[credential]string) {
 	t.Helper()
 	started := time.Now()
 	var (
 		leases     []string
-		creds      map[credential]bool
+		creds      map[credential]string
 		equalSince time.Time
 		err        error
 	)
@@ -498,7 +550,7 @@ func waitSettled(t *testing.T, ctx context.Context, root *api.Client, sim *atlas
 		switch {
 		case err != nil:
 			equalSince = time.Time{}
-		case len(creds) == len(leases):
+		case len(creds) == len(leases) || (len(creds) > len(leases) && len(creds)-lost(creds) <= len(leases)):
 			if equalSince.IsZero() {
 				equalSince = time.Now()
 			}
@@ -520,12 +572,15 @@ func waitSettled(t *testing.T, ctx context.Context, root *api.Client, sim *atlas
 	}
 }
 
-// compare: a live credential beyond the leases Vault holds is leaked (the clients' own
-// record names the credentials of the leases they saw; leases they did not see, whose
-// answer was lost in a failover, account for as many credentials as there are such leases);
-// a lease the clients saw that is live in Vault but whose credential is gone was deleted
-// prematurely.
-func compare(leases []string, creds map[credential]bool, live map[string]issued, tr *tracker) (leaked, premature []string) {
+// compare: a live credential beyond the leases Vault holds has no lease (the clients' own
+// record names the credentials of the leases they saw; leases they did not see, whose answer
+// was lost in a failover, account for as many credentials as there are such leases). Such a
+// credential the plugin never handed over is leaked (a plugin bug); one it handed to Vault,
+// which then lost it when its node died or stepped down before the lease was stored, is
+// lost in the handover: the protocol has no acknowledgement to close that window (see the
+// README's known limits). A lease the clients saw that is live in Vault but whose credential
+// is gone was deleted prematurely.
+func compare(leases []string, creds map[credential]string, live map[string]issued, tr *tracker, handed map[string]bool) (leaked, lostInHandover, premature []string) {
 	inVault := map[string]bool{}
 	for _, l := range leases {
 		inVault[l] = true
@@ -544,35 +599,53 @@ func compare(leases []string, creds map[credential]bool, live map[string]issued,
 			continue
 		}
 		cred := credential{c.kind, c.id}
-		if creds[cred] {
+		if _, ok := creds[cred]; ok {
 			claimed[cred] = true
 		} else {
 			premature = append(premature, fmt.Sprintf("%s %s of live lease %s", c.kind, c.id, l))
 		}
 	}
-	var unclaimed []string
-	for cred := range creds {
+	var unclaimed, neverHanded []string
+	for cred, id := range creds {
 		if !claimed[cred] {
 			unclaimed = append(unclaimed, cred.kind+" "+cred.id)
+			if !handed[id] {
+				neverHanded = append(neverHanded, cred.kind+" "+cred.id)
+			}
 		}
 	}
 	sort.Strings(unclaimed)
-	// Which of the unclaimed credentials belong to the unseen leases cannot be told from
-	// outside: the surplus is the leak, and every unclaimed one is named as a suspect.
-	for i := 0; i < len(unclaimed)-unseen; i++ {
-		leaked = append(leaked, fmt.Sprintf("%d live credentials beyond the leases (%d no known lease holds, %d leases whose answer no client saw); suspects: %s",
-			len(unclaimed)-unseen, len(unclaimed), unseen, strings.Join(firstN(unclaimed, 12), ", ")))
+	sort.Strings(neverHanded)
+	// Which unclaimed credentials belong to the unseen leases cannot be told from outside:
+	// the surplus has no lease; those the plugin never handed over are counted first.
+	surplus := max(len(unclaimed)-unseen, 0)
+	nLeaked := min(surplus, len(neverHanded))
+	for i := range surplus {
+		what := fmt.Sprintf("%d live credentials beyond the leases (%d no known lease holds, %d leases whose answer no client saw; never handed to Vault: %s; all: %s)",
+			surplus, len(unclaimed), unseen, strings.Join(firstN(neverHanded, 12), ", "), strings.Join(firstN(unclaimed, 12), ", "))
+		if i < nLeaked {
+			leaked = append(leaked, what)
+		} else {
+			lostInHandover = append(lostInHandover, what)
+		}
 	}
-	return leaked, premature
+	return leaked, lostInHandover, premature
 }
 
-// waitEmpty waits (bounded) until the simulator holds no issued credential; describes what
-// is left otherwise.
-func waitEmpty(ctx context.Context, sim *atlassim.Sim) string {
+// waitEmpty waits (bounded) until the simulator holds no issued credential but at most
+// lost of those the plugin handed over (lost in the handover: no lease will ever delete
+// them); describes what is left otherwise.
+func waitEmpty(ctx context.Context, sim *atlassim.Sim, handed map[string]bool, lost int) string {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		creds, err := inventory(ctx, sim)
-		if err == nil && len(creds) == 0 {
+		left := 0
+		for _, id := range creds {
+			if !handed[id] {
+				left++
+			}
+		}
+		if err == nil && left == 0 && len(creds) <= lost {
 			return ""
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
