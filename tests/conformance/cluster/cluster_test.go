@@ -543,7 +543,7 @@ func waitSettled(t *testing.T, ctx context.Context, root *api.Client, sim *atlas
 		err        error
 	)
 	for {
-		leases, err = listLeases(ctx, root, mount+"/creds/")
+		leases, err = vaultserver.ListLeases(ctx, root, mount+"/creds/")
 		if err == nil {
 			creds, err = inventory(ctx, sim)
 		}
@@ -658,32 +658,6 @@ func waitEmpty(ctx context.Context, sim *atlassim.Sim, handed map[string]bool, l
 		}
 		time.Sleep(pollInterval)
 	}
-}
-
-// listLeases lists lease ids under prefix (ending in /), recursively.
-func listLeases(ctx context.Context, client *api.Client, prefix string) ([]string, error) {
-	secret, err := client.Logical().ListWithContext(ctx, "sys/leases/lookup/"+prefix)
-	if err != nil {
-		return nil, fmt.Errorf("LIST sys/leases/lookup/%s: %w", prefix, err)
-	}
-	if secret == nil || secret.Data == nil {
-		return nil, nil
-	}
-	raw, _ := secret.Data["keys"].([]any)
-	var out []string
-	for _, k := range raw {
-		key := fmt.Sprint(k)
-		if strings.HasSuffix(key, "/") {
-			sub, err := listLeases(ctx, client, prefix+key)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, sub...)
-		} else {
-			out = append(out, prefix+key)
-		}
-	}
-	return out, nil
 }
 
 func waitFor(t *testing.T, ctx context.Context, what string, check func() error) {

@@ -258,7 +258,7 @@ func runStorm(t *testing.T, bins binaries, mode string, nodes, n int) {
 	if len(left) > 0 {
 		t.Errorf("%s: %d Atlas keys outlive revoke-prefix of every lease (Vault will never delete them): %s", mode, len(left), describe(left, 20))
 	}
-	if remaining, err := listLeases(ctx, root, mount+"/creds/"); err != nil {
+	if remaining, err := vaultserver.ListLeases(ctx, root, mount+"/creds/"); err != nil {
 		t.Errorf("%s: listing leases after revoke-prefix: %v", mode, err)
 	} else if len(remaining) > 0 {
 		t.Errorf("%s: %d leases remain after revoke-prefix: %v", mode, len(remaining), firstN(remaining, 10))
@@ -371,7 +371,7 @@ func waitSettled(t *testing.T, ctx context.Context, root *api.Client, sim *atlas
 	)
 	for {
 		var err error
-		leases, err = listLeases(ctx, root, mount+"/creds/")
+		leases, err = vaultserver.ListLeases(ctx, root, mount+"/creds/")
 		if err == nil {
 			keys, err = sim.IssuedKeys(ctx)
 		}
@@ -438,33 +438,6 @@ func waitNoKeys(ctx context.Context, sim *atlassim.Sim) []atlassim.Key {
 		}
 		time.Sleep(pollInterval)
 	}
-}
-
-// listLeases lists lease ids under prefix (ending in /), recursively, through
-// sys/leases/lookup.
-func listLeases(ctx context.Context, client *api.Client, prefix string) ([]string, error) {
-	secret, err := client.Logical().ListWithContext(ctx, "sys/leases/lookup/"+prefix)
-	if err != nil {
-		return nil, fmt.Errorf("LIST sys/leases/lookup/%s: %w", prefix, err)
-	}
-	if secret == nil || secret.Data == nil {
-		return nil, nil // 404: nothing under this prefix
-	}
-	raw, _ := secret.Data["keys"].([]any)
-	var out []string
-	for _, k := range raw {
-		key := fmt.Sprint(k)
-		if strings.HasSuffix(key, "/") {
-			sub, err := listLeases(ctx, client, prefix+key)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, sub...)
-		} else {
-			out = append(out, prefix+key)
-		}
-	}
-	return out, nil
 }
 
 func irrevocable(ctx context.Context, client *api.Client) (string, error) {

@@ -710,3 +710,30 @@ func InstallPlugin(binary, dir, name string) (string, error) {
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:]), nil
 }
+
+// ListLeases lists the lease ids under prefix (ending in /), recursively, through
+// sys/leases/lookup.
+func ListLeases(ctx context.Context, client *api.Client, prefix string) ([]string, error) {
+	secret, err := client.Logical().ListWithContext(ctx, "sys/leases/lookup/"+prefix)
+	if err != nil {
+		return nil, fmt.Errorf("LIST sys/leases/lookup/%s: %w", prefix, err)
+	}
+	if secret == nil || secret.Data == nil {
+		return nil, nil // 404: nothing under this prefix
+	}
+	raw, _ := secret.Data["keys"].([]any)
+	var out []string
+	for _, k := range raw {
+		key := fmt.Sprint(k)
+		if strings.HasSuffix(key, "/") {
+			sub, err := ListLeases(ctx, client, prefix+key)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, sub...)
+		} else {
+			out = append(out, prefix+key)
+		}
+	}
+	return out, nil
+}
