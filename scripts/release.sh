@@ -106,8 +106,8 @@ log "wrote $dist:"
 
 # 1. The version has one source: what the README's commands say (-version=v<v>, the versioned
 # plugin file <name>-v<v>, the archive names <name>_<v>_...; not Vault's builtin engine's
-# <v>+builtin) is Cargo.toml's version. The
-# binary's own report is checked by TestPluginVersion (conformance, and under emulation below).
+# <v>+builtin) is Cargo.toml's version. The binary's own report is checked by
+# TestPluginVersion (conformance, and under emulation below).
 readme_versions="$(perl -nE 'say $1 while /(?:-version=v|mongodbatlas-v|mongodbatlas_)([0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]*?)(?=[_\s"\x27\\`]|$)/g' README.md |
   grep -v '+builtin$' | sort -u)"
 [[ -n "$readme_versions" ]] || die "the README names no -version=v<version>"
