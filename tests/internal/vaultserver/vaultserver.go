@@ -142,16 +142,7 @@ func StartCluster(t testing.TB, ctx context.Context, opts Options, n int) *Clust
 			return nil
 		})
 		c.unseal(t, ctx, node)
-		waitFor(t, ctx, node.Name+" standby", func() error {
-			h, err := node.client(t, "").Sys().HealthWithContext(ctx)
-			if err != nil {
-				return err
-			}
-			if !h.Initialized || h.Sealed || !h.Standby {
-				return fmt.Errorf("health: initialized=%v sealed=%v standby=%v", h.Initialized, h.Sealed, h.Standby)
-			}
-			return nil
-		})
+		waitStandby(t, ctx, node)
 	}
 	waitFor(t, ctx, fmt.Sprintf("%d servers in the raft configuration", n), func() error {
 		servers, err := c.RaftServers(ctx)
@@ -484,7 +475,13 @@ func (c *Cluster) Restart(t testing.TB, ctx context.Context, node *Node) {
 		t.Fatalf("vaultserver: restart %s: %v; log tail:\n%s", node.Name, err, node.opts.redact(node.LogTail(30)))
 	}
 	c.unseal(t, ctx, node)
-	waitFor(t, ctx, node.Name+" standby again", func() error {
+	waitStandby(t, ctx, node)
+}
+
+// waitStandby waits (bounded) until node is initialised, unsealed and a standby.
+func waitStandby(t testing.TB, ctx context.Context, node *Node) {
+	t.Helper()
+	waitFor(t, ctx, node.Name+" standby", func() error {
 		h, err := node.client(t, "").Sys().HealthWithContext(ctx)
 		if err != nil {
 			return err
