@@ -49,6 +49,9 @@ type Options struct {
 	// Redact, when set, rewrites the log tails printed on failure (a test that hunts
 	// secrets in the log must not print the ones it finds).
 	Redact func(string) string
+	// RawStorage turns on sys/raw (raw_storage_endpoint), so a test can read what a plugin
+	// stored (its own records, its WAL) and the leases. Off by default, as in production.
+	RawStorage bool
 }
 
 func (o Options) redact(s string) string {
@@ -369,6 +372,9 @@ plugin_directory = %q
 log_level        = %q
 ui               = false
 `, node.dataDir, name, ports[0], ports[1], node.Addr, node.ClusterAddr, opts.PluginDir, opts.LogLevel)
+		if opts.RawStorage {
+			config += "raw_storage_endpoint = true\n"
+		}
 		if !IsOpenBao(opts.Binary) {
 			// Vault insists on an explicit choice with raft storage.
 			config += "disable_mlock    = true\n"
@@ -476,6 +482,29 @@ func (c *Cluster) Restart(t testing.TB, ctx context.Context, node *Node) {
 	}
 	c.unseal(t, ctx, node)
 	waitStandby(t, ctx, node)
+}
+
+// WaitActive waits (bounded) until node is unsealed and active again, submitting the unseal
+// key if it sealed itself (a raft snapshot restore may reload the node's seal state).
+func (c *Cluster) WaitActive(t testing.TB, ctx context.Context, node *Node) {
+	t.Helper()
+	client := node.client(t, "")
+	waitFor(t, ctx, node.Name+" active", func() error {
+		h, err := client.Sys().HealthWithContext(ctx)
+		if err != nil {
+			return err
+		}
+		if h.Sealed {
+			if _, err := client.Sys().UnsealWithContext(ctx, c.UnsealKey); err != nil {
+				return fmt.Errorf("unseal: %w", err)
+			}
+			return errors.New("sealed; unseal key submitted")
+		}
+		if !h.Initialized || h.Standby {
+			return fmt.Errorf("health: initialized=%v sealed=%v standby=%v", h.Initialized, h.Sealed, h.Standby)
+		}
+		return nil
+	})
 }
 
 // waitStandby waits (bounded) until node is initialised, unsealed and a standby.
@@ -733,4 +762,52 @@ func ListLeases(ctx context.Context, client *api.Client, prefix string) ([]strin
 		}
 	}
 	return out, nil
+}
+
+// MountUUID is the uuid of the mount at path (no trailing slash) in sys/mounts: the name of
+// its storage under logical/ (sys/raw/logical/<uuid>/).
+func MountUUID(ctx context.Context, client *api.Client, path string) (string, error) {
+	mounts, err := client.Sys().ListMountsWithContext(ctx)
+	if err != nil {
+		return "", err
+	}
+	m := mounts[strings.TrimSuffix(path, "/")+"/"]
+	if m == nil || m.UUID == "" {
+		return "", fmt.Errorf("sys/mounts has no uuid for %s/", path)
+	}
+	return m.UUID, nil
+}
+
+// RawList lists the keys under prefix (ending in /) of the server's storage through sys/raw
+// (the server needs Options.RawStorage); nothing there is an empty list.
+func RawList(ctx context.Context, client *api.Client, prefix string) ([]string, error) {
+	secret, err := client.Logical().ListWithContext(ctx, "sys/raw/"+prefix)
+	if err != nil {
+		return nil, fmt.Errorf("LIST sys/raw/%s: %w", prefix, err)
+	}
+	if secret == nil || secret.Data == nil {
+		return nil, nil
+	}
+	raw, _ := secret.Data["keys"].([]any)
+	out := make([]string, 0, len(raw))
+	for _, k := range raw {
+		out = append(out, fmt.Sprint(k))
+	}
+	return out, nil
+}
+
+// RawGet reads one storage entry through sys/raw (decrypted, decompressed); false if absent.
+func RawGet(ctx context.Context, client *api.Client, path string) ([]byte, bool, error) {
+	secret, err := client.Logical().ReadWithContext(ctx, "sys/raw/"+path)
+	if err != nil {
+		return nil, false, fmt.Errorf("GET sys/raw/%s: %w", path, err)
+	}
+	if secret == nil || secret.Data == nil {
+		return nil, false, nil
+	}
+	value, ok := secret.Data["value"].(string)
+	if !ok {
+		return nil, false, fmt.Errorf("GET sys/raw/%s: no string value in %v", path, secret.Data)
+	}
+	return []byte(value), true, nil
 }
