@@ -49,9 +49,7 @@ impl Entry {
 }
 
 pub(crate) fn unix(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(secs)
-        .unwrap_or_default()
+    at.duration_since(UNIX_EPOCH).map(secs).unwrap_or_default()
 }
 
 fn secs(d: Duration) -> i64 {
