@@ -105,6 +105,8 @@ pub struct ServiceAccount {
     pub client_id: String,
     pub name: String,
     pub description: String,
+    /// When the account was created (RFC 3339), as Atlas says.
+    pub created_at: Option<String>,
     /// The plain-text secret: only in the answer to a create.
     pub secret: Option<PrivateKey>,
     /// When the newest secret expires (RFC 3339), as Atlas says.
@@ -238,6 +240,8 @@ pub(crate) struct WireServiceAccount {
     #[serde(default)]
     description: String,
     #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
     secrets: Vec<WireServiceAccountSecret>,
 }
 
@@ -282,6 +286,7 @@ impl From<WireServiceAccount> for ServiceAccount {
             client_id: wire.client_id,
             name: wire.name,
             description: wire.description,
+            created_at: wire.created_at,
             secret,
             secret_expires_at,
             secrets,

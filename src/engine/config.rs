@@ -78,6 +78,9 @@ pub(crate) struct Config {
     /// Not in the official plugin's format: optional, and absent when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_insecure_http: bool,
+    /// Run `tidy` from the periodic tick this often, in seconds (0: never).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tidy_interval: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -137,6 +140,7 @@ impl Config {
             "last_rotated": self.last_rotated,
             "next_rotation": schedule::next_rotation(self, SystemTime::now(), min_gap).map(schedule::rfc3339).unwrap_or_default(),
             "secret_expires_at": self.secret_expires_at,
+            "tidy_interval": self.tidy_interval,
         }));
         if let Err(e) = parse_base_url(self.base_url(), self.allow_insecure_http) {
             resp.add_warning(format!(
@@ -317,6 +321,11 @@ pub(crate) fn path(engine: &Engine) -> Path {
             FieldType::Bool,
             "Labs only: accept an http:// base_url to a host that is not a loopback address. Credentials then travel unencrypted; every config write and read warns. Default false.",
         ))
+        .field(FieldSchema::new(
+            "tidy_interval",
+            FieldType::DurationSecond,
+            "Run tidy (with its default safety margin) from Vault's periodic tick on the active node this often, at least 5m; 0 or unset: only when written to <mount>/tidy.",
+        ))
         .operation(Operation::Update, handler_with(engine, write_config))
         .operation(Operation::Read, handler_with(engine, read_config))
         .help(SYNOPSIS, DESCRIPTION)
@@ -396,6 +405,7 @@ async fn write_config(
         config.last_rotated = schedule::rfc3339(SystemTime::now());
     }
     config.allow_insecure_http = fields.bool("allow_insecure_http")?.unwrap_or(false);
+    config.tidy_interval = tidy_interval(&fields)?;
     config.base_url = match fields.string("base_url")? {
         Some(url) if !url.trim().is_empty() => validate_base_url(&url, config.allow_insecure_http)?,
         _ => String::new(),
@@ -413,6 +423,22 @@ async fn write_config(
     }
     Ok(None)
 }
+
+/// At least [`MIN_TIDY_INTERVAL`], or 0 for none.
+fn tidy_interval(fields: &FieldData) -> Result<u64, BackendError> {
+    let interval = fields.duration("tidy_interval")?.unwrap_or_default();
+    if !interval.is_zero() && interval < MIN_TIDY_INTERVAL {
+        return Err(BackendError::user(format!(
+            "tidy_interval ({}s) is shorter than {}s: give at least 5m, or 0 to run tidy only on demand",
+            interval.as_secs(),
+            MIN_TIDY_INTERVAL.as_secs()
+        )));
+    }
+    Ok(interval.as_secs())
+}
+
+/// Each tidy lists every credential in the roles' organizations and projects.
+const MIN_TIDY_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The automated-rotation fields, checked as Vault checks them, plus a floor
 /// of `least` on the period and the window.

@@ -26,6 +26,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::lease::Record;
+use super::tidy::record as issued_record;
 use crate::atlas::AtlasClient;
 use tokio::time::{timeout_at, Instant};
 
@@ -91,13 +92,16 @@ pub(crate) trait Credential: Send + Sync + Sized + 'static {
 /// Random characters that make a name unique per issuance.
 pub(crate) const RANDOM_SUFFIX: usize = 20;
 
-/// `vault-<role>-<20 random base62>`: unique per issuance, so a credential
-/// whose create answer was lost can be found by it. Role characters other
-/// than ASCII letters, digits and `allowed` become `_`, and the role is
-/// shortened so the whole fits `max` characters.
-pub(crate) fn unique_name(role: &str, allowed: &str, max: usize) -> String {
+/// `vault-<role>-<20 random base62><tag suffix>`: unique per issuance, so a
+/// credential whose create answer was lost can be found by it, and marked as
+/// this mount's (see [`MountTag`]). Role characters other than ASCII letters,
+/// digits and `allowed` become `_`, and the role is shortened so the whole
+/// fits `max` characters.
+///
+/// [`MountTag`]: super::tidy::MountTag
+pub(crate) fn unique_name(role: &str, allowed: &str, max: usize, tag_suffix: &str) -> String {
     const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let room = max.saturating_sub("vault-".len() + 1 + RANDOM_SUFFIX);
+    let room = max.saturating_sub("vault-".len() + 1 + RANDOM_SUFFIX + tag_suffix.len());
     let sanitized: String = role
         .chars()
         .map(|c| {
@@ -113,7 +117,7 @@ pub(crate) fn unique_name(role: &str, allowed: &str, max: usize) -> String {
     let suffix: String = (0..RANDOM_SUFFIX)
         .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
         .collect();
-    format!("vault-{sanitized}-{suffix}")
+    format!("vault-{sanitized}-{suffix}{tag_suffix}")
 }
 
 /// Runs an issuance of `credential` for `role` as a detached task and waits for its answer.
@@ -164,6 +168,8 @@ struct Progress<R> {
     wal_id: Option<String>,
     record: R,
     created: Created,
+    /// An entry in the record of issued credentials may exist.
+    recorded: bool,
 }
 
 /// What became of the credential of an issuance that failed or was abandoned.
@@ -203,6 +209,7 @@ impl<C: Credential> Issuance<C> {
             wal_id: None,
             record: self.credential.record(),
             created: Created::Nothing,
+            recorded: false,
         };
         let failure = match timeout_at(deadline, self.create(&mut progress, &answer)).await {
             Ok(Ok(response)) => return self.hand_over(progress, response, answer).await,
@@ -279,20 +286,29 @@ impl<C: Credential> Issuance<C> {
         if answer.abandoned() {
             return Err(self.abandoned());
         }
+        let ttls = ttls?;
+        let data = to_value(&progress.record);
+        let entry =
+            issued_record::Entry::new(self.kind(), progress.record.id(), data.clone(), ttls.1);
+        progress.recorded = true;
         // Recording the ids (so a rollback deletes the credential directly
-        // instead of searching for it) overlaps with its remaining setup.
-        let (recorded, configured) = tokio::join!(
-            wal::put_at(storage, &wal_id, self.kind(), to_value(&progress.record)),
+        // instead of searching for it) and the record of issued credentials
+        // (which `tidy` trusts) overlap with its remaining setup.
+        let (logged, recorded, configured) = tokio::join!(
+            wal::put_at(storage, &wal_id, self.kind(), data.clone()),
+            issued_record::put(storage, &entry),
             self.credential.configure(&issued, &progress.record),
         );
         configured.context(&format!("configuring the new Atlas {}", C::Record::NOUN))?;
+        logged?;
         recorded?;
-        let handout = self.credential.answer(issued, &progress.record, ttls?)?;
+        let handout = self.credential.answer(issued, &progress.record, ttls)?;
         let (ttl, max_ttl) = handout.ttls;
-        let internal = match to_value(&progress.record) {
+        let mut internal = match data {
             Value::Object(map) => map,
             _ => Map::new(),
         };
+        internal.insert(issued_record::LIVES_UNTIL.into(), entry.lives_until.into());
         Ok(self
             .secret_type
             .response(handout.data, internal, ttl, max_ttl))
@@ -370,7 +386,12 @@ impl<C: Credential> Issuance<C> {
                     .delete(self.credential.client(), &self.req)
                     .await
                 {
-                    Ok(true) => Cleanup::Deleted,
+                    Ok(true) => {
+                        if progress.recorded {
+                            issued_record::forget(storage, self.kind(), progress.record.id()).await;
+                        }
+                        Cleanup::Deleted
+                    }
                     // A create still in flight at Atlas may land later: keep the record.
                     Ok(false) => {
                         return Cleanup::LeftForRollback(format!(

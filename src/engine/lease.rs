@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::roles::{self, Role};
+use super::tidy::record as issued_record;
 use super::Engine;
 use crate::atlas::AtlasClient;
 use crate::vault::framework::{
@@ -77,6 +78,7 @@ async fn revoke<R: Record>(
     record.delete(&client, &req).await.map_err(|e| {
         BackendError::internal(format!("revoking Atlas {} {}: {e}", R::NOUN, record.id()))
     })?;
+    issued_record::forget(req.storage.as_ref(), R::KIND, record.id()).await;
     tracing::debug!(id = %record.id(), "revoked Atlas {}", R::NOUN);
     Ok(None)
 }
@@ -89,7 +91,10 @@ async fn rollback<R: Record>(
 ) -> Result<(), BackendError> {
     let record = R::read(data)?;
     let client = engine.revoking_client(&req).await?;
-    record.delete(&client, &req).await.map(drop)
+    if record.delete(&client, &req).await? {
+        issued_record::forget(req.storage.as_ref(), R::KIND, record.id()).await;
+    }
+    Ok(())
 }
 
 /// The part of every lease's internal data that renewal reads.
@@ -97,6 +102,9 @@ async fn rollback<R: Record>(
 struct Issued {
     #[serde(default)]
     role: String,
+    /// Absent from leases issued before the record of issued credentials.
+    #[serde(default)]
+    lives_until: Option<i64>,
 }
 
 /// Lease TTLs for a role: its own when set, else the mount's.
@@ -115,8 +123,11 @@ pub(crate) async fn ttls(req: &Request, role: &Role) -> Result<(Duration, Durati
 }
 
 /// Extends by the requested increment, else the role's ttl, else the mount
-/// default, never past max_ttl from the original issue time.
-pub(crate) async fn renew(
+/// default, never past max_ttl from the original issue time. A renewal that
+/// lets the lease live longer than its credential's record says (the role's or
+/// the mount's max_ttl was raised) extends the record first, so `tidy` never
+/// deletes a credential a lease still holds.
+pub(crate) async fn renew<R: Record>(
     _: Engine,
     req: Request,
     _: FieldData,
@@ -139,9 +150,23 @@ pub(crate) async fn renew(
     } else {
         secret.lease.increment
     };
-    if let Some(issued) = secret.lease.issue_time {
-        let age = SystemTime::now().duration_since(issued).unwrap_or_default();
-        ttl = ttl.min(max_ttl.saturating_sub(age));
+    let now = SystemTime::now();
+    let horizon = match secret.lease.issue_time {
+        Some(issued_at) => {
+            let age = now.duration_since(issued_at).unwrap_or_default();
+            ttl = ttl.min(max_ttl.saturating_sub(age));
+            issued_at + max_ttl
+        }
+        None => now + ttl,
+    };
+    if let Some(lives_until) = issued.lives_until {
+        let horizon = issued_record::unix(horizon);
+        if horizon > lives_until {
+            extend_record::<R>(&req, &secret.internal_data, horizon).await?;
+            secret
+                .internal_data
+                .insert(issued_record::LIVES_UNTIL.into(), horizon.into());
+        }
     }
     secret.lease.ttl = ttl;
     secret.lease.max_ttl = max_ttl;
@@ -149,4 +174,22 @@ pub(crate) async fn renew(
         secret: Some(secret),
         ..Response::default()
     }))
+}
+
+/// Moves the record's `lives_until` of the lease's credential to `horizon`.
+async fn extend_record<R: Record>(
+    req: &Request,
+    internal: &serde_json::Map<String, Value>,
+    horizon: i64,
+) -> Result<(), BackendError> {
+    let record = R::read(Value::Object(internal.clone()))?;
+    let storage = req.storage.as_ref();
+    let Some(mut entry) = issued_record::get(storage, R::KIND, record.id()).await? else {
+        return Ok(());
+    };
+    if entry.lives_until < horizon {
+        entry.lives_until = horizon;
+        issued_record::put(storage, &entry).await?;
+    }
+    Ok(())
 }

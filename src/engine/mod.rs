@@ -1,10 +1,11 @@
 //! The MongoDB Atlas secrets engine, compatible with the official plugin's
 //! paths, fields, storage and leases.
 //!
-//! The paths are `config`, `roles` and `creds`, one module each; `lease` holds
-//! what every lease shares. Each credential type is one module owning its
-//! secret type, WAL kind, rollback and issuance: `api_key` for the
-//! programmatic API key.
+//! The paths are `config`, `roles`, `creds`, `rotate-root` and `tidy`, one
+//! module each; `lease` holds what every lease shares. Each credential type is
+//! one module owning its secret type, WAL kind, rollback and issuance:
+//! `api_key` (the programmatic API key), `service_account` and `user_access`
+//! (a person's temporary roles).
 
 mod api_key;
 mod config;
@@ -16,6 +17,7 @@ mod rotation;
 mod schedule;
 mod service_account;
 mod settings;
+mod tidy;
 mod user_access;
 
 use crate::atlas::{AtlasClient, AtlasError};
@@ -25,6 +27,7 @@ use crate::vault::framework::{
 use crate::vault::plugin_server::crate_version;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use tidy::MountTag;
 
 pub use config::DEFAULT_BASE_URL;
 pub use settings::{
@@ -59,14 +62,19 @@ impl BackendFactory for MongoDbAtlas {
 
     fn special_paths(&self) -> SpecialPaths {
         SpecialPaths {
-            local_storage: vec![crate::vault::framework::wal::WAL_PREFIX.into()],
+            // Like leases and the WAL, the record of issued credentials is per cluster.
+            local_storage: vec![
+                crate::vault::framework::wal::WAL_PREFIX.into(),
+                tidy::record::PREFIX.into(),
+            ],
             seal_wrap_storage: vec![config::CONFIG_KEY.into()],
             ..SpecialPaths::default()
         }
     }
 
-    fn create(&self, _: &BackendConfig) -> Result<Backend, String> {
-        Ok(Engine::new(self.settings).backend())
+    fn create(&self, config: &BackendConfig) -> Result<Backend, String> {
+        let engine = Engine::new(self.settings).with_mount_tag(MountTag::of(&config.backend_uuid));
+        Ok(engine.backend())
     }
 }
 
@@ -79,6 +87,8 @@ pub struct Engine {
 #[derive(Default)]
 struct Inner {
     settings: Settings,
+    // Ends every credential name this mount issues (none if Vault sent no backend UUID).
+    mount_tag: Option<MountTag>,
     // Issuances and revocations, which outlive a request Vault abandons.
     tasks: Tasks,
     // Only ever held to clone or swap the client, never across an await.
@@ -93,6 +103,8 @@ struct Inner {
     // Held for a whole root rotation (a second one waits for the first) and
     // for a config write, so neither overwrites the other.
     rotation: tokio::sync::Mutex<()>,
+    // One tidy at a time: a scheduled one skips while another runs.
+    tidy: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -105,11 +117,23 @@ impl Engine {
         }
     }
 
+    /// The engine of a mount whose credentials carry `tag` (see [`MountTag`]).
+    fn with_mount_tag(self, tag: Option<MountTag>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                settings: self.inner.settings,
+                mount_tag: tag,
+                ..Inner::default()
+            }),
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         let mut paths = roles::paths(self);
         paths.push(config::path(self));
         paths.push(creds::path(self));
         paths.push(rotation::path(self));
+        paths.push(tidy::path(self));
         let invalidating = self.clone();
         Backend {
             help: BACKEND_HELP,
@@ -120,7 +144,7 @@ impl Engine {
                 user_access::secret_type(self),
             ],
             wal_rollbacks: vec![rotation::wal_rollback(self)],
-            periodic: Some(rotation::periodic(self)),
+            periodic: Some(self.periodic()),
             rotate_credential: Some(rotation::rotate_credential(self)),
             wal_rollback_min_age: self.inner.settings.wal_rollback_min_age,
             invalidate: Some(Arc::new(move |key: &str| {
@@ -139,6 +163,29 @@ impl Engine {
 
     fn tasks(&self) -> &Tasks {
         &self.inner.tasks
+    }
+
+    fn mount_tag(&self) -> Option<&MountTag> {
+        self.inner.mount_tag.as_ref()
+    }
+
+    /// What this mount's credential names end with (empty without a tag).
+    fn tag_suffix(&self) -> String {
+        self.mount_tag().map(MountTag::suffix).unwrap_or_default()
+    }
+
+    /// Vault's periodic tick: the rotation schedule, then the tidy schedule;
+    /// one failing does not keep the other from running.
+    fn periodic(&self) -> crate::vault::framework::Hook {
+        let engine = self.clone();
+        Arc::new(move |req| {
+            let engine = engine.clone();
+            Box::pin(async move {
+                let rotated = rotation::tick(engine.clone(), req.clone()).await;
+                let tidied = tidy::tick(&engine, &req).await;
+                rotated.and(tidied)
+            })
+        })
     }
 
     /// Drops the cached client (config written here or on another node). A

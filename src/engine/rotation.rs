@@ -148,12 +148,8 @@ pub(crate) fn rotate_credential(engine: &Engine) -> Hook {
 /// Vault's periodic tick: rotates when the schedule says so (unless Vault's
 /// rotation manager keeps it), or when a service account's secret has less
 /// than a fifth of its life left.
-pub(crate) fn periodic(engine: &Engine) -> Hook {
-    let engine = engine.clone();
-    Arc::new(move |req| Box::pin(tick(engine.clone(), req)))
-}
-
-async fn tick(engine: Engine, req: Request) -> Result<(), BackendError> {
+/// The rotation schedule's part of Vault's periodic tick.
+pub(crate) async fn tick(engine: Engine, req: Request) -> Result<(), BackendError> {
     let Some(mut config) = config::load(req.storage.as_ref()).await? else {
         return Ok(());
     };
@@ -252,7 +248,8 @@ impl Rotation {
             login: "api_key".into(),
             org_id: org.clone(),
             old_key_id: old.id.clone(),
-            new_description: unique_name("root", "+=,.@_-", 250),
+            // Untagged: tidy must never take the mount's own login for an orphan.
+            new_description: unique_name("root", "+=,.@_-", 250, ""),
             ..RotationRecord::default()
         };
         let wal_id = wal::put(storage, WAL_KIND, record.value()).await?;

@@ -21,6 +21,7 @@ pub(crate) async fn issue(
     client: AtlasClient,
 ) -> Result<Response, BackendError> {
     let key = NewKey {
+        tag_suffix: engine.tag_suffix(),
         scope: KeyScope::of(&role)?,
         entries: role.access_list()?,
         name: name.to_string(),
@@ -39,15 +40,17 @@ pub(crate) async fn issue(
     .await
 }
 
-/// `vault-<role>-<20 random base62>`, role sanitised as the official plugin does
-/// and shortened if needed to stay within Atlas' 250 characters.
-fn description(role: &str) -> String {
-    unique_name(role, "+=,.@_-", MAX_DESCRIPTION)
+/// `vault-<role>-<20 random base62>-<mount tag>`, role sanitised as the
+/// official plugin does and shortened if needed to stay within Atlas' 250
+/// characters.
+fn description(role: &str, tag_suffix: &str) -> String {
+    unique_name(role, "+=,.@_-", MAX_DESCRIPTION, tag_suffix)
 }
 
 /// The key a role describes, about to be created.
 struct NewKey {
     name: String,
+    tag_suffix: String,
     role: Role,
     scope: KeyScope,
     entries: Vec<AccessListEntry>,
@@ -62,7 +65,7 @@ impl Credential for NewKey {
     fn record(&self) -> KeyRecord {
         KeyRecord {
             role: self.name.clone(),
-            description: description(&self.name),
+            description: description(&self.name, &self.tag_suffix),
             organization_id: self.role.organization_id.clone(),
             project_id: self.role.project_id.clone(),
             ..KeyRecord::default()
@@ -138,10 +141,12 @@ mod tests {
 
     #[test]
     fn descriptions_are_sanitised_unique_and_short_enough() {
-        let d = description("my role/x");
+        let d = description("my role/x", "-0123abcd");
         assert!(d.starts_with("vault-my_role_x-"), "{d}");
-        assert_eq!(d.len(), "vault-my_role_x-".len() + RANDOM_SUFFIX);
-        assert_ne!(description("a"), description("a"));
-        assert!(description(&"r".repeat(400)).len() <= MAX_DESCRIPTION);
+        assert!(d.ends_with("-0123abcd"), "{d}");
+        assert_eq!(d.len(), "vault-my_role_x-".len() + RANDOM_SUFFIX + 9);
+        assert_ne!(description("a", ""), description("a", ""));
+        let long = description(&"r".repeat(400), "-0123abcd");
+        assert!(long.len() <= MAX_DESCRIPTION && long.ends_with("-0123abcd"));
     }
 }

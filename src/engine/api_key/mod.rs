@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::lease::{self, Record};
 use super::roles::{Role, Scope as KeyScope};
+use super::tidy::sweep::{object_id_time, Found, Listing, Scopes};
 use super::Engine;
-use crate::atlas::AtlasClient;
+use crate::atlas::{ApiKey, AtlasClient};
 use crate::vault::framework::{handler_with, BackendError, Request, SecretType};
 
 pub(crate) use issue::issue;
@@ -55,13 +56,51 @@ impl Record for KeyRecord {
     }
 }
 
+/// Every API key in the scopes, for `tidy`: an organization's keys, and a
+/// project's (which live in its organization: an organization listing that
+/// finds them too is not needed).
+pub(crate) async fn list_issued(client: &AtlasClient, scopes: &Scopes, listing: &mut Listing) {
+    let found = |key: ApiKey, org: &str, project: &str| Found {
+        kind: SECRET_TYPE,
+        created_at: object_id_time(&key.id),
+        organization_id: key.org_id().unwrap_or(org).to_owned(),
+        record: serde_json::to_value(KeyRecord {
+            description: key.desc.clone(),
+            organization_id: org.to_owned(),
+            project_id: project.to_owned(),
+            programmatic_api_key_id: key.id.clone(),
+            key_org_id: key.org_id().unwrap_or(org).to_owned(),
+            ..KeyRecord::default()
+        })
+        .unwrap_or_default(),
+        name: key.desc,
+        id: key.id,
+    };
+    for org in &scopes.orgs {
+        match client.list_org_keys(org).await {
+            Ok(keys) => keys
+                .into_iter()
+                .for_each(|k| listing.add(found(k, org, ""))),
+            Err(e) => listing.failed(SECRET_TYPE, &format!("organization {org}"), e),
+        }
+    }
+    for project in &scopes.projects {
+        match client.list_project_keys(project).await {
+            Ok(keys) => keys
+                .into_iter()
+                .for_each(|k| listing.add(found(k, "", project))),
+            Err(e) => listing.failed(SECRET_TYPE, &format!("project {project}"), e),
+        }
+    }
+}
+
 /// What an API-key role must hold beyond what every role does.
 pub(crate) fn check_role(role: &Role) -> Result<(), BackendError> {
     role.check_scope_roles().map(drop)
 }
 
 pub(crate) fn secret_type(engine: &Engine) -> SecretType {
-    lease::secret_type::<KeyRecord>(engine, handler_with(engine, lease::renew))
+    lease::secret_type::<KeyRecord>(engine, handler_with(engine, lease::renew::<KeyRecord>))
 }
 
 #[cfg(test)]

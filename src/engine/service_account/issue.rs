@@ -23,6 +23,7 @@ pub(crate) async fn issue(
     client: AtlasClient,
 ) -> Result<Response, BackendError> {
     let account = NewAccount {
+        tag_suffix: engine.tag_suffix(),
         scope: role.check_scope_roles()?,
         entries: role.access_list()?,
         name: name.to_string(),
@@ -42,13 +43,14 @@ pub(crate) async fn issue(
 
 /// `vault-<role>-<20 random base62>` within Atlas' 64 characters, using only
 /// characters Atlas allows in a name.
-fn account_name(role: &str) -> String {
-    unique_name(role, "-_.", MAX_NAME)
+fn account_name(role: &str, tag_suffix: &str) -> String {
+    unique_name(role, "-_.", MAX_NAME, tag_suffix)
 }
 
 /// The account a role describes, about to be created.
 struct NewAccount {
     name: String,
+    tag_suffix: String,
     role: Role,
     scope: Scope,
     entries: Vec<AccessListEntry>,
@@ -76,7 +78,7 @@ impl Credential for NewAccount {
     fn record(&self) -> AccountRecord {
         AccountRecord {
             role: self.name.clone(),
-            name: account_name(&self.name),
+            name: account_name(&self.name, &self.tag_suffix),
             organization_id: self.role.organization_id.clone(),
             project_id: self.role.project_id.clone(),
             account_org_id: self.role.organization_id.clone(),
@@ -188,11 +190,14 @@ mod tests {
 
     #[test]
     fn names_are_unique_short_and_atlas_safe() {
-        let n = account_name("my role/x");
+        let n = account_name("my role/x", "-0123abcd");
         assert!(n.starts_with("vault-my_role_x-"), "{n}");
-        assert_ne!(account_name("a"), account_name("a"));
-        let long = account_name(&"r".repeat(400));
-        assert!(long.len() <= MAX_NAME, "{long}");
+        assert_ne!(account_name("a", ""), account_name("a", ""));
+        let long = account_name(&"r".repeat(400), "-0123abcd");
+        assert!(
+            long.len() <= MAX_NAME && long.ends_with("-0123abcd"),
+            "{long}"
+        );
         assert!(long
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));

@@ -18,7 +18,9 @@ use serde_json::Value;
 
 use super::lease::{self, Record};
 use super::roles::Role;
+use super::tidy::sweep::{object_id_time, rfc3339_time, Found, Listing, Scopes};
 use super::Engine;
+use crate::atlas::{AccountScope, AtlasClient, ServiceAccount};
 use crate::vault::framework::{
     handler_with, BackendError, FieldData, Request, Response, SecretType,
 };
@@ -65,11 +67,7 @@ impl Record for AccountRecord {
         &self.client_id
     }
 
-    async fn delete(
-        &self,
-        client: &crate::atlas::AtlasClient,
-        _: &Request,
-    ) -> Result<bool, BackendError> {
+    async fn delete(&self, client: &AtlasClient, _: &Request) -> Result<bool, BackendError> {
         delete::delete_recorded(client, self).await
     }
 }
@@ -83,6 +81,49 @@ impl AccountRecord {
         )
         .ok()?;
         Some(SystemTime::from(at))
+    }
+}
+
+/// Every service account in the scopes, for `tidy`.
+pub(crate) async fn list_issued(client: &AtlasClient, scopes: &Scopes, listing: &mut Listing) {
+    let found = |account: ServiceAccount, org: &str, project: &str| Found {
+        kind: SECRET_TYPE,
+        created_at: account
+            .created_at
+            .as_deref()
+            .and_then(rfc3339_time)
+            .or_else(|| object_id_time(&account.client_id)),
+        organization_id: org.to_owned(),
+        record: serde_json::to_value(AccountRecord {
+            name: account.name.clone(),
+            organization_id: org.to_owned(),
+            project_id: project.to_owned(),
+            client_id: account.client_id.clone(),
+            account_org_id: org.to_owned(),
+            ..AccountRecord::default()
+        })
+        .unwrap_or_default(),
+        name: account.name,
+        id: account.client_id,
+    };
+    for org in &scopes.orgs {
+        match client.list_service_accounts(AccountScope::Org(org)).await {
+            Ok(accounts) => accounts
+                .into_iter()
+                .for_each(|a| listing.add(found(a, org, ""))),
+            Err(e) => listing.failed(SECRET_TYPE, &format!("organization {org}"), e),
+        }
+    }
+    for project in &scopes.projects {
+        match client
+            .list_service_accounts(AccountScope::Project(project))
+            .await
+        {
+            Ok(accounts) => accounts
+                .into_iter()
+                .for_each(|a| listing.add(found(a, "", project))),
+            Err(e) => listing.failed(SECRET_TYPE, &format!("project {project}"), e),
+        }
     }
 }
 
@@ -129,7 +170,7 @@ async fn renew(
         Some(secret) => AccountRecord::read(Value::Object(secret.internal_data.clone()))?,
         None => return Err(BackendError::internal("renew without a secret")),
     };
-    let mut response = lease::renew(engine, req, fields).await?;
+    let mut response = lease::renew::<AccountRecord>(engine, req, fields).await?;
     let (Some(resp), Some(expiry)) = (response.as_mut(), record.secret_expiry()) else {
         return Ok(response);
     };

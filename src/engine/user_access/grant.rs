@@ -52,7 +52,7 @@ pub(crate) async fn issue(
     let user = member(&client, &organization_id, &username).await?;
     let record = GrantRecord {
         role: name.to_owned(),
-        grant_id: unique_name(name, "-_.", 100),
+        grant_id: unique_name(name, "-_.", 100, ""),
         username: user.username.clone(),
         user_id: user.id.clone(),
         organization_id,

@@ -130,6 +130,6 @@ fn check_prefix(
 pub(crate) fn secret_type(engine: &Engine) -> SecretType {
     lease::secret_type::<GrantRecord>(
         engine,
-        crate::vault::framework::handler_with(engine, lease::renew),
+        crate::vault::framework::handler_with(engine, lease::renew::<GrantRecord>),
     )
 }

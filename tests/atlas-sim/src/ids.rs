@@ -2,9 +2,18 @@
 
 use rand::Rng;
 
-/// A 24-hex-digit object id (orgs, projects, API keys, secrets).
+/// A 24-hex-digit object id (orgs, projects, API keys, secrets), laid out as
+/// MongoDB's ObjectId that Atlas uses: 4 bytes of creation time (Unix seconds,
+/// big-endian), then 8 random bytes. Clients read a key's age from it (an API
+/// key has no creation date field).
 pub fn object_id() -> String {
-    let bytes: [u8; 12] = rand::rng().random();
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let mut bytes = [0u8; 12];
+    bytes[..4].copy_from_slice(&u32::try_from(seconds).unwrap_or(u32::MAX).to_be_bytes());
+    rand::rng().fill(&mut bytes[4..]);
     hex::encode(bytes)
 }
 
