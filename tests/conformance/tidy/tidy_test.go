@@ -286,11 +286,17 @@ func (s *suite) setUp(m, version string) {
 		t.Fatal(err)
 	}
 	s.uuids[m] = uuid
+	// The tag derives from the backend UUID the server hands the plugin: the mount entry's
+	// backend_aware_uuid, not the uuid sys/mounts shows (which names its storage).
+	backendUUID, err := vaultserver.MountBackendUUID(s.ctx, s.root, m)
+	if err != nil {
+		t.Fatal(err)
+	}
 	info := s.readTidy(m)
 	tag, _ := info["mount_tag"].(string)
-	sum := sha256.Sum256([]byte(uuid))
+	sum := sha256.Sum256([]byte(backendUUID))
 	if want := hex.EncodeToString(sum[:])[:8]; tag != want {
-		t.Errorf("%s: read %s/tidy says mount_tag %q; the first 8 hex digits of SHA-256 of the mount's uuid %s are %q", m, m, tag, uuid, want)
+		t.Errorf("%s: read %s/tidy says mount_tag %q; the first 8 hex digits of SHA-256 of the mount's backend UUID %s are %q", m, m, tag, backendUUID, want)
 	}
 	if !regexp.MustCompile(`^[0-9a-f]{8}$`).MatchString(tag) {
 		t.Fatalf("%s: mount_tag %q is not 8 lowercase hex digits", m, tag)

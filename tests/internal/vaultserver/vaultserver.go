@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -810,4 +811,49 @@ func RawGet(ctx context.Context, client *api.Client, path string) ([]byte, bool,
 		return nil, false, fmt.Errorf("GET sys/raw/%s: no string value in %v", path, secret.Data)
 	}
 	return []byte(value), true, nil
+}
+
+// MountBackendUUID is the backend UUID the server hands the plugin of the mount at path
+// (logical.BackendConfig.BackendUUID): the mount table entry's backend_aware_uuid, which
+// sys/mounts does not show, read through sys/raw from the stored mount table: one entry,
+// core/mounts, in Vault; one entry per mount, core/mounts/<uuid>, in OpenBao.
+func MountBackendUUID(ctx context.Context, client *api.Client, path string) (string, error) {
+	type mountEntry struct {
+		Path             string `json:"path"`
+		BackendAwareUUID string `json:"backend_aware_uuid"`
+	}
+	var entries []mountEntry
+	raw, ok, err := RawGet(ctx, client, "core/mounts")
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		var table struct {
+			Entries []mountEntry `json:"entries"`
+		}
+		if err := json.Unmarshal(raw, &table); err != nil {
+			return "", fmt.Errorf("the mount table (core/mounts): %w", err)
+		}
+		entries = table.Entries
+	} else {
+		uuid, err := MountUUID(ctx, client, path)
+		if err != nil {
+			return "", err
+		}
+		raw, ok, err := RawGet(ctx, client, "core/mounts/"+uuid)
+		if err != nil || !ok {
+			return "", fmt.Errorf("the mount table has neither core/mounts nor core/mounts/%s (present=%v, %v)", uuid, ok, err)
+		}
+		var e mountEntry
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return "", fmt.Errorf("the mount table (core/mounts/%s): %w", uuid, err)
+		}
+		entries = []mountEntry{e}
+	}
+	for _, e := range entries {
+		if e.Path == strings.TrimSuffix(path, "/")+"/" && e.BackendAwareUUID != "" {
+			return e.BackendAwareUUID, nil
+		}
+	}
+	return "", fmt.Errorf("the mount table has no backend_aware_uuid for %s/", path)
 }
