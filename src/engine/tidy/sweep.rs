@@ -276,6 +276,11 @@ async fn delete(
 }
 
 /// One tidy run.
+///
+/// Atlas is listed first, then the WAL, then the record: an issuance writes
+/// its WAL entry before the create and its record entry before deleting the
+/// WAL entry, so a credential the listing shows is in one of them when read,
+/// and even a zero margin takes no issuance in flight for an orphan.
 pub(crate) async fn run(
     tag: &MountTag,
     client: &AtlasClient,
@@ -285,20 +290,20 @@ pub(crate) async fn run(
     let started = SystemTime::now();
     let storage = req.storage.as_ref();
     let margin = i64::try_from(options.margin.as_secs()).unwrap_or(i64::MAX);
-    let entries = record::list(storage).await?;
-    let mut known = Known {
-        recorded: entries
-            .iter()
-            .map(|e| (e.kind.clone(), e.id.clone()))
-            .collect(),
-        ..Known::default()
-    };
-    wal_known(req, &mut known).await?;
-    let scopes = scopes(req, &entries).await?;
+    let scopes = scopes(req, &record::list(storage).await?).await?;
 
+    let listing_started = record::unix(SystemTime::now());
     let mut listing = Listing::default();
     api_key::list_issued(client, &scopes, &mut listing).await;
     service_account::list_issued(client, &scopes, &mut listing).await;
+
+    let mut known = Known::default();
+    wal_known(req, &mut known).await?;
+    let entries = record::list(storage).await?;
+    known.recorded = entries
+        .iter()
+        .map(|e| (e.kind.clone(), e.id.clone()))
+        .collect();
     let now = record::unix(SystemTime::now());
 
     let mut report = Report {
@@ -359,6 +364,8 @@ pub(crate) async fn run(
         } else if !is_listed
             && [KeyRecord::KIND, AccountRecord::KIND].contains(&entry.kind.as_str())
             && !listing.incomplete.contains(entry.kind.as_str())
+            // Recorded (so created) in an earlier second than the listing began.
+            && entry.issued_at < listing_started
             && now.saturating_sub(entry.issued_at) >= margin
         {
             stale.push(entry);
