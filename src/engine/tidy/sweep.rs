@@ -251,6 +251,14 @@ async fn wal_known(req: &Request, known: &mut Known) -> Result<(), BackendError>
     Ok(())
 }
 
+/// Every API key and service account in the scopes.
+async fn list(client: &AtlasClient, scopes: &Scopes) -> Listing {
+    let mut listing = Listing::default();
+    api_key::list_issued(client, scopes, &mut listing).await;
+    service_account::list_issued(client, scopes, &mut listing).await;
+    listing
+}
+
 /// Deletes what a record of kind `kind` names. `Ok(true)`: it is gone.
 async fn delete(
     kind: &str,
@@ -293,9 +301,7 @@ pub(crate) async fn run(
     let scopes = scopes(req, &record::list(storage).await?).await?;
 
     let listing_started = record::unix(SystemTime::now());
-    let mut listing = Listing::default();
-    api_key::list_issued(client, &scopes, &mut listing).await;
-    service_account::list_issued(client, &scopes, &mut listing).await;
+    let listing = list(client, &scopes).await;
 
     let mut known = Known::default();
     wal_known(req, &mut known).await?;
@@ -317,22 +323,37 @@ pub(crate) async fn run(
     };
     // (kind, record data, what the report says of it)
     let mut doomed: Vec<(String, Value, Swept)> = Vec::new();
+    let mut orphans = Vec::new();
     for found in &listing.found {
-        let verdict = judge(found, tag, &known, now, margin);
-        match verdict {
+        match judge(found, tag, &known, now, margin) {
             Verdict::NotOurs => continue,
             Verdict::InUse => report.in_use += 1,
             Verdict::TooRecent => report.too_recent += 1,
-            Verdict::Orphaned => {
-                report.orphaned += 1;
-                doomed.push((
-                    found.kind.to_owned(),
-                    found.record.clone(),
-                    swept(found, "orphaned"),
-                ));
-            }
+            Verdict::Orphaned => orphans.push(found),
         }
         report.tagged += 1;
+    }
+    if !orphans.is_empty() {
+        // A credential revoked after the listing is neither in the WAL nor in
+        // the record any more: only one Atlas still lists now is an orphan.
+        let again = list(client, &scopes).await;
+        orphans.retain(|o| {
+            !again.incomplete.contains(o.kind)
+                && again.found.iter().any(|f| f.kind == o.kind && f.id == o.id)
+        });
+        for error in again.errors {
+            if !report.scope_errors.contains(&error) {
+                report.scope_errors.push(error);
+            }
+        }
+    }
+    report.orphaned = orphans.len();
+    for found in orphans {
+        doomed.push((
+            found.kind.to_owned(),
+            found.record.clone(),
+            swept(found, "orphaned"),
+        ));
     }
     let listed: HashSet<(&str, &str)> = listing
         .found
