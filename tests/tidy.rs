@@ -408,3 +408,47 @@ async fn a_listing_atlas_refuses_is_reported_and_nothing_of_its_kind_is_judged_o
     assert!(!live(&m).contains(&forgotten));
     assert_eq!(m.issued_service_accounts(), 1);
 }
+
+#[tokio::test]
+async fn a_mount_replicated_to_other_performance_clusters_only_reports_its_orphans() {
+    use std::sync::Arc;
+    use vault_mongodbatlas::vault::system_view::{
+        StaticSystemView, REPLICATION_PERFORMANCE_PRIMARY, REPLICATION_PERFORMANCE_SECONDARY,
+    };
+    let m = mount().await;
+    let saved = snapshot(&m).await;
+    let forgotten = atlas_id(&issue(&m, "keys").await);
+    restore(&m, &saved).await;
+    let tidy_as = |state: u32, local: bool| {
+        let mut req = m.request(
+            Operation::Update,
+            "tidy",
+            json!({"safety_margin": "0s"}),
+            None,
+        );
+        req.system = Arc::new(StaticSystemView {
+            replication_state: state,
+            local_mount: local,
+            ..StaticSystemView::default()
+        });
+        m.backend.handle_request(req)
+    };
+    for state in [
+        REPLICATION_PERFORMANCE_PRIMARY,
+        REPLICATION_PERFORMANCE_SECONDARY,
+    ] {
+        let resp = tidy_as(state, false).await.expect("tidy").expect("answer");
+        let report = data(&resp);
+        assert_eq!(count(report, "orphaned"), 1, "{report:?}");
+        assert_eq!(count(report, "deleted"), 0);
+        assert!(resp.warnings.iter().any(|w| w.contains("replicated")));
+        assert!(live(&m).contains(&forgotten));
+    }
+    // A local mount is this cluster's alone.
+    let resp = tidy_as(REPLICATION_PERFORMANCE_PRIMARY, true)
+        .await
+        .expect("tidy")
+        .expect("answer");
+    assert_eq!(count(data(&resp), "deleted"), 1);
+    assert!(!live(&m).contains(&forgotten));
+}

@@ -251,6 +251,20 @@ async fn wal_known(req: &Request, known: &mut Known) -> Result<(), BackendError>
     Ok(())
 }
 
+const REPLICATED: &str = "orphans are reported, not deleted: this mount is replicated to other performance clusters, which issue credentials with the same mount tag and keep their own record (run tidy with dry_run=true there and compare, or delete by hand)";
+
+/// Whether a performance replica of this mount issues credentials too: a
+/// replicated mount has the same backend UUID, so the same tag, everywhere.
+async fn shared_with_other_clusters(req: &Request) -> Result<bool, BackendError> {
+    use crate::vault::system_view::{
+        REPLICATION_PERFORMANCE_PRIMARY, REPLICATION_PERFORMANCE_SECONDARY,
+    };
+    let state = req.system.replication_state().await?;
+    let replicated =
+        state & (REPLICATION_PERFORMANCE_PRIMARY | REPLICATION_PERFORMANCE_SECONDARY) != 0;
+    Ok(replicated && !req.system.local_mount().await?)
+}
+
 /// Every API key and service account in the scopes.
 async fn list(client: &AtlasClient, scopes: &Scopes) -> Listing {
     let mut listing = Listing::default();
@@ -348,6 +362,11 @@ pub(crate) async fn run(
         }
     }
     report.orphaned = orphans.len();
+    if !orphans.is_empty() && shared_with_other_clusters(req).await? {
+        // Another cluster issues under the same tag, and keeps its own record.
+        report.scope_errors.push(REPLICATED.to_owned());
+        orphans.clear();
+    }
     for found in orphans {
         doomed.push((
             found.kind.to_owned(),
