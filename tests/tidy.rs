@@ -95,6 +95,15 @@ async fn issue(m: &Mount, role: &str) -> Secret {
     m.issue(role).await.secret.expect("a lease")
 }
 
+/// Edits a stored record entry in place (as if written long ago).
+async fn edit_entry(m: &Mount, key: &str, edit: impl FnOnce(&mut Value)) {
+    let mut entry = m.storage.get(key).await.expect("get").expect("entry");
+    let mut stored: Value = serde_json::from_slice(&entry.value).expect("json");
+    edit(&mut stored);
+    entry.value = serde_json::to_vec(&stored).expect("json");
+    m.storage.put(entry).await.expect("put");
+}
+
 async fn mount_tag(m: &Mount) -> String {
     let resp = m
         .ok(Operation::Read, "tidy", json!({}))
@@ -236,8 +245,16 @@ async fn the_record_follows_issuance_revocation_and_credentials_deleted_elsewher
     m.revoke(key).await.expect("revoke");
     assert_eq!(m.storage_keys("issued/").await.len(), 1);
 
-    // Deleted in Atlas by someone else: tidy prunes the stale entry.
+    // Deleted in Atlas by someone else: tidy prunes the stale entry, once it
+    // was recorded before the listing began (here: a minute before).
     assert!(m.sim.delete_service_account(&atlas_id(&account)));
+    let report = tidy(&m, json!({"safety_margin": "0s"})).await;
+    assert_eq!(count(&report, "stale_records"), 0, "{report:?}");
+    let key = format!("issued/service_account/{}", atlas_id(&account));
+    edit_entry(&m, &key, |entry| {
+        entry["issued_at"] = json!(entry["issued_at"].as_i64().expect("issued_at") - 60);
+    })
+    .await;
     let report = tidy(&m, json!({"safety_margin": "0s"})).await;
     assert_eq!(count(&report, "stale_records"), 1, "{report:?}");
     assert!(m.storage_keys("issued/").await.is_empty());
@@ -276,11 +293,11 @@ async fn a_credential_past_its_lease_lifetime_is_deleted_and_a_renewal_extends_i
     assert_eq!(renewed.internal_data["lives_until"], json!(extended));
 
     // Vault lost `lost`'s lease long ago: its recorded lifetime is over.
-    let mut entry = m.storage.get(&entry_key(&lost)).await.unwrap().unwrap();
-    let mut stored: Value = serde_json::from_slice(&entry.value).unwrap();
-    stored["lives_until"] = json!(lives_until(&entry) - 3 * 3600);
-    entry.value = serde_json::to_vec(&stored).unwrap();
-    m.storage.put(entry).await.unwrap();
+    edit_entry(&m, &entry_key(&lost), |entry| {
+        entry["lives_until"] =
+            json!(entry["lives_until"].as_i64().expect("lives_until") - 3 * 3600);
+    })
+    .await;
 
     let report = tidy(&m, json!({"dry_run": true})).await;
     assert_eq!(count(&report, "expired"), 1, "{report:?}");
@@ -354,4 +371,84 @@ async fn tidy_without_a_config_says_what_to_do() {
     invalidate("config");
     let says = m.user_error(Operation::Update, "tidy", json!({})).await;
     assert!(says.contains("write <mount>/config"), "{says}");
+}
+
+#[tokio::test]
+async fn a_listing_atlas_refuses_is_reported_and_nothing_of_its_kind_is_judged_on_it() {
+    let m = mount().await;
+    let saved = snapshot(&m).await;
+    let forgotten = atlas_id(&issue(&m, "keys").await);
+    // Forgotten too, but service accounts cannot be listed: left for the next run.
+    issue(&m, "accounts").await;
+    restore(&m, &saved).await;
+    m.sim
+        .add_fault(atlas_sim::FaultRule::status(
+            Some("GET"),
+            "/serviceAccounts$",
+            403,
+        ))
+        .expect("fault");
+    let resp = m
+        .ok(Operation::Update, "tidy", json!({"safety_margin": "0s"}))
+        .await
+        .expect("tidy answers");
+    let report = data(&resp);
+    let errors = report["scope_errors"].as_array().expect("scope_errors");
+    assert_eq!(errors.len(), 1, "{report:?}");
+    assert!(
+        errors[0]
+            .as_str()
+            .expect("text")
+            .contains("service_account"),
+        "{errors:?}"
+    );
+    assert!(!resp.warnings.is_empty(), "the answer warns");
+    // API keys were listed: their orphan goes; no service account is touched.
+    assert_eq!(count(report, "deleted"), 1, "{report:?}");
+    assert!(!live(&m).contains(&forgotten));
+    assert_eq!(m.issued_service_accounts(), 1);
+}
+
+#[tokio::test]
+async fn a_mount_replicated_to_other_performance_clusters_only_reports_its_orphans() {
+    use std::sync::Arc;
+    use vault_mongodbatlas::vault::system_view::{
+        StaticSystemView, REPLICATION_PERFORMANCE_PRIMARY, REPLICATION_PERFORMANCE_SECONDARY,
+    };
+    let m = mount().await;
+    let saved = snapshot(&m).await;
+    let forgotten = atlas_id(&issue(&m, "keys").await);
+    restore(&m, &saved).await;
+    let tidy_as = |state: u32, local: bool| {
+        let mut req = m.request(
+            Operation::Update,
+            "tidy",
+            json!({"safety_margin": "0s"}),
+            None,
+        );
+        req.system = Arc::new(StaticSystemView {
+            replication_state: state,
+            local_mount: local,
+            ..StaticSystemView::default()
+        });
+        m.backend.handle_request(req)
+    };
+    for state in [
+        REPLICATION_PERFORMANCE_PRIMARY,
+        REPLICATION_PERFORMANCE_SECONDARY,
+    ] {
+        let resp = tidy_as(state, false).await.expect("tidy").expect("answer");
+        let report = data(&resp);
+        assert_eq!(count(report, "orphaned"), 1, "{report:?}");
+        assert_eq!(count(report, "deleted"), 0);
+        assert!(resp.warnings.iter().any(|w| w.contains("replicated")));
+        assert!(live(&m).contains(&forgotten));
+    }
+    // A local mount is this cluster's alone.
+    let resp = tidy_as(REPLICATION_PERFORMANCE_PRIMARY, true)
+        .await
+        .expect("tidy")
+        .expect("answer");
+    assert_eq!(count(data(&resp), "deleted"), 1);
+    assert!(!live(&m).contains(&forgotten));
 }

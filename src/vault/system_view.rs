@@ -41,7 +41,16 @@ pub trait SystemView: Send + Sync {
         mount_point: &str,
         path: &str,
     ) -> Result<(), SystemViewError>;
+    /// The cluster's replication state flags (Vault Enterprise; 0 elsewhere).
+    async fn replication_state(&self) -> Result<u32, SystemViewError>;
+    /// Whether the mount is local (never replicated to other clusters).
+    async fn local_mount(&self) -> Result<bool, SystemViewError>;
 }
+
+/// Replication state flags (Vault's `consts.ReplicationState`): a cluster in
+/// a performance replication set, as primary or secondary.
+pub const REPLICATION_PERFORMANCE_PRIMARY: u32 = 1 << 5;
+pub const REPLICATION_PERFORMANCE_SECONDARY: u32 = 1 << 6;
 
 /// A rotation job as Vault's rotation manager takes it: a cron schedule (with
 /// an optional window) or a period.
@@ -102,6 +111,18 @@ impl SystemView for GrpcSystemView {
         let r = self.client.clone().max_lease_ttl(pb::Empty {}).await;
         r.map(|r| nanos(r.into_inner().ttl))
             .map_err(|s| failed("MaxLeaseTTL", s.message()))
+    }
+
+    async fn replication_state(&self) -> Result<u32, SystemViewError> {
+        let r = self.client.clone().replication_state(pb::Empty {}).await;
+        r.map(|r| u32::try_from(r.into_inner().state).unwrap_or_default())
+            .map_err(|s| failed("ReplicationState", s.message()))
+    }
+
+    async fn local_mount(&self) -> Result<bool, SystemViewError> {
+        let r = self.client.clone().local_mount(pb::Empty {}).await;
+        r.map(|r| r.into_inner().local)
+            .map_err(|s| failed("LocalMount", s.message()))
     }
 
     async fn vault_version(&self) -> Result<String, SystemViewError> {
@@ -196,6 +217,8 @@ pub struct StaticSystemView {
     pub rotation_jobs: Option<Arc<Mutex<Vec<RotationJob>>>>,
     /// Identity entities by id: their metadata.
     pub entities: BTreeMap<String, BTreeMap<String, String>>,
+    pub replication_state: u32,
+    pub local_mount: bool,
 }
 
 impl Default for StaticSystemView {
@@ -206,6 +229,8 @@ impl Default for StaticSystemView {
             vault_version: "1.21.4".into(),
             rotation_jobs: None,
             entities: BTreeMap::new(),
+            replication_state: 0,
+            local_mount: false,
         }
     }
 }
@@ -220,6 +245,12 @@ impl SystemView for StaticSystemView {
     }
     async fn vault_version(&self) -> Result<String, SystemViewError> {
         Ok(self.vault_version.clone())
+    }
+    async fn replication_state(&self) -> Result<u32, SystemViewError> {
+        Ok(self.replication_state)
+    }
+    async fn local_mount(&self) -> Result<bool, SystemViewError> {
+        Ok(self.local_mount)
     }
 
     async fn entity_metadata(

@@ -251,6 +251,28 @@ async fn wal_known(req: &Request, known: &mut Known) -> Result<(), BackendError>
     Ok(())
 }
 
+const REPLICATED: &str = "orphans are reported, not deleted: this mount is replicated to other performance clusters, which issue credentials with the same mount tag and keep their own record (run tidy with dry_run=true there and compare, or delete by hand)";
+
+/// Whether a performance replica of this mount issues credentials too: a
+/// replicated mount has the same backend UUID, so the same tag, everywhere.
+async fn shared_with_other_clusters(req: &Request) -> Result<bool, BackendError> {
+    use crate::vault::system_view::{
+        REPLICATION_PERFORMANCE_PRIMARY, REPLICATION_PERFORMANCE_SECONDARY,
+    };
+    let state = req.system.replication_state().await?;
+    let replicated =
+        state & (REPLICATION_PERFORMANCE_PRIMARY | REPLICATION_PERFORMANCE_SECONDARY) != 0;
+    Ok(replicated && !req.system.local_mount().await?)
+}
+
+/// Every API key and service account in the scopes.
+async fn list(client: &AtlasClient, scopes: &Scopes) -> Listing {
+    let mut listing = Listing::default();
+    api_key::list_issued(client, scopes, &mut listing).await;
+    service_account::list_issued(client, scopes, &mut listing).await;
+    listing
+}
+
 /// Deletes what a record of kind `kind` names. `Ok(true)`: it is gone.
 async fn delete(
     kind: &str,
@@ -276,6 +298,11 @@ async fn delete(
 }
 
 /// One tidy run.
+///
+/// Atlas is listed first, then the WAL, then the record: an issuance writes
+/// its WAL entry before the create and its record entry before deleting the
+/// WAL entry, so a credential the listing shows is in one of them when read,
+/// and even a zero margin takes no issuance in flight for an orphan.
 pub(crate) async fn run(
     tag: &MountTag,
     client: &AtlasClient,
@@ -285,20 +312,18 @@ pub(crate) async fn run(
     let started = SystemTime::now();
     let storage = req.storage.as_ref();
     let margin = i64::try_from(options.margin.as_secs()).unwrap_or(i64::MAX);
-    let entries = record::list(storage).await?;
-    let mut known = Known {
-        recorded: entries
-            .iter()
-            .map(|e| (e.kind.clone(), e.id.clone()))
-            .collect(),
-        ..Known::default()
-    };
-    wal_known(req, &mut known).await?;
-    let scopes = scopes(req, &entries).await?;
+    let scopes = scopes(req, &record::list(storage).await?).await?;
 
-    let mut listing = Listing::default();
-    api_key::list_issued(client, &scopes, &mut listing).await;
-    service_account::list_issued(client, &scopes, &mut listing).await;
+    let listing_started = record::unix(SystemTime::now());
+    let listing = list(client, &scopes).await;
+
+    let mut known = Known::default();
+    wal_known(req, &mut known).await?;
+    let entries = record::list(storage).await?;
+    known.recorded = entries
+        .iter()
+        .map(|e| (e.kind.clone(), e.id.clone()))
+        .collect();
     let now = record::unix(SystemTime::now());
 
     let mut report = Report {
@@ -312,22 +337,42 @@ pub(crate) async fn run(
     };
     // (kind, record data, what the report says of it)
     let mut doomed: Vec<(String, Value, Swept)> = Vec::new();
+    let mut orphans = Vec::new();
     for found in &listing.found {
-        let verdict = judge(found, tag, &known, now, margin);
-        match verdict {
+        match judge(found, tag, &known, now, margin) {
             Verdict::NotOurs => continue,
             Verdict::InUse => report.in_use += 1,
             Verdict::TooRecent => report.too_recent += 1,
-            Verdict::Orphaned => {
-                report.orphaned += 1;
-                doomed.push((
-                    found.kind.to_owned(),
-                    found.record.clone(),
-                    swept(found, "orphaned"),
-                ));
-            }
+            Verdict::Orphaned => orphans.push(found),
         }
         report.tagged += 1;
+    }
+    if !orphans.is_empty() {
+        // A credential revoked after the listing is neither in the WAL nor in
+        // the record any more: only one Atlas still lists now is an orphan.
+        let again = list(client, &scopes).await;
+        orphans.retain(|o| {
+            !again.incomplete.contains(o.kind)
+                && again.found.iter().any(|f| f.kind == o.kind && f.id == o.id)
+        });
+        for error in again.errors {
+            if !report.scope_errors.contains(&error) {
+                report.scope_errors.push(error);
+            }
+        }
+    }
+    report.orphaned = orphans.len();
+    if !orphans.is_empty() && shared_with_other_clusters(req).await? {
+        // Another cluster issues under the same tag, and keeps its own record.
+        report.scope_errors.push(REPLICATED.to_owned());
+        orphans.clear();
+    }
+    for found in orphans {
+        doomed.push((
+            found.kind.to_owned(),
+            found.record.clone(),
+            swept(found, "orphaned"),
+        ));
     }
     let listed: HashSet<(&str, &str)> = listing
         .found
@@ -359,6 +404,8 @@ pub(crate) async fn run(
         } else if !is_listed
             && [KeyRecord::KIND, AccountRecord::KIND].contains(&entry.kind.as_str())
             && !listing.incomplete.contains(entry.kind.as_str())
+            // Recorded (so created) in an earlier second than the listing began.
+            && entry.issued_at < listing_started
             && now.saturating_sub(entry.issued_at) >= margin
         {
             stale.push(entry);
