@@ -9,14 +9,17 @@
 # exactly the credentials of the live leases, but for those lost in the handover, and
 # revoking every lease must leave only those. Each cluster prints a line, and the last line
 # adds them up:
-#   cluster: issued=N failed_during_failover=N leaked=N premature_deletes=N recovery_s=X lost_in_handover=N
+#   cluster: issued=N failed_during_failover=N leaked=N premature_deletes=N recovery_s=X lost_in_handover=N stale_records=N
 # The attribution comes from the active node's storage, read through sys/raw (the servers
 # run with raw_storage_endpoint): each lease entry names its credential; a credential without
 # a lease that the plugin's record (issued/<type>/<Atlas id>) holds was handed to a node
 # that died or stepped down before storing the lease, lost_in_handover (the protocol's known
 # limit: reported, not failed); one that neither the record nor the WAL holds is leaked (a
-# plugin bug: must be 0); a lease whose credential is gone is a premature delete (must be 0).
-# A dry-run tidy must count as orphaned exactly the leaked credentials.
+# plugin bug: must be 0); a lease whose credential is gone is a premature delete (must be 0);
+# a record entry whose credential is gone and that no lease holds is stale (an issuance
+# cleaned up after its node died mid-handover could not unrecord it: reported). tidy (no
+# safety margin, the load over) must count as orphaned exactly the leaked credentials and
+# as stale the stale entries, before and after revoke-prefix, and then prune them.
 #
 #   scripts/cluster.sh [--quick] [go test arguments]
 #
@@ -86,7 +89,7 @@ done
 printf '%s\n' "${lines[@]}" | awk '
     { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
       issued += v["issued"]; failed += v["failed_during_failover"]; leaked += v["leaked"]
-      premature += v["premature_deletes"]; lost += v["lost_in_handover"]
+      premature += v["premature_deletes"]; lost += v["lost_in_handover"]; stale += v["stale_records"]
       if (v["recovery_s"] + 0 > recovery) recovery = v["recovery_s"] + 0 }
-    END { printf "cluster: issued=%d failed_during_failover=%d leaked=%d premature_deletes=%d recovery_s=%.1f lost_in_handover=%d\n",
-          issued, failed, leaked, premature, recovery, lost }'
+    END { printf "cluster: issued=%d failed_during_failover=%d leaked=%d premature_deletes=%d recovery_s=%.1f lost_in_handover=%d stale_records=%d\n",
+          issued, failed, leaked, premature, recovery, lost, stale }'
