@@ -55,7 +55,6 @@ mkdir -p "$logs"
 log "plugin $plugin (v$version); simulator $sim; logs in $logs"
 cd tests
 go mod download
-lines=()
 for server in "${servers[@]}"; do
     binary="$("$root/scripts/servers.sh" "$server")"
     [[ -x "$binary" ]] || die "scripts/servers.sh $server printed no executable ($binary)"
@@ -73,7 +72,5 @@ for server in "${servers[@]}"; do
         die "FAIL with $server (go test exited $rc); the server's log is in $logs/$server"
     fi
     [[ -n "$line" ]] || die "the $server run printed no summary line"
-    lines+=("$line")
+    printf '%s\n' "$line"
 done
-# The last lines: one per server.
-printf '%s\n' "${lines[@]}"
