@@ -23,7 +23,8 @@
 #
 #   scripts/cluster.sh [--quick] [go test arguments]
 #
-# --quick: four clients and 4 s phases instead of six and 8 s (the test command's mode).
+# --quick: four clients and 4 s phases instead of six and 8 s (saves about 12 s per server:
+# the wait for Vault's rollback pass, about a minute, dominates).
 # Builds the release binaries unless CLUSTER_SKIP_BUILD=1. The servers' logs are kept in
 # CLUSTER_LOG_DIR (default target/cluster/<vault|bao>).
 set -euo pipefail

@@ -64,8 +64,8 @@ step "end-to-end suites in Vault and OpenBao (scripts/e2e.sh)" timeout 1200 scri
 step "service accounts end to end in Vault and OpenBao, with a secret scan of the trace-level logs (scripts/e2e-sa.sh)" timeout 600 scripts/e2e-sa.sh
 step "faults with a real Vault (SIGKILL mid-issuance, Atlas outage) and secret hygiene of all logs (scripts/faults-vault.sh)" timeout 900 scripts/faults-vault.sh
 step "cancellation storm through a real Vault, single node and 3-node raft cluster (scripts/storm.sh)" timeout 900 scripts/storm.sh
-step "3-node raft cluster under failover in Vault and OpenBao, quick mode; leaks told from handover losses by the plugin's record (scripts/cluster.sh --quick)" \
-  timeout 1500 scripts/cluster.sh --quick
+step "3-node raft cluster under failover in Vault and OpenBao; leaks told from handover losses by the plugin's record (scripts/cluster.sh)" \
+  timeout 1500 scripts/cluster.sh
 step "tidy after a raft snapshot restore in Vault and OpenBao: exactly the orphans deleted, nothing else touched (scripts/tidy-restore.sh)" \
   timeout 1200 scripts/tidy-restore.sh
 step "drop-in migration from Vault's builtin engine (scripts/migration.sh)" timeout 600 scripts/migration.sh
