@@ -180,6 +180,13 @@ async fn after_a_restored_snapshot_tidy_deletes_the_forgotten_credentials_and_no
     let report = tidy(&m, json!({})).await;
     assert_eq!(count(&report, "too_recent"), 5, "{report:?}");
     assert_eq!(count(&report, "deleted"), 0);
+    let reasons: Vec<&Value> = report["credentials"]
+        .as_array()
+        .expect("credentials")
+        .iter()
+        .map(|c| &c["reason"])
+        .collect();
+    assert_eq!(reasons, vec![&json!("too_recent"); 5]);
     assert_eq!(report["safety_margin"], 900);
 
     let report = tidy(&m, json!({"dry_run": true, "safety_margin": "0s"})).await;
@@ -419,7 +426,7 @@ async fn a_mount_replicated_to_other_performance_clusters_only_reports_its_orpha
     let saved = snapshot(&m).await;
     let forgotten = atlas_id(&issue(&m, "keys").await);
     restore(&m, &saved).await;
-    let tidy_as = |state: u32, local: bool| {
+    let tidy_as = |state: u32, local: bool, metadata: &str| {
         let mut req = m.request(
             Operation::Update,
             "tidy",
@@ -427,6 +434,7 @@ async fn a_mount_replicated_to_other_performance_clusters_only_reports_its_orpha
             None,
         );
         req.system = Arc::new(StaticSystemView {
+            vault_version_metadata: metadata.to_owned(),
             replication_state: state,
             local_mount: local,
             ..StaticSystemView::default()
@@ -437,18 +445,34 @@ async fn a_mount_replicated_to_other_performance_clusters_only_reports_its_orpha
         REPLICATION_PERFORMANCE_PRIMARY,
         REPLICATION_PERFORMANCE_SECONDARY,
     ] {
-        let resp = tidy_as(state, false).await.expect("tidy").expect("answer");
+        let resp = tidy_as(state, false, "ent")
+            .await
+            .expect("tidy")
+            .expect("answer");
         let report = data(&resp);
         assert_eq!(count(report, "orphaned"), 1, "{report:?}");
         assert_eq!(count(report, "deleted"), 0);
+        assert_eq!(report["credentials"][0]["id"], json!(forgotten));
+        assert_eq!(report["credentials"][0]["deleted"], false);
+        assert!(report["scope_errors"].as_array().expect("list").is_empty());
         assert!(resp.warnings.iter().any(|w| w.contains("replicated")));
         assert!(live(&m).contains(&forgotten));
     }
     // A local mount is this cluster's alone.
-    let resp = tidy_as(REPLICATION_PERFORMANCE_PRIMARY, true)
+    let resp = tidy_as(REPLICATION_PERFORMANCE_PRIMARY, true, "ent")
         .await
         .expect("tidy")
         .expect("answer");
     assert_eq!(count(data(&resp), "deleted"), 1);
+    assert!(!live(&m).contains(&forgotten));
+
+    // OpenBao's active node calls itself a performance primary, and replicates nothing.
+    let forgotten = atlas_id(&issue(&m, "keys").await);
+    restore(&m, &saved).await;
+    let resp = tidy_as(REPLICATION_PERFORMANCE_PRIMARY, false, "")
+        .await
+        .expect("tidy")
+        .expect("answer");
+    assert_eq!(count(data(&resp), "deleted"), 1, "{:?}", data(&resp));
     assert!(!live(&m).contains(&forgotten));
 }

@@ -41,7 +41,10 @@ pub trait SystemView: Send + Sync {
         mount_point: &str,
         path: &str,
     ) -> Result<(), SystemViewError>;
-    /// The cluster's replication state flags (Vault Enterprise; 0 elsewhere).
+    /// The build metadata of the server's version: "ent" on Vault Enterprise.
+    async fn vault_version_metadata(&self) -> Result<String, SystemViewError>;
+    /// The cluster's replication state flags. Only Vault Enterprise replicates;
+    /// OpenBao's active node reports itself a performance primary regardless.
     async fn replication_state(&self) -> Result<u32, SystemViewError>;
     /// Whether the mount is local (never replicated to other clusters).
     async fn local_mount(&self) -> Result<bool, SystemViewError>;
@@ -99,6 +102,24 @@ fn nanos(ns: i64) -> Duration {
     Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
 }
 
+impl GrpcSystemView {
+    async fn plugin_env(
+        &self,
+    ) -> Result<crate::proto::logical::PluginEnvironment, SystemViewError> {
+        let reply = self
+            .client
+            .clone()
+            .plugin_env(pb::Empty {})
+            .await
+            .map_err(|s| failed("PluginEnv", s.message()))?
+            .into_inner();
+        if !reply.err.is_empty() {
+            return Err(failed("PluginEnv", reply.err));
+        }
+        Ok(reply.plugin_environment.unwrap_or_default())
+    }
+}
+
 #[tonic::async_trait]
 impl SystemView for GrpcSystemView {
     async fn default_lease_ttl(&self) -> Result<Duration, SystemViewError> {
@@ -126,20 +147,11 @@ impl SystemView for GrpcSystemView {
     }
 
     async fn vault_version(&self) -> Result<String, SystemViewError> {
-        let reply = self
-            .client
-            .clone()
-            .plugin_env(pb::Empty {})
-            .await
-            .map_err(|s| failed("PluginEnv", s.message()))?
-            .into_inner();
-        if !reply.err.is_empty() {
-            return Err(failed("PluginEnv", reply.err));
-        }
-        Ok(reply
-            .plugin_environment
-            .map(|e| e.vault_version)
-            .unwrap_or_default())
+        Ok(self.plugin_env().await?.vault_version)
+    }
+
+    async fn vault_version_metadata(&self) -> Result<String, SystemViewError> {
+        Ok(self.plugin_env().await?.vault_version_metadata)
     }
 
     async fn entity_metadata(
@@ -217,6 +229,8 @@ pub struct StaticSystemView {
     pub rotation_jobs: Option<Arc<Mutex<Vec<RotationJob>>>>,
     /// Identity entities by id: their metadata.
     pub entities: BTreeMap<String, BTreeMap<String, String>>,
+    /// "ent": Vault Enterprise.
+    pub vault_version_metadata: String,
     pub replication_state: u32,
     pub local_mount: bool,
 }
@@ -229,6 +243,7 @@ impl Default for StaticSystemView {
             vault_version: "1.21.4".into(),
             rotation_jobs: None,
             entities: BTreeMap::new(),
+            vault_version_metadata: String::new(),
             replication_state: 0,
             local_mount: false,
         }
@@ -245,6 +260,9 @@ impl SystemView for StaticSystemView {
     }
     async fn vault_version(&self) -> Result<String, SystemViewError> {
         Ok(self.vault_version.clone())
+    }
+    async fn vault_version_metadata(&self) -> Result<String, SystemViewError> {
+        Ok(self.vault_version_metadata.clone())
     }
     async fn replication_state(&self) -> Result<u32, SystemViewError> {
         Ok(self.replication_state)

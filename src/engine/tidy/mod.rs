@@ -77,6 +77,9 @@ async fn write_tidy(
     for error in &report.scope_errors {
         resp.add_warning(format!("{error}: credentials there were not tidied"));
     }
+    for note in &report.notes {
+        resp.add_warning(note.clone());
+    }
     if report.delete_failed > 0 {
         resp.add_warning(format!(
             "{} credentials could not be deleted (see the plugin's log); run tidy again",

@@ -164,7 +164,8 @@ pub(crate) struct Swept {
     pub name: String,
     pub organization_id: String,
     pub created_at: String,
-    /// `orphaned` (no record, no WAL entry) or `expired` (past its lease's lifetime).
+    /// `orphaned` (no record, no WAL entry), `expired` (past its lease's
+    /// lifetime) or `too_recent` (unknown, younger than the margin: kept).
     pub reason: String,
     pub deleted: bool,
 }
@@ -195,6 +196,10 @@ pub(crate) struct Report {
     /// Record entries of credentials Atlas no longer has.
     pub stale_records: usize,
     pub scope_errors: Vec<String>,
+    /// Why something found was not deleted, beyond the counts.
+    pub notes: Vec<String>,
+    /// The orphaned, expired and too recent credentials (deleted or not), the
+    /// first [`REPORTED`] by type and id.
     pub credentials: Vec<Swept>,
 }
 
@@ -251,18 +256,24 @@ async fn wal_known(req: &Request, known: &mut Known) -> Result<(), BackendError>
     Ok(())
 }
 
-const REPLICATED: &str = "orphans are reported, not deleted: this mount is replicated to other performance clusters, which issue credentials with the same mount tag and keep their own record (run tidy with dry_run=true there and compare, or delete by hand)";
+const REPLICATED: &str = "orphans are reported, not deleted: this mount is replicated to other performance clusters, which issue credentials with the same mount tag and keep their own record (compare with a dry run there, then delete by hand)";
 
 /// Whether a performance replica of this mount issues credentials too: a
 /// replicated mount has the same backend UUID, so the same tag, everywhere.
+/// Only Vault Enterprise replicates (OpenBao's active node calls itself a
+/// performance primary all the same).
 async fn shared_with_other_clusters(req: &Request) -> Result<bool, BackendError> {
     use crate::vault::system_view::{
         REPLICATION_PERFORMANCE_PRIMARY, REPLICATION_PERFORMANCE_SECONDARY,
     };
-    let state = req.system.replication_state().await?;
+    let system = &req.system;
+    if !system.vault_version_metadata().await?.contains("ent") {
+        return Ok(false);
+    }
+    let state = system.replication_state().await?;
     let replicated =
         state & (REPLICATION_PERFORMANCE_PRIMARY | REPLICATION_PERFORMANCE_SECONDARY) != 0;
-    Ok(replicated && !req.system.local_mount().await?)
+    Ok(replicated && !system.local_mount().await?)
 }
 
 /// Every API key and service account in the scopes.
@@ -337,16 +348,17 @@ pub(crate) async fn run(
     };
     // (kind, record data, what the report says of it)
     let mut doomed: Vec<(String, Value, Swept)> = Vec::new();
-    let mut orphans = Vec::new();
+    let (mut orphans, mut young) = (Vec::new(), Vec::new());
     for found in &listing.found {
         match judge(found, tag, &known, now, margin) {
             Verdict::NotOurs => continue,
             Verdict::InUse => report.in_use += 1,
-            Verdict::TooRecent => report.too_recent += 1,
+            Verdict::TooRecent => young.push(found),
             Verdict::Orphaned => orphans.push(found),
         }
         report.tagged += 1;
     }
+    report.too_recent = young.len();
     if !orphans.is_empty() {
         // A credential revoked after the listing is neither in the WAL nor in
         // the record any more: only one Atlas still lists now is an orphan.
@@ -362,10 +374,14 @@ pub(crate) async fn run(
         }
     }
     report.orphaned = orphans.len();
+    let mut kept = young
+        .iter()
+        .map(|f| swept(f, "too_recent"))
+        .collect::<Vec<_>>();
     if !orphans.is_empty() && shared_with_other_clusters(req).await? {
         // Another cluster issues under the same tag, and keeps its own record.
-        report.scope_errors.push(REPLICATED.to_owned());
-        orphans.clear();
+        report.notes.push(REPLICATED.to_owned());
+        kept.extend(orphans.drain(..).map(|f| swept(f, "orphaned")));
     }
     for found in orphans {
         doomed.push((
@@ -444,6 +460,7 @@ pub(crate) async fn run(
     } else {
         report.credentials = doomed.into_iter().map(|(_, _, d)| d).collect();
     }
+    report.credentials.extend(kept);
     report
         .credentials
         .sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
