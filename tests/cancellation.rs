@@ -180,8 +180,24 @@ impl Mount {
         wal::list(self.storage.as_ref()).await.expect("wal list")
     }
 
+    /// The entries of the plugin's record of issued credentials.
+    async fn recorded(&self) -> Vec<String> {
+        let mut entries = Vec::new();
+        for kind in self.storage.list("issued/").await.expect("list") {
+            for id in self
+                .storage
+                .list(&format!("issued/{kind}"))
+                .await
+                .expect("list")
+            {
+                entries.push(format!("issued/{kind}{id}"));
+            }
+        }
+        entries
+    }
+
     /// Waits for the detached issuances, then checks the invariant: the keys in
-    /// Atlas are exactly `leased`, and no WAL entry is left.
+    /// Atlas are exactly `leased`, each recorded, and no WAL entry is left.
     async fn settle(&self, leased: &[String], what: &str) {
         self.backend.tasks.idle().await;
         let mut keys = self.keys();
@@ -196,6 +212,11 @@ impl Mount {
             self.wal_entries().await,
             Vec::<String>::new(),
             "{what}: WAL entries left"
+        );
+        assert_eq!(
+            self.recorded().await.len(),
+            leased.len(),
+            "{what}: the record of issued credentials vs keys the caller received"
         );
     }
 
@@ -221,6 +242,9 @@ impl Mount {
         }
         for account in inventory.issued_service_accounts() {
             self.sim.delete_service_account(&account.client_id);
+        }
+        for entry in self.recorded().await {
+            self.storage.delete(&entry).await.expect("delete");
         }
     }
 }
