@@ -476,3 +476,33 @@ async fn a_mount_replicated_to_other_performance_clusters_only_reports_its_orpha
     assert_eq!(count(data(&resp), "deleted"), 1, "{:?}", data(&resp));
     assert!(!live(&m).contains(&forgotten));
 }
+
+#[tokio::test]
+async fn a_delete_atlas_refuses_is_counted_and_the_next_run_takes_it() {
+    let m = mount().await;
+    let saved = snapshot(&m).await;
+    let forgotten = atlas_id(&issue(&m, "keys").await);
+    restore(&m, &saved).await;
+    let fault = m
+        .sim
+        .add_fault(atlas_sim::FaultRule::status(
+            Some("DELETE"),
+            "/apiKeys/[^/]+$",
+            500,
+        ))
+        .expect("fault");
+    let resp = m
+        .ok(Operation::Update, "tidy", json!({"safety_margin": "0s"}))
+        .await
+        .expect("tidy answers");
+    let report = data(&resp);
+    assert_eq!(count(report, "orphaned"), 1, "{report:?}");
+    assert_eq!(count(report, "delete_failed"), 1);
+    assert_eq!(count(report, "deleted"), 0);
+    assert!(resp.warnings.iter().any(|w| w.contains("run tidy again")));
+    assert!(live(&m).contains(&forgotten));
+    assert!(m.sim.remove_fault(fault));
+    let report = tidy(&m, json!({"safety_margin": "0s"})).await;
+    assert_eq!(count(&report, "deleted"), 1, "{report:?}");
+    assert!(!live(&m).contains(&forgotten));
+}
