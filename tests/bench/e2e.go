@@ -34,6 +34,10 @@ type E2EResults struct {
 	// Scenario results in round order, per engine ("ours", "builtin").
 	Ours    []ScenarioResult `json:"ours"`
 	Builtin []ScenarioResult `json:"builtin"`
+	// `vault read <mount>/roles/bench` (one storage read, nothing else) per round, one
+	// caller, no Atlas call: what a request costs through Vault alone, plugin hop included.
+	RoleReadOurs    []ScenarioResult `json:"role_read_ours"`
+	RoleReadBuiltin []ScenarioResult `json:"role_read_builtin"`
 }
 
 // e2eEngine is one mount of the server.
@@ -110,6 +114,22 @@ func (b *Bench) E2E(ctx context.Context, vaultBin, ours, logDir string, network 
 		}
 	}
 	for r := range b.plan.E2ERounds {
+		rr := Scenario{LatencyMS: 0, Concurrency: 1, Issues: b.plan.E2E[0].Issues}
+		for _, e := range engines {
+			sr, err := b.measured(ctx, &Side{Name: e.name}, node.Pid(), rr, nil, func() ([]float64, int, time.Duration, int, error) {
+				lat, done, wall, failures, firstErr := e2eRead(ctx, client, e.mount+"/roles/"+roleName, rr.Issues, 1, nil)
+				return lat, done, wall, failures, firstErr
+			})
+			if err != nil {
+				return nil, fmt.Errorf("e2e %s role read: %w", e.name, err)
+			}
+			if e.name == "ours" {
+				res.RoleReadOurs = append(res.RoleReadOurs, *sr)
+			} else {
+				res.RoleReadBuiltin = append(res.RoleReadBuiltin, *sr)
+			}
+			b.logf("e2e %d/%d %-7s read roles/%s p50 %5.2f ms  p99 %5.2f ms", r+1, b.plan.E2ERounds, e.name, roleName, sr.P50MS, sr.P99MS)
+		}
 		for _, sc := range b.plan.E2E {
 			for _, e := range engines {
 				var leases []string
@@ -163,6 +183,22 @@ func e2eClient(addr, token string) (*api.Client, error) {
 // e2eIssue reads <mount>/creds/bench n times with c callers; it returns the latencies and
 // lease ids of the successful reads.
 func e2eIssue(ctx context.Context, client *api.Client, mount string, n, c int) (lat []float64, leases []string, wall time.Duration, failures int, firstErr error) {
+	var mu sync.Mutex
+	lat, _, wall, failures, firstErr = e2eRead(ctx, client, mount+"/creds/"+roleName, n, c, func(secret *api.Secret) error {
+		if secret == nil || secret.LeaseID == "" {
+			return errors.New("creds: no lease in the answer")
+		}
+		mu.Lock()
+		leases = append(leases, secret.LeaseID)
+		mu.Unlock()
+		return nil
+	})
+	return lat, leases, wall, failures, firstErr
+}
+
+// e2eRead reads path n times with c callers; check, when not nil, vets each answer. It
+// returns the latencies and the count of the successful reads.
+func e2eRead(ctx context.Context, client *api.Client, path string, n, c int, check func(*api.Secret) error) (lat []float64, done int, wall time.Duration, failures int, firstErr error) {
 	var next atomic.Int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -173,10 +209,13 @@ func e2eIssue(ctx context.Context, client *api.Client, mount string, n, c int) (
 			defer wg.Done()
 			for next.Add(1) <= int64(n) {
 				t := time.Now()
-				secret, err := client.Logical().ReadWithContext(ctx, mount+"/creds/"+roleName)
+				secret, err := client.Logical().ReadWithContext(ctx, path)
 				d := time.Since(t)
-				if err == nil && (secret == nil || secret.LeaseID == "") {
-					err = errors.New("creds: no lease in the answer")
+				if err == nil && secret == nil {
+					err = fmt.Errorf("read %s: nothing there", path)
+				}
+				if err == nil && check != nil {
+					err = check(secret)
 				}
 				mu.Lock()
 				if err != nil {
@@ -186,14 +225,14 @@ func e2eIssue(ctx context.Context, client *api.Client, mount string, n, c int) (
 					}
 				} else {
 					lat = append(lat, ms(d))
-					leases = append(leases, secret.LeaseID)
+					done++
 				}
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	return lat, leases, time.Since(started), failures, firstErr
+	return lat, done, time.Since(started), failures, firstErr
 }
 
 // e2eRevoke revokes leases through sys/leases/revoke (synchronous) with c callers.

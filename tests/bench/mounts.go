@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,13 +21,18 @@ type ManyMountsRound struct {
 	// each further mount adds to.
 	RSS1Mount int64 `json:"rss_1_mount_bytes"`
 	// VmRSS after Setup, config and role of every mount, then after one issuance on each.
-	RSSAfterSetup int64   `json:"rss_after_setup_bytes"`
-	RSSAfterIssue int64   `json:"rss_after_issue_bytes"`
-	RSSAnonAfter  int64   `json:"rss_anon_after_issue_bytes"`
-	Threads       int64   `json:"threads_after_issue"`
-	SetupS        float64 `json:"setup_s"`
-	IssueS        float64 `json:"issue_s"`
-	LeftoverKeys  int     `json:"leftover_keys"`
+	RSSAfterSetup int64 `json:"rss_after_setup_bytes"`
+	RSSAfterIssue int64 `json:"rss_after_issue_bytes"`
+	RSSAnonAfter  int64 `json:"rss_anon_after_issue_bytes"`
+	Threads       int64 `json:"threads_after_issue"`
+	// Open sockets of the process after Setup and after the issuances: each mount has its
+	// own connection back to the host for storage (go-plugin's broker), and each Atlas
+	// client its own connections unless the plugin shares them between mounts.
+	SocketsAfterSetup int     `json:"sockets_after_setup"`
+	SocketsAfterIssue int     `json:"sockets_after_issue"`
+	SetupS            float64 `json:"setup_s"`
+	IssueS            float64 `json:"issue_s"`
+	LeftoverKeys      int     `json:"leftover_keys"`
 }
 
 // PerMount is what each mount after the first adds to the process, with an issuance done.
@@ -93,6 +101,9 @@ func (b *Bench) ManyMounts(ctx context.Context, side *Side) (*ManyMountsRound, e
 	if round.RSSAfterSetup, err = procStatusKB(pid, "VmRSS"); err != nil {
 		return nil, err
 	}
+	if round.SocketsAfterSetup, err = sockets(pid); err != nil {
+		return nil, err
+	}
 	started = time.Now()
 	if err := parallel(ctx, 1, n, 16, issue); err != nil {
 		return nil, err
@@ -106,6 +117,9 @@ func (b *Bench) ManyMounts(ctx context.Context, side *Side) (*ManyMountsRound, e
 		return nil, err
 	}
 	if round.Threads, err = procStatusInt(pid, "Threads"); err != nil {
+		return nil, err
+	}
+	if round.SocketsAfterIssue, err = sockets(pid); err != nil {
 		return nil, err
 	}
 	// Revocation is not measured; anything it leaves is counted and deleted out of band.
@@ -151,6 +165,22 @@ func parallel(ctx context.Context, from, to, c int, f func(int) error) error {
 		return ctx.Err()
 	}
 	return first
+}
+
+// sockets counts the open sockets of a process (its /proc/<pid>/fd links to "socket:[…]").
+func sockets(pid int) (int, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(target, "socket:") {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func mib(v int64) float64 { return float64(v) / (1 << 20) }

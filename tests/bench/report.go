@@ -329,6 +329,8 @@ func Summarize(res *Results) Summary {
 			"setup_s":                    v(func(r *ManyMountsRound) float64 { return r.SetupS }),
 			"issue_s":                    v(func(r *ManyMountsRound) float64 { return r.IssueS }),
 			"leftover_keys":              v(func(r *ManyMountsRound) float64 { return float64(r.LeftoverKeys) }),
+			"sockets_after_setup":        v(func(r *ManyMountsRound) float64 { return float64(r.SocketsAfterSetup) }),
+			"sockets_after_issue":        v(func(r *ManyMountsRound) float64 { return float64(r.SocketsAfterIssue) }),
 		})
 	}
 	var e2eDetails map[string]any
@@ -337,6 +339,17 @@ func Summarize(res *Results) Summary {
 			"vault":    res.E2E.Vault,
 			"official": "Vault's builtin mongodbatlas engine (in Vault's process), same Vault server",
 			"rounds":   res.Plan.E2ERounds,
+		}
+		rr := func(rs []ScenarioResult, pick func(ScenarioResult) float64) float64 {
+			var out []float64
+			for _, sc := range rs {
+				out = append(out, pick(sc))
+			}
+			return round(median(out))
+		}
+		e2eDetails["role_read"] = map[string]any{
+			"ours":    dropNaN(map[string]float64{"p50_ms": rr(res.E2E.RoleReadOurs, p50), "p99_ms": rr(res.E2E.RoleReadOurs, p99)}),
+			"builtin": dropNaN(map[string]float64{"p50_ms": rr(res.E2E.RoleReadBuiltin, p50), "p99_ms": rr(res.E2E.RoleReadBuiltin, p99)}),
 		}
 		for _, sc := range res.Plan.E2E {
 			entry := map[string]any{}
@@ -799,6 +812,13 @@ func roundTwoMarkdown(res *Results, s Summary) string {
 				e2e["vault"], sc.LatencyMS, callers(sc.Concurrency), so["p50_ms"], so["p99_ms"], sf["p50_ms"], sf["p99_ms"], so["round_trips"], sf["round_trips"])
 		}
 	}
+	if e2e, _ := s.Details["e2e"].(map[string]any); e2e != nil {
+		if rr, _ := e2e["role_read"].(map[string]any); rr != nil {
+			o, f := rr["ours"].(map[string]float64), rr["builtin"].(map[string]float64)
+			fmt.Fprintf(&b, "\nThrough Vault, `vault read <mount>/roles/bench` (one storage read, no Atlas call) takes %.2f ms (p50) with ours and %.2f ms with the builtin engine: the cost of the plugin hop.\n",
+				o["p50_ms"], f["p50_ms"])
+		}
+	}
 	if vc, _ := s.Details["vault_calls"].(map[string]any); vc != nil {
 		kinds := func(side string, key string) string {
 			m, _ := vc[side].(map[string]any)
@@ -819,9 +839,11 @@ func roundTwoMarkdown(res *Results, s Summary) string {
 	if many, _ := s.Details["many_mounts"].(map[string]any); many != nil {
 		o, f := many["ours"].(map[string]float64), many["official"].(map[string]float64)
 		if o["rounds"] > 0 {
-			fmt.Fprintf(&b, "\n%.0f multiplexed mounts in one process: ours %s with 1 mount, %s after setting up all, %s after one issuance on each; official %s, %s, %s.\n",
+			fmt.Fprintf(&b, "\n%.0f multiplexed mounts in one process: ours %s with 1 mount, %s after setting up all, %s after one issuance on each (%.0f, then %.0f open sockets); official %s, %s, %s (%.0f, then %.0f sockets).\n",
 				o["mounts"], human(o["rss_1_mount_bytes"], "bytes"), human(o["rss_after_setup_bytes"], "bytes"), human(o["rss_after_issue_bytes"], "bytes"),
-				human(f["rss_1_mount_bytes"], "bytes"), human(f["rss_after_setup_bytes"], "bytes"), human(f["rss_after_issue_bytes"], "bytes"))
+				o["sockets_after_setup"], o["sockets_after_issue"],
+				human(f["rss_1_mount_bytes"], "bytes"), human(f["rss_after_setup_bytes"], "bytes"), human(f["rss_after_issue_bytes"], "bytes"),
+				f["sockets_after_setup"], f["sockets_after_issue"])
 		}
 	}
 	return b.String()
