@@ -28,35 +28,46 @@ const (
 	e2eBuiltinMount = "builtin"
 )
 
-// E2EResults are the end-to-end samples: rounds of every scenario, per engine.
+// E2EResults are the end-to-end samples, per engine: "ours", "builtin" and, for reference,
+// "official_external" (the official plugin v0.16.0 registered as an external plugin, so the
+// plugin hop of a Go plugin is measured beside ours).
 type E2EResults struct {
-	Vault string `json:"vault"`
-	// Scenario results in round order, per engine ("ours", "builtin").
-	Ours    []ScenarioResult `json:"ours"`
-	Builtin []ScenarioResult `json:"builtin"`
-	// `vault read <mount>/roles/bench` (one storage read, nothing else) per round, one
-	// caller, no Atlas call: what a request costs through Vault alone, plugin hop included.
-	RoleReadOurs    []ScenarioResult `json:"role_read_ours"`
-	RoleReadBuiltin []ScenarioResult `json:"role_read_builtin"`
+	Vault   string                `json:"vault"`
+	Engines map[string]*E2EEngine `json:"engines"`
+}
+
+// E2EEngine is one engine's samples, in round order.
+type E2EEngine struct {
+	Creds []ScenarioResult `json:"creds"`
+	// `vault read <mount>/roles/bench` (one storage read) and `vault write` of the same role
+	// (a storage read and a write: a raft commit), one caller, no Atlas call: what a request
+	// costs through Vault alone, plugin hop included.
+	RoleRead  []ScenarioResult `json:"role_read"`
+	RoleWrite []ScenarioResult `json:"role_write"`
 }
 
 // e2eEngine is one mount of the server.
 type e2eEngine struct {
-	name  string // "ours" or "builtin"
-	mount string
+	name   string // "ours", "builtin", "official_external"
+	mount  string
+	plugin string // the catalog name (type) the mount is enabled with
 }
 
 // E2E starts one Vault server, enables both engines on it and runs the end-to-end
 // scenarios, the two engines alternating within each scenario of each round.
-func (b *Bench) E2E(ctx context.Context, vaultBin, ours, logDir string, network []string, creds map[string]any) (*E2EResults, error) {
+func (b *Bench) E2E(ctx context.Context, vaultBin, ours, official, logDir string, network []string, creds map[string]any) (*E2EResults, error) {
 	pluginDir, err := os.MkdirTemp("", "bench-plugins-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(pluginDir)
-	sha, err := vaultserver.InstallPlugin(ours, pluginDir, e2ePluginName)
-	if err != nil {
-		return nil, err
+	engines := []e2eEngine{{"ours", e2eOursMount, e2ePluginName}, {"builtin", e2eBuiltinMount, "mongodbatlas"},
+		{"official_external", "official-external", "mongodbatlas-official"}}
+	shas := map[string]string{}
+	for name, bin := range map[string]string{e2ePluginName: ours, "mongodbatlas-official": official} {
+		if shas[name], err = vaultserver.InstallPlugin(bin, pluginDir, name); err != nil {
+			return nil, err
+		}
 	}
 	vaultLogs := filepath.Join(logDir, "vault")
 	if err := os.MkdirAll(vaultLogs, 0o755); err != nil {
@@ -75,21 +86,22 @@ func (b *Bench) E2E(ctx context.Context, vaultBin, ours, logDir string, network 
 	if err != nil {
 		return nil, err
 	}
-	res := &E2EResults{}
+	res := &E2EResults{Engines: map[string]*E2EEngine{}}
+	for _, e := range engines {
+		res.Engines[e.name] = &E2EEngine{}
+	}
 	if st, err := client.Sys().HealthWithContext(ctx); err == nil {
 		res.Vault = st.Version
 	}
-	if err := client.Sys().RegisterPluginWithContext(ctx, &api.RegisterPluginInput{
-		Name: e2ePluginName, Type: api.PluginTypeSecrets, Command: e2ePluginName, SHA256: sha,
-	}); err != nil {
-		return nil, fmt.Errorf("register %s: %w", e2ePluginName, err)
-	}
-	engines := []e2eEngine{{"ours", e2eOursMount}, {"builtin", e2eBuiltinMount}}
-	for _, e := range engines {
-		typ := e2ePluginName
-		if e.name == "builtin" {
-			typ = "mongodbatlas"
+	for name, sha := range shas {
+		if err := client.Sys().RegisterPluginWithContext(ctx, &api.RegisterPluginInput{
+			Name: name, Type: api.PluginTypeSecrets, Command: name, SHA256: sha,
+		}); err != nil {
+			return nil, fmt.Errorf("register %s: %w", name, err)
 		}
+	}
+	for _, e := range engines {
+		typ := e.plugin
 		if err := client.Sys().MountWithContext(ctx, e.mount, &api.MountInput{Type: typ}); err != nil {
 			return nil, fmt.Errorf("enable %s at %s: %w", typ, e.mount, err)
 		}
@@ -114,21 +126,28 @@ func (b *Bench) E2E(ctx context.Context, vaultBin, ours, logDir string, network 
 		}
 	}
 	for r := range b.plan.E2ERounds {
+		// The plugin hop and a storage write alone: no Atlas call.
 		rr := Scenario{LatencyMS: 0, Concurrency: 1, Issues: b.plan.E2E[0].Issues}
 		for _, e := range engines {
-			sr, err := b.measured(ctx, &Side{Name: e.name}, node.Pid(), rr, nil, func() ([]float64, int, time.Duration, int, error) {
-				lat, done, wall, failures, firstErr := e2eRead(ctx, client, e.mount+"/roles/"+roleName, rr.Issues, 1, nil)
-				return lat, done, wall, failures, firstErr
-			})
-			if err != nil {
-				return nil, fmt.Errorf("e2e %s role read: %w", e.name, err)
+			path := e.mount + "/roles/" + roleName
+			for _, write := range []bool{false, true} {
+				sr, err := b.measured(ctx, &Side{Name: e.name}, node.Pid(), rr, nil, func() ([]float64, int, time.Duration, int, error) {
+					if write {
+						return e2eWrite(ctx, client, path, roleData(b.sim.Info.OrgID), rr.Issues)
+					}
+					return e2eRead(ctx, client, path, rr.Issues, 1, nil)
+				})
+				if err != nil {
+					return nil, fmt.Errorf("e2e %s %s (write %v): %w", e.name, path, write, err)
+				}
+				if write {
+					res.Engines[e.name].RoleWrite = append(res.Engines[e.name].RoleWrite, *sr)
+				} else {
+					res.Engines[e.name].RoleRead = append(res.Engines[e.name].RoleRead, *sr)
+				}
+				b.logf("e2e %d/%d %-17s %s roles/%s p50 %5.2f ms  p99 %5.2f ms", r+1, b.plan.E2ERounds, e.name,
+					map[bool]string{false: "read", true: "write"}[write], roleName, sr.P50MS, sr.P99MS)
 			}
-			if e.name == "ours" {
-				res.RoleReadOurs = append(res.RoleReadOurs, *sr)
-			} else {
-				res.RoleReadBuiltin = append(res.RoleReadBuiltin, *sr)
-			}
-			b.logf("e2e %d/%d %-7s read roles/%s p50 %5.2f ms  p99 %5.2f ms", r+1, b.plan.E2ERounds, e.name, roleName, sr.P50MS, sr.P99MS)
 		}
 		for _, sc := range b.plan.E2E {
 			for _, e := range engines {
@@ -145,12 +164,8 @@ func (b *Bench) E2E(ctx context.Context, vaultBin, ours, logDir string, network 
 					return nil, err
 				}
 				sr.RevokeFailures, _ = e2eRevoke(ctx, client, leases, 16)
-				if e.name == "ours" {
-					res.Ours = append(res.Ours, *sr)
-				} else {
-					res.Builtin = append(res.Builtin, *sr)
-				}
-				b.logf("e2e %d/%d %-7s %-9s p50 %7.1f ms  p99 %7.1f ms  %7.1f/s  %.2f round trips/issue  failures %d",
+				res.Engines[e.name].Creds = append(res.Engines[e.name].Creds, *sr)
+				b.logf("e2e %d/%d %-17s %-9s p50 %7.1f ms  p99 %7.1f ms  %7.1f/s  %.2f round trips/issue  failures %d",
 					r+1, b.plan.E2ERounds, e.name, sc.Key(), sr.P50MS, sr.P99MS, sr.Throughput, sr.RoundTrips, sr.Failures)
 			}
 		}
@@ -232,6 +247,24 @@ func e2eRead(ctx context.Context, client *api.Client, path string, n, c int, che
 		}()
 	}
 	wg.Wait()
+	return lat, done, time.Since(started), failures, firstErr
+}
+
+// e2eWrite writes data to path n times, one caller.
+func e2eWrite(ctx context.Context, client *api.Client, path string, data map[string]any, n int) (lat []float64, done int, wall time.Duration, failures int, firstErr error) {
+	started := time.Now()
+	for range n {
+		t := time.Now()
+		if _, err := client.Logical().WriteWithContext(ctx, path, data); err != nil {
+			failures++
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		lat = append(lat, ms(time.Since(t)))
+		done++
+	}
 	return lat, done, time.Since(started), failures, firstErr
 }
 

@@ -358,7 +358,8 @@ func (b *Bench) measure(ctx context.Context, sides []*Side, res *Results) error 
 	}
 	if b.vault != "" && b.plan.E2ERounds > 0 {
 		ours := sides[slices.IndexFunc(sides, func(s *Side) bool { return s.Name == "ours" })]
-		e2e, err := b.E2E(ctx, b.vault, ours.Binary, b.logDir, b.network, ours.Config)
+		official := sides[slices.IndexFunc(sides, func(s *Side) bool { return s.Name == "official" })]
+		e2e, err := b.E2E(ctx, b.vault, ours.Binary, official.Binary, b.logDir, b.network, ours.Config)
 		if err != nil {
 			return fmt.Errorf("end to end through Vault: %w", err)
 		}
