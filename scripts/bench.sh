@@ -3,7 +3,7 @@
 # atlas-sim, same Vault-like host (tests/bench, built on the conformance harness),
 # the two plugins interleaved round by round, medians over the rounds.
 #
-#   scripts/bench.sh            # full mode (numbers for the README; bounded, < 20 min)
+#   scripts/bench.sh            # full mode (numbers for the README; bounded, < 25 min)
 #   scripts/bench.sh --quick    # quick mode for CI (a few minutes)
 #
 # Writes $BENCH_OUT (default target/bench): summary.json, summary.md, ratios.svg,
@@ -46,6 +46,9 @@ sim="$target_dir/release/atlas-sim"
 
 official="$("$root/scripts/servers.sh" official-plugin)"
 [[ -x "$official" ]] || die "official plugin not found at $official"
+# The end-to-end phase runs a real Vault server: ours against its builtin engine.
+vault="$("$root/scripts/servers.sh" vault)"
+[[ -x "$vault" ]] || die "vault not found at $vault"
 
 log "building the benchmark driver (tests/bench)"
 (cd tests && go build -o "$out/bench-driver" ./bench) >&2
@@ -60,7 +63,7 @@ log "running the $mode benchmark (bounded at ${limit}s); results in $out"
 status=0
 timeout --signal=TERM --kill-after=30 "$limit" "$out/bench-driver" \
     -mode "$mode" -ours "$ours" -official "$official" -ours-version "v$version" \
-    -sim "$sim" -out "$out" -rustc "$(rustc --version)" -timeout "$((limit - 20))s" || status=$?
+    -sim "$sim" -vault "$vault" -out "$out" -rustc "$(rustc --version)" -timeout "$((limit - 20))s" || status=$?
 case "$status" in
 0) log "done: $out/summary.json, $out/summary.md" ;;
 2) log "FAILED: our plugin leaked Atlas keys (see $out/summary.json)" ;;

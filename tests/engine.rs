@@ -155,6 +155,125 @@ async fn lease_ttls_default_to_the_mount() {
     m.revoke(secret).await.expect("revoke");
 }
 
+/// Counts the storage reads of one key, passing every call through.
+struct CountingGets {
+    inner: std::sync::Arc<dyn Storage>,
+    key: &'static str,
+    gets: std::sync::atomic::AtomicUsize,
+}
+
+#[tonic::async_trait]
+impl Storage for CountingGets {
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<String>, vault_mongodbatlas::vault::storage::StorageError> {
+        self.inner.list(prefix).await
+    }
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<StorageEntry>, vault_mongodbatlas::vault::storage::StorageError> {
+        if key == self.key {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.get(key).await
+    }
+    async fn put(
+        &self,
+        entry: StorageEntry,
+    ) -> Result<(), vault_mongodbatlas::vault::storage::StorageError> {
+        self.inner.put(entry).await
+    }
+    async fn delete(
+        &self,
+        key: &str,
+    ) -> Result<(), vault_mongodbatlas::vault::storage::StorageError> {
+        self.inner.delete(key).await
+    }
+}
+
+// Each storage read is a gRPC round trip into Vault: an issuance reads its role
+// once per mount, and sees every change written here, or elsewhere once Vault
+// invalidates the key.
+#[tokio::test]
+async fn issuances_read_a_role_from_storage_once_until_it_changes() {
+    let m = Mount::new().await;
+    let role =
+        |ttl: u64| json!({"organization_id": m.sim.org_id, "roles": "ORG_MEMBER", "ttl": ttl});
+    m.ok(Operation::Update, "roles/r", role(600)).await;
+    let counting = std::sync::Arc::new(CountingGets {
+        inner: m.storage.clone(),
+        key: "roles/r",
+        gets: 0.into(),
+    });
+    let issue = || async {
+        let resp = m
+            .call_with(counting.clone(), Operation::Read, "creds/r", json!({}))
+            .await
+            .expect("issue")
+            .expect("creds response");
+        resp.secret.expect("lease")
+    };
+    let mut leases = Vec::new();
+    for _ in 0..3 {
+        let s = issue().await;
+        assert_eq!(s.lease.ttl, Duration::from_secs(600));
+        leases.push(s);
+    }
+    assert_eq!(
+        counting.gets.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "three issuances read the role once"
+    );
+
+    // Written through the mount: the next issuance uses the new role.
+    m.ok(Operation::Update, "roles/r", role(700)).await;
+    leases.push(issue().await);
+    assert_eq!(leases[3].lease.ttl, Duration::from_secs(700));
+
+    // Written elsewhere (another node): seen once Vault invalidates the key.
+    let mut stored: Value = serde_json::from_slice(
+        &m.storage
+            .get("roles/r")
+            .await
+            .expect("get")
+            .expect("role")
+            .value,
+    )
+    .expect("json");
+    stored["ttl"] = json!(800_000_000_000_u64); // nanoseconds, as the official plugin stores it
+    m.storage
+        .put(StorageEntry {
+            key: "roles/r".into(),
+            value: stored.to_string().into_bytes(),
+            seal_wrap: false,
+        })
+        .await
+        .expect("put");
+    leases.push(issue().await);
+    assert_eq!(
+        leases[4].lease.ttl,
+        Duration::from_secs(700),
+        "nobody told us yet"
+    );
+    m.backend.invalidate.as_ref().expect("hook")("roles/r");
+    leases.push(issue().await);
+    assert_eq!(leases[5].lease.ttl, Duration::from_secs(800));
+
+    for s in leases {
+        m.revoke(s).await.expect("revoke");
+    }
+    // Deleted: no more issuances.
+    m.ok(Operation::Delete, "roles/r", json!({})).await;
+    let err = m
+        .call_with(counting.clone(), Operation::Read, "creds/r", json!({}))
+        .await
+        .expect_err("deleted role");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert_eq!(m.issued_keys(), 0);
+}
+
 #[tokio::test]
 async fn partial_failures_delete_the_key_before_returning() {
     let m = Mount::new().await;

@@ -1,6 +1,6 @@
 //! `creds/<name>`: issue a fresh credential of the role's credential type.
 
-use super::roles::{self, CredentialType};
+use super::roles::CredentialType;
 use super::{api_key, service_account, user_access, Engine};
 use crate::vault::framework::{
     handler_with, BackendError, FieldData, FieldSchema, FieldType, Operation, Path, Request,
@@ -44,7 +44,7 @@ async fn issue(
     fields: FieldData,
 ) -> Result<Option<Response>, BackendError> {
     let name = fields.required_string("name")?;
-    let role = roles::load(req.storage.as_ref(), &name).await?.ok_or_else(|| {
+    let role = engine.role(&req, &name).await?.ok_or_else(|| {
         BackendError::user(format!("role {name:?} does not exist: create it first with `vault write <mount>/roles/{name} ...`"))
     })?;
     role.validate()

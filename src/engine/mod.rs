@@ -25,6 +25,8 @@ use crate::vault::framework::{
     Backend, BackendConfig, BackendError, BackendFactory, Request, SpecialPaths, Tasks,
 };
 use crate::vault::plugin_server::crate_version;
+use roles::Role;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tidy::MountTag;
@@ -96,6 +98,13 @@ struct Inner {
     // Bumped on every config change, so a client built from a config read
     // before the change is not cached after it.
     generation: AtomicU64,
+    // Roles as issuances and renewals read them, so each does not cost a storage
+    // round trip into Vault. A role written or deleted here is dropped after the
+    // write; one written elsewhere (another node, replication) is dropped by
+    // Vault's invalidate hook. Bumped `role_generation` keeps a read that raced
+    // a write from caching what it read.
+    roles: RwLock<HashMap<String, Role>>,
+    role_generation: AtomicU64,
     // Held across a role's read-merge-write. One lock for all roles: writes are
     // rare admin calls, and Vault sends every write to the active node, so a
     // per-process lock is enough.
@@ -150,6 +159,8 @@ impl Engine {
             invalidate: Some(Arc::new(move |key: &str| {
                 if key == config::CONFIG_KEY {
                     invalidating.reset_client();
+                } else if let Some(name) = key.strip_prefix(roles::PREFIX) {
+                    invalidating.forget_role(name);
                 }
             })),
             clean: None,
@@ -222,6 +233,38 @@ impl Engine {
         &self,
     ) -> Result<tokio::sync::MutexGuard<'_, ()>, tokio::sync::TryLockError> {
         self.inner.rotation.try_lock()
+    }
+
+    /// The role `name`, from the cache or else from storage (see `Inner::roles`).
+    async fn role(&self, req: &Request, name: &str) -> Result<Option<Role>, BackendError> {
+        if let Some(role) = self
+            .inner
+            .roles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(Some(role.clone()));
+        }
+        let generation = self.inner.role_generation.load(Ordering::SeqCst);
+        let role = roles::load(req.storage.as_ref(), name).await?;
+        if let Some(role) = &role {
+            let mut cached = self.inner.roles.write().unwrap_or_else(|e| e.into_inner());
+            if self.inner.role_generation.load(Ordering::SeqCst) == generation {
+                cached.insert(name.to_string(), role.clone());
+            }
+        }
+        Ok(role)
+    }
+
+    /// Drops a role from the cache: it was written or deleted, here or elsewhere.
+    fn forget_role(&self, name: &str) {
+        self.inner.role_generation.fetch_add(1, Ordering::SeqCst);
+        self.inner
+            .roles
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
     }
 
     /// Serializes role writes and deletes (see `Inner::role_writes`).

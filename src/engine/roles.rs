@@ -521,6 +521,7 @@ async fn write_role(
     let role = merge(stored, &fields)?;
     role.validate()?;
     put_json(req.storage.as_ref(), &format!("{PREFIX}{name}"), &role).await?;
+    engine.forget_role(&name);
     Ok(None)
 }
 
@@ -533,6 +534,7 @@ async fn delete_role(
     // So a delete cannot fall between a merge's read and its write.
     let _serialized = engine.role_writes().await;
     req.storage.delete(&format!("{PREFIX}{name}")).await?;
+    engine.forget_role(&name);
     Ok(None)
 }
 

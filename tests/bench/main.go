@@ -33,6 +33,14 @@ type Plan struct {
 	IdleSettle  time.Duration `json:"idle_settle_ns"`
 	WarmUp      int           `json:"warm_up_issues"`
 	Scenarios   []Scenario    `json:"scenarios"`
+	// Timed revocations in each load round (Issues: leases issued beforehand, then revoked).
+	Revocations []Scenario `json:"revocations"`
+	// One process with this many mounts (config, role, one issuance each), rounds of it.
+	ManyMounts       int `json:"many_mounts"`
+	ManyMountsRounds int `json:"many_mounts_rounds"`
+	// End to end through a real Vault server (ours vs the builtin engine): scenarios, rounds.
+	E2E         []Scenario    `json:"e2e"`
+	E2ERounds   int           `json:"e2e_rounds"`
 	StormLeases int           `json:"storm_leases"`
 	StormBound  time.Duration `json:"storm_bound_ns"`
 	// Service accounts (ours only): rounds, issuances of each credential type at +50 ms with
@@ -57,6 +65,9 @@ func planFor(mode string) (Plan, error) {
 				{0, 1, 40}, {0, 16, 160}, {0, 64, 640},
 				{50, 1, 25}, {50, 16, 160}, {50, 64, 640},
 			},
+			Revocations: []Scenario{{50, 1, 25}, {50, 64, 640}},
+			ManyMounts:  1000, ManyMountsRounds: 3,
+			E2E: []Scenario{{0, 1, 40}, {50, 1, 25}, {50, 16, 160}}, E2ERounds: 3,
 			StormLeases: 1000, StormBound: 8 * time.Minute,
 			SARounds: 3, SAIssues: 25, TokenLoad: Scenario{50, 64, 1000},
 			ShortTokenLoad: Scenario{50, 64, 4000}, ShortTokenLoadFor: 8 * time.Second, ShortTokenLifetime: 2 * time.Second,
@@ -69,6 +80,9 @@ func planFor(mode string) (Plan, error) {
 				{0, 1, 15}, {0, 16, 64}, {0, 64, 256},
 				{50, 1, 10}, {50, 16, 64}, {50, 64, 256},
 			},
+			Revocations: []Scenario{{50, 1, 10}, {50, 64, 128}},
+			ManyMounts:  1000, ManyMountsRounds: 1,
+			E2E: []Scenario{{0, 1, 15}, {50, 1, 8}, {50, 16, 64}}, E2ERounds: 1,
 			StormLeases: 200, StormBound: 2 * time.Minute,
 			SARounds: 1, SAIssues: 10, TokenLoad: Scenario{50, 64, 256},
 			ShortTokenLoad: Scenario{50, 64, 2000}, ShortTokenLoadFor: 4 * time.Second, ShortTokenLifetime: 2 * time.Second,
@@ -79,13 +93,14 @@ func planFor(mode string) (Plan, error) {
 
 // SideResults is every sample taken of one plugin.
 type SideResults struct {
-	Name           string       `json:"name"`
-	Binary         string       `json:"binary"`
-	Version        string       `json:"version"`
-	BinarySize     int64        `json:"binary_size_bytes"`
-	ColdStartMS    []float64    `json:"cold_start_ms"`
-	FirstRequestMS []float64    `json:"first_request_ms"`
-	Load           []*LoadRound `json:"load_rounds"`
+	Name           string             `json:"name"`
+	Binary         string             `json:"binary"`
+	Version        string             `json:"version"`
+	BinarySize     int64              `json:"binary_size_bytes"`
+	ColdStartMS    []float64          `json:"cold_start_ms"`
+	FirstRequestMS []float64          `json:"first_request_ms"`
+	Load           []*LoadRound       `json:"load_rounds"`
+	ManyMounts     []*ManyMountsRound `json:"many_mounts_rounds"`
 	// Service-account rounds (ours only).
 	ServiceAccounts []*SARound   `json:"service_account_rounds,omitempty"`
 	Storm           *StormResult `json:"storm"`
@@ -101,6 +116,8 @@ type Results struct {
 	SimArgs       []string                `json:"sim_args"`
 	DefaultLimits atlassim.RateLimit      `json:"default_rate_limits"`
 	Sides         map[string]*SideResults `json:"sides"`
+	// End to end through Vault: ours against the builtin engine (nil without -vault).
+	E2E *E2EResults `json:"e2e,omitempty"`
 	// Extra plugin environment given with -ours-env/-official-env (experiments only).
 	ExtraEnv map[string][]string `json:"extra_env,omitempty"`
 }
@@ -124,6 +141,9 @@ type Bench struct {
 	sim           *atlassim.Sim
 	defaultLimits atlassim.RateLimit
 	log           io.Writer
+	vault         string // the vault binary of the end-to-end phase ("": skipped)
+	network       []string
+	logDir        string
 }
 
 func (b *Bench) logf(format string, args ...any) {
@@ -136,12 +156,14 @@ func main() {
 	official := flag.String("official", "", "the official plugin binary (v0.16.0)")
 	oursVersion := flag.String("ours-version", "v0.1.0", "our plugin's version")
 	simBinary := flag.String("sim", "", "the atlas-sim binary")
+	vaultBin := flag.String("vault", "", "a vault binary for the end-to-end phase (none: the phase is skipped)")
 	out := flag.String("out", "target/bench", "output directory")
 	rustc := flag.String("rustc", "", "rustc --version of the toolchain that built our plugin")
 	timeout := flag.Duration("timeout", 25*time.Minute, "give up after this long")
 	var oursEnv, officialEnv envList
 	flag.Var(&oursEnv, "ours-env", "KEY=VALUE added to our plugin's environment (repeatable; for experiments)")
 	flag.Var(&officialEnv, "official-env", "KEY=VALUE added to the official plugin's environment (repeatable)")
+	only := flag.String("only", "", "comma-separated phases to run (cold,first,load,mounts,e2e,sa,storm), for experiments: writes raw.json only")
 	fromRaw := flag.String("from-raw", "", "only rewrite the reports in -out from this raw.json of an earlier run")
 	flag.Parse()
 
@@ -152,7 +174,7 @@ func main() {
 		}
 		return
 	}
-	code, err := run(*mode, *ours, *official, *oursVersion, *simBinary, *out, *rustc, *timeout, oursEnv, officialEnv)
+	code, err := run(*mode, *only, *ours, *official, *oursVersion, *simBinary, *vaultBin, *out, *rustc, *timeout, oursEnv, officialEnv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 	}
@@ -160,10 +182,15 @@ func main() {
 }
 
 // run returns the exit code: 0 done, 1 the benchmark broke, 2 our plugin leaked keys.
-func run(mode, ours, official, oursVersion, simBinary, out, rustc string, timeout time.Duration, oursEnv, officialEnv []string) (int, error) {
+func run(mode, only, ours, official, oursVersion, simBinary, vaultBin, out, rustc string, timeout time.Duration, oursEnv, officialEnv []string) (int, error) {
 	plan, err := planFor(mode)
 	if err != nil {
 		return 1, err
+	}
+	if only != "" {
+		if plan, err = onlyPhases(plan, only); err != nil {
+			return 1, err
+		}
 	}
 	for name, path := range map[string]string{"-ours": ours, "-official": official, "-sim": simBinary} {
 		if !filepath.IsAbs(path) {
@@ -212,8 +239,9 @@ func run(mode, ours, official, oursVersion, simBinary, out, rustc string, timeou
 	}
 	limits.Enabled = true // the simulator's defaults are Atlas's documented limits
 
-	b := &Bench{plan: plan, sim: sim, defaultLimits: limits, log: os.Stderr}
+	b := &Bench{plan: plan, sim: sim, defaultLimits: limits, log: os.Stderr, vault: vaultBin, logDir: logDir}
 	network := []string{"HTTPS_PROXY=" + sim.Info.ProxyURL, "SSL_CERT_FILE=" + sim.Info.CAPath}
+	b.network = network
 	creds := map[string]any{"public_key": sim.Info.PublicKey, "private_key": sim.Info.PrivateKey}
 	sides := []*Side{
 		{Name: "ours", Binary: ours, Version: oursVersion, Env: append(slices.Clone(network), oursEnv...), Config: creds},
@@ -251,6 +279,10 @@ func run(mode, ours, official, oursVersion, simBinary, out, rustc string, timeou
 	}
 	if err := os.WriteFile(filepath.Join(out, "raw.json"), raw, 0o644); err != nil {
 		return 1, err
+	}
+	if only != "" {
+		fmt.Fprintf(os.Stderr, "bench: -only %s: raw.json written, no reports\n", only)
+		return 0, nil
 	}
 	summary := Summarize(res)
 	if err := WriteReport(out, res, summary); err != nil {
@@ -306,11 +338,32 @@ func (b *Bench) measure(ctx context.Context, sides []*Side, res *Results) error 
 			res.Sides[s.Name].Load = append(res.Sides[s.Name].Load, round)
 			b.logf("load %d/%d %s: idle RSS %.1f MiB, peak RSS %.1f MiB", r+1, b.plan.LoadRounds, s.Name,
 				float64(round.IdleRSS)/(1<<20), float64(round.PeakRSS)/(1<<20))
-			for _, sc := range round.Scenarios {
-				b.logf("  %-9s p50 %7.1f ms  p99 %7.1f ms  %7.1f/s  %.2f round trips/issue  failures %d",
-					sc.Key(), sc.P50MS, sc.P99MS, sc.Throughput, sc.RoundTrips, sc.Failures)
+			for _, sc := range append(slices.Clone(round.Scenarios), round.Revocations...) {
+				b.logf("  %-9s p50 %7.1f ms  p99 %7.1f ms  %7.1f/s  %.2f round trips/op  %.2f Vault calls/op %v  failures %d",
+					sc.Key(), sc.P50MS, sc.P99MS, sc.Throughput, sc.RoundTrips, sc.VaultCallsPerOp, sc.VaultCalls, sc.Failures)
 			}
 		}
+	}
+	for r := range b.plan.ManyMountsRounds {
+		for _, s := range sides {
+			round, err := b.ManyMounts(ctx, s)
+			if err != nil {
+				return fmt.Errorf("%s %d mounts, round %d: %w", s.Name, b.plan.ManyMounts, r+1, err)
+			}
+			res.Sides[s.Name].ManyMounts = append(res.Sides[s.Name].ManyMounts, round)
+			b.logf("%d mounts %d/%d %s: RSS %.1f MiB with 1, %.1f MiB after setup, %.1f MiB after an issuance on each (%.1f KiB per mount); setup %.1f s, issuance %.1f s",
+				round.Mounts, r+1, b.plan.ManyMountsRounds, s.Name, mib(round.RSS1Mount), mib(round.RSSAfterSetup), mib(round.RSSAfterIssue),
+				round.PerMount()/1024, round.SetupS, round.IssueS)
+		}
+	}
+	if b.vault != "" && b.plan.E2ERounds > 0 {
+		ours := sides[slices.IndexFunc(sides, func(s *Side) bool { return s.Name == "ours" })]
+		official := sides[slices.IndexFunc(sides, func(s *Side) bool { return s.Name == "official" })]
+		e2e, err := b.E2E(ctx, b.vault, ours.Binary, official.Binary, b.logDir, b.network, ours.Config)
+		if err != nil {
+			return fmt.Errorf("end to end through Vault: %w", err)
+		}
+		res.E2E = e2e
 	}
 	// Service accounts: ours only, the official plugin has none.
 	ours := sides[slices.IndexFunc(sides, func(s *Side) bool { return s.Name == "ours" })]
@@ -336,6 +389,9 @@ func (b *Bench) measure(ctx context.Context, sides []*Side, res *Results) error 
 			round.LeftoverAccounts, round.LeftoverKeys, time.Since(started).Seconds())
 	}
 	for i, s := range sides {
+		if b.plan.StormLeases == 0 {
+			break
+		}
 		b.logf("revocation storm %s: %d leases", s.Name, b.plan.StormLeases)
 		storm, err := b.Storm(ctx, s, uint64(i+1))
 		if err != nil {
@@ -367,4 +423,24 @@ func rewriteReports(rawPath, out string) error {
 		return err
 	}
 	return WriteReport(out, &res, Summarize(&res))
+}
+
+// onlyPhases keeps the phases named in a comma-separated list and zeroes the others.
+func onlyPhases(p Plan, only string) (Plan, error) {
+	keep := map[string]bool{}
+	for _, name := range strings.Split(only, ",") {
+		switch name {
+		case "cold", "first", "load", "mounts", "e2e", "sa", "storm":
+			keep[name] = true
+		default:
+			return p, fmt.Errorf("-only: unknown phase %q", name)
+		}
+	}
+	for name, n := range map[string]*int{"cold": &p.ColdRounds, "first": &p.FirstRounds, "load": &p.LoadRounds,
+		"mounts": &p.ManyMountsRounds, "e2e": &p.E2ERounds, "sa": &p.SARounds, "storm": &p.StormLeases} {
+		if !keep[name] {
+			*n = 0
+		}
+	}
+	return p, nil
 }

@@ -52,6 +52,10 @@ type ScenarioResult struct {
 	PluginCPUMS float64 `json:"plugin_cpu_ms_per_issue"`
 	SimCPUMS    float64 `json:"sim_cpu_ms_per_issue"`
 	HostCPUMS   float64 `json:"host_cpu_ms_per_issue"`
+	// Calls the plugin made back into Vault (storage, WAL, system view) while the scenario ran,
+	// by kind, and their total per operation; absent where the host did not count them.
+	VaultCalls      map[string]int64 `json:"vault_calls,omitempty"`
+	VaultCallsPerOp float64          `json:"vault_calls_per_op,omitempty"`
 }
 
 // LoadRound is one plugin process hosting 10 mounts and running every scenario.
@@ -67,6 +71,8 @@ type LoadRound struct {
 	IdleRSSAnon1Mount int64            `json:"idle_rss_anon_1_mount_bytes"`
 	PeakRSS           int64            `json:"peak_rss_bytes"`
 	Scenarios         []ScenarioResult `json:"scenarios"`
+	// Timed revocations (Vault's expiration manager revoking a lease), same mount.
+	Revocations []ScenarioResult `json:"revocations"`
 	// Keys still in the simulator after the round's revocations (cleaned up out of band).
 	LeftoverKeys int `json:"leftover_keys"`
 }
@@ -233,8 +239,14 @@ func issueBatch(ctx context.Context, m *conformance.Mount, role string, n, c int
 	return lat, leases, time.Since(started), failures, firstErr
 }
 
-// revokeBatch revokes leases with c concurrent callers (never timed) and counts failures.
+// revokeBatch revokes leases with c concurrent callers and counts failures.
 func revokeBatch(ctx context.Context, m *conformance.Mount, leases []*Lease, c int) (failures int, firstErr error) {
+	_, failures, firstErr = timedRevokeBatch(ctx, m, leases, c)
+	return failures, firstErr
+}
+
+// timedRevokeBatch is revokeBatch with the latency of every successful revocation.
+func timedRevokeBatch(ctx context.Context, m *conformance.Mount, leases []*Lease, c int) (lat []float64, failures int, firstErr error) {
 	var next atomic.Int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -247,19 +259,24 @@ func revokeBatch(ctx context.Context, m *conformance.Mount, leases []*Lease, c i
 				if i >= int64(len(leases)) {
 					return
 				}
-				if err := Revoke(ctx, m, leases[i]); err != nil {
-					mu.Lock()
+				t := time.Now()
+				err := Revoke(ctx, m, leases[i])
+				d := time.Since(t)
+				mu.Lock()
+				if err != nil {
 					failures++
 					if firstErr == nil {
 						firstErr = err
 					}
-					mu.Unlock()
+				} else {
+					lat = append(lat, ms(d))
 				}
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	return failures, firstErr
+	return lat, failures, firstErr
 }
 
 // Load runs one load round for a plugin: 10 multiplexed mounts (idle RSS), then every
@@ -271,9 +288,10 @@ func (b *Bench) Load(ctx context.Context, side *Side) (*LoadRound, error) {
 	}
 	defer h.Close()
 	round := &LoadRound{}
+	calls := newCallCounter()
 	mounts := make([]*conformance.Mount, 0, b.plan.Mounts)
 	for i := range b.plan.Mounts {
-		m, err := h.Mount(ctx, fmt.Sprintf("mongodbatlas%d", i))
+		m, err := mountCounted(ctx, h, fmt.Sprintf("mongodbatlas%d", i), calls)
 		if err != nil {
 			return nil, fmt.Errorf("mount %d: %w", i, err)
 		}
@@ -330,11 +348,18 @@ func (b *Bench) Load(ctx context.Context, side *Side) (*LoadRound, error) {
 	}
 
 	for _, sc := range b.plan.Scenarios {
-		res, err := b.scenario(ctx, side, m, pid, roleName, sc)
+		res, err := b.scenario(ctx, side, m, pid, roleName, sc, calls)
 		if err != nil {
 			return nil, err
 		}
 		round.Scenarios = append(round.Scenarios, *res)
+	}
+	for _, sc := range b.plan.Revocations {
+		res, err := b.revocations(ctx, side, m, pid, sc, calls)
+		if err != nil {
+			return nil, err
+		}
+		round.Revocations = append(round.Revocations, *res)
 	}
 	if round.PeakRSS, err = procStatusKB(pid, "VmHWM"); err != nil {
 		return nil, err
@@ -367,7 +392,34 @@ func (b *Bench) warmUp(ctx context.Context, side *Side, m *conformance.Mount, ro
 }
 
 // scenario issues sc.Issues credentials of a role (measured), then revokes them (not measured).
-func (b *Bench) scenario(ctx context.Context, side *Side, m *conformance.Mount, pid int, role string, sc Scenario) (*ScenarioResult, error) {
+// calls, when not nil, counts the plugin's calls into Vault (storage, system view).
+func (b *Bench) scenario(ctx context.Context, side *Side, m *conformance.Mount, pid int, role string, sc Scenario, calls *callCounter) (*ScenarioResult, error) {
+	var leases []*Lease
+	res, err := b.measured(ctx, side, pid, sc, calls, func() ([]float64, int, time.Duration, int, error) {
+		lat, issued, wall, failures, firstErr := issueBatch(ctx, m, role, sc.Issues, sc.Concurrency)
+		leases = issued
+		return lat, len(issued), wall, failures, firstErr
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s %s (%s): %w", side.Name, sc.Key(), role, err)
+	}
+	// Revocation is not part of the measurement: no added latency, many callers.
+	if err := b.sim.SetLatency(ctx, 0); err != nil {
+		return nil, err
+	}
+	var firstErr error
+	res.RevokeFailures, firstErr = revokeBatch(ctx, m, leases, 64)
+	if firstErr != nil {
+		b.logf("%s %s: %d revocations failed, first: %v", side.Name, sc.Key(), res.RevokeFailures, firstErr)
+	}
+	return res, nil
+}
+
+// measured runs op (sc.Issues operations with sc.Concurrency callers; it returns their
+// latencies, successes, wall time, failures and first error) at the scenario's added
+// latency, with the simulator's request counts, CPU times and, when calls is not nil, the
+// plugin's calls into Vault taken around it.
+func (b *Bench) measured(ctx context.Context, side *Side, pid int, sc Scenario, calls *callCounter, op func() ([]float64, int, time.Duration, int, error)) (*ScenarioResult, error) {
 	if err := b.sim.SetLatency(ctx, time.Duration(sc.LatencyMS)*time.Millisecond); err != nil {
 		return nil, err
 	}
@@ -379,7 +431,15 @@ func (b *Bench) scenario(ctx context.Context, side *Side, m *conformance.Mount, 
 	if err != nil {
 		return nil, err
 	}
-	lat, leases, wall, failures, firstErr := issueBatch(ctx, m, role, sc.Issues, sc.Concurrency)
+	var callsBefore map[string]int64
+	if calls != nil {
+		callsBefore = calls.snapshot()
+	}
+	lat, done, wall, failures, firstErr := op()
+	var callsAfter map[string]int64
+	if calls != nil {
+		callsAfter = calls.snapshot()
+	}
 	cpuAfter, err := cpuTimes(pid, b.sim.Pid())
 	if err != nil {
 		return nil, err
@@ -388,8 +448,8 @@ func (b *Bench) scenario(ctx context.Context, side *Side, m *conformance.Mount, 
 	if err != nil {
 		return nil, err
 	}
-	if len(leases) == 0 {
-		return nil, fmt.Errorf("%s %s (%s): every issuance failed: %v", side.Name, sc.Key(), role, firstErr)
+	if done == 0 {
+		return nil, fmt.Errorf("every operation failed: %v", firstErr)
 	}
 	res := &ScenarioResult{
 		Scenario:   sc,
@@ -399,27 +459,47 @@ func (b *Bench) scenario(ctx context.Context, side *Side, m *conformance.Mount, 
 		MaxMS:      percentile(lat, 100),
 		MeanMS:     mean(lat),
 		WallS:      wall.Seconds(),
-		Throughput: float64(len(leases)) / wall.Seconds(),
+		Throughput: float64(done) / wall.Seconds(),
 		Failures:   failures,
 		Requests:   after.RequestsTotal - before.RequestsTotal,
 		Challenges: after.Challenges - before.Challenges,
 	}
 	res.TokenRequests = after.Routes[tokenRoute].Total - before.Routes[tokenRoute].Total
-	res.RoundTrips = float64(res.Requests) / float64(len(leases))
-	perIssue := func(i int) float64 { return ms(cpuAfter[i]-cpuBefore[i]) / float64(len(leases)) }
-	res.PluginCPUMS, res.SimCPUMS, res.HostCPUMS = perIssue(0), perIssue(1), perIssue(2)
+	res.RoundTrips = float64(res.Requests) / float64(done)
+	perOp := func(i int) float64 { return ms(cpuAfter[i]-cpuBefore[i]) / float64(done) }
+	res.PluginCPUMS, res.SimCPUMS, res.HostCPUMS = perOp(0), perOp(1), perOp(2)
+	if calls != nil {
+		var total int64
+		res.VaultCalls, total = callsSince(callsBefore, callsAfter)
+		res.VaultCallsPerOp = float64(total) / float64(done)
+	}
 	if firstErr != nil {
 		res.FirstError = firstErr.Error()
 	}
-	// Revocation is not part of the measurement: no added latency, many callers.
+	return res, nil
+}
+
+// revocations issues sc.Issues credentials (not measured: no added latency, 64 callers),
+// then revokes them as Vault's expiration manager does at the scenario's latency and
+// concurrency (measured). Round trips and Vault calls are per revocation.
+func (b *Bench) revocations(ctx context.Context, side *Side, m *conformance.Mount, pid int, sc Scenario, calls *callCounter) (*ScenarioResult, error) {
 	if err := b.sim.SetLatency(ctx, 0); err != nil {
 		return nil, err
 	}
-	res.RevokeFailures, firstErr = revokeBatch(ctx, m, leases, 64)
-	if firstErr != nil {
-		b.logf("%s %s: %d revocations failed, first: %v", side.Name, sc.Key(), res.RevokeFailures, firstErr)
+	_, leases, _, failures, firstErr := issueBatch(ctx, m, roleName, sc.Issues, 64)
+	if failures > 0 {
+		return nil, fmt.Errorf("%s revoke %s: %d issuances failed: %v", side.Name, sc.Key(), failures, firstErr)
 	}
-	return res, nil
+	res, err := b.measured(ctx, side, pid, sc, calls, func() ([]float64, int, time.Duration, int, error) {
+		started := time.Now()
+		lat, failures, firstErr := timedRevokeBatch(ctx, m, leases, sc.Concurrency)
+		return lat, len(lat), time.Since(started), failures, firstErr
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s revoke %s: %w", side.Name, sc.Key(), err)
+	}
+	// What a failed revocation left is deleted out of band (the round's leftover count).
+	return res, b.sim.SetLatency(ctx, 0)
 }
 
 var errBroken = errors.New("benchmark broken")

@@ -61,6 +61,27 @@ func (s *Side) NewHost() (*conformance.Host, error) {
 	})
 }
 
+// mountCounted enables a mount the way Host.Mount does, with a storage and a system view
+// that count every call the plugin makes back into Vault.
+func mountCounted(ctx context.Context, h *conformance.Host, path string, calls *callCounter) (*conformance.Mount, error) {
+	m, err := h.Dispense(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	cfg := h.BackendConfig(m)
+	cfg.StorageView = countingStorage{Storage: m.Storage, c: calls}
+	cfg.System = countingSystem{SystemView: cfg.System, c: calls}
+	if err := m.Backend.Setup(ctx, cfg); err != nil {
+		_ = m.Cleanup(ctx)
+		return nil, fmt.Errorf("Setup: %w", err)
+	}
+	if err := m.Backend.Initialize(ctx, &logical.InitializationRequest{Storage: cfg.StorageView}); err != nil {
+		_ = m.Cleanup(ctx)
+		return nil, fmt.Errorf("Initialize: %w", err)
+	}
+	return m, nil
+}
+
 // roleData is an organization key with one access-list entry, the same for both plugins.
 func roleData(orgID string) map[string]any {
 	return map[string]any{

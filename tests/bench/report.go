@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -98,9 +100,18 @@ type Target struct {
 // metricOrder is the summary's metric keys, in report order.
 var metricOrder = []string{
 	"binary_size", "cold_start_ms", "first_request_ms", "idle_rss_10_mounts", "peak_rss",
+	"rss_1000_mounts", "rss_per_mount",
 	"p50_latency_0ms_c1", "p50_latency_50ms_c1", "p99_latency_50ms_c64",
-	"atlas_round_trips_per_issue", "throughput_c64", "revocation_storm_s",
+	"atlas_round_trips_per_issue", "vault_calls_per_issue", "throughput_c64",
+	"revoke_p50_50ms_c1", "revoke_p99_50ms_c64",
+	"e2e_p50_0ms_c1", "e2e_p50_50ms_c1", "e2e_p99_50ms_c16",
+	"revocation_storm_s",
 }
+
+// binarySizeBaseline is binary_size.ours in the results committed when the end-to-end,
+// revocation and many-mounts measurements were added: every feature since may grow the
+// binary by at most 15 % over it.
+const binarySizeBaseline = 6250000
 
 var metricLabels = map[string]string{
 	"binary_size":                 "Binary size",
@@ -114,6 +125,14 @@ var metricLabels = map[string]string{
 	"atlas_round_trips_per_issue": "Atlas HTTP requests per issuance",
 	"throughput_c64":              "Issuances/s, 64 callers, sim +50 ms",
 	"revocation_storm_s":          "Revocation storm: time to drain",
+	"rss_1000_mounts":             "RSS, 1,000 mounts (config, role, one issuance each)",
+	"rss_per_mount":               "RSS added per mount (of those 1,000)",
+	"vault_calls_per_issue":       "Calls into Vault per issuance (storage, WAL, system view)",
+	"revoke_p50_50ms_c1":          "revoke p50, sim +50 ms, 1 caller",
+	"revoke_p99_50ms_c64":         "revoke p99, sim +50 ms, 64 callers",
+	"e2e_p50_0ms_c1":              "vault read creds p50 via Vault, +0 ms, 1 caller (official: builtin engine)",
+	"e2e_p50_50ms_c1":             "vault read creds p50 via Vault, +50 ms, 1 caller (official: builtin engine)",
+	"e2e_p99_50ms_c16":            "vault read creds p99 via Vault, +50 ms, 16 callers (official: builtin engine)",
 
 	// Ours only (service accounts), in their own table.
 	"sa_issue_p50_50ms_c1":           "creds p50, service-account role, sim +50 ms, 1 caller, warm token",
@@ -220,6 +239,29 @@ func Summarize(res *Results) Summary {
 		"revocation_storm_s":          metric("s", func(s *SideResults) float64 { return s.Storm.DrainS }),
 	}
 
+	rev := func(key string, pick func(ScenarioResult) float64) func(*SideResults) float64 {
+		return func(s *SideResults) float64 { return median(revocationValues(s, key, pick)) }
+	}
+	metrics["revoke_p50_50ms_c1"] = metric("ms", rev("50ms_c1", p50))
+	metrics["revoke_p99_50ms_c64"] = metric("ms", rev("50ms_c64", p99))
+	metrics["vault_calls_per_issue"] = metric("calls", func(s *SideResults) float64 { return vaultCallsPerOp(s, false) })
+	metrics["rss_1000_mounts"] = metric("bytes", func(s *SideResults) float64 {
+		return median(manyMountsValues(s, func(r *ManyMountsRound) float64 { return float64(r.RSSAfterIssue) }))
+	})
+	metrics["rss_per_mount"] = metric("bytes", func(s *SideResults) float64 {
+		return median(manyMountsValues(s, func(r *ManyMountsRound) float64 { return r.PerMount() }))
+	})
+	e2e := func(key string, pick func(ScenarioResult) float64) Metric {
+		if res.E2E == nil {
+			return Metric{Ours: math.NaN(), Official: math.NaN(), Ratio: math.NaN(), Unit: "ms"}
+		}
+		a, b := median(e2eValues(res.E2E.creds("ours"), key, pick)), median(e2eValues(res.E2E.creds("builtin"), key, pick))
+		return Metric{Ours: a, Official: b, Ratio: ratio(a, b), Unit: "ms"}
+	}
+	metrics["e2e_p50_0ms_c1"] = e2e("0ms_c1", p50)
+	metrics["e2e_p50_50ms_c1"] = e2e("50ms_c1", p50)
+	metrics["e2e_p99_50ms_c16"] = e2e("50ms_c16", p99)
+
 	// Every scenario's medians, for the table and the plots.
 	scenarios := map[string]any{}
 	for _, sc := range res.Plan.Scenarios {
@@ -249,6 +291,80 @@ func Summarize(res *Results) Summary {
 			"threads":                median(loadValues(side, func(r *LoadRound) int64 { return r.IdleThreads })),
 			"rss_1_mount_bytes":      median(loadValues(side, func(r *LoadRound) int64 { return r.IdleRSS1Mount })),
 			"rss_anon_1_mount_bytes": median(loadValues(side, func(r *LoadRound) int64 { return r.IdleRSSAnon1Mount })),
+		}
+	}
+	revocations := map[string]any{}
+	for _, sc := range res.Plan.Revocations {
+		k := sc.Key()
+		entry := map[string]any{}
+		for _, side := range []*SideResults{o, f} {
+			v := func(pick func(ScenarioResult) float64) float64 { return round(median(revocationValues(side, k, pick))) }
+			entry[side.Name] = dropNaN(map[string]float64{
+				"p50_ms": v(p50), "p99_ms": v(p99), "throughput_per_s": v(tput),
+				"round_trips":         v(func(sc ScenarioResult) float64 { return sc.RoundTrips }),
+				"vault_calls":         v(func(sc ScenarioResult) float64 { return sc.VaultCallsPerOp }),
+				"revocation_failures": v(func(sc ScenarioResult) float64 { return float64(sc.Failures) }),
+			})
+		}
+		revocations[k] = entry
+	}
+	vaultCalls := map[string]any{}
+	for _, side := range []*SideResults{o, f} {
+		vaultCalls[side.Name] = map[string]any{
+			"per_issue": nullable(vaultCallsPerOp(side, false)), "per_issue_by_kind": vaultCallsByKind(side, false),
+			"per_revoke": nullable(vaultCallsPerOp(side, true)), "per_revoke_by_kind": vaultCallsByKind(side, true),
+		}
+	}
+	many := map[string]any{}
+	for _, side := range []*SideResults{o, f} {
+		v := func(pick func(*ManyMountsRound) float64) float64 { return round(median(manyMountsValues(side, pick))) }
+		many[side.Name] = dropNaN(map[string]float64{
+			"rounds":                     float64(len(side.ManyMounts)),
+			"mounts":                     v(func(r *ManyMountsRound) float64 { return float64(r.Mounts) }),
+			"rss_1_mount_bytes":          v(func(r *ManyMountsRound) float64 { return float64(r.RSS1Mount) }),
+			"rss_after_setup_bytes":      v(func(r *ManyMountsRound) float64 { return float64(r.RSSAfterSetup) }),
+			"rss_after_issue_bytes":      v(func(r *ManyMountsRound) float64 { return float64(r.RSSAfterIssue) }),
+			"rss_anon_after_issue_bytes": v(func(r *ManyMountsRound) float64 { return float64(r.RSSAnonAfter) }),
+			"threads_after_issue":        v(func(r *ManyMountsRound) float64 { return float64(r.Threads) }),
+			"setup_s":                    v(func(r *ManyMountsRound) float64 { return r.SetupS }),
+			"issue_s":                    v(func(r *ManyMountsRound) float64 { return r.IssueS }),
+			"leftover_keys":              v(func(r *ManyMountsRound) float64 { return float64(r.LeftoverKeys) }),
+			"sockets_after_setup":        v(func(r *ManyMountsRound) float64 { return float64(r.SocketsAfterSetup) }),
+			"sockets_after_issue":        v(func(r *ManyMountsRound) float64 { return float64(r.SocketsAfterIssue) }),
+		})
+	}
+	var e2eDetails map[string]any
+	if res.E2E != nil {
+		e2eDetails = map[string]any{
+			"vault":    res.E2E.Vault,
+			"official": "Vault's builtin mongodbatlas engine (in Vault's process), same Vault server",
+			"rounds":   res.Plan.E2ERounds,
+		}
+		rr := func(rs []ScenarioResult, pick func(ScenarioResult) float64) float64 {
+			var out []float64
+			for _, sc := range rs {
+				out = append(out, pick(sc))
+			}
+			return round(median(out))
+		}
+		reads, writes := map[string]any{}, map[string]any{}
+		for name, eng := range res.E2E.Engines {
+			reads[name] = dropNaN(map[string]float64{"p50_ms": rr(eng.RoleRead, p50), "p99_ms": rr(eng.RoleRead, p99)})
+			writes[name] = dropNaN(map[string]float64{"p50_ms": rr(eng.RoleWrite, p50), "p99_ms": rr(eng.RoleWrite, p99)})
+		}
+		e2eDetails["role_read"], e2eDetails["role_write"] = reads, writes
+		for _, sc := range res.Plan.E2E {
+			entry := map[string]any{}
+			for name, eng := range res.E2E.Engines {
+				rs := eng.Creds
+				v := func(pick func(ScenarioResult) float64) float64 { return round(median(e2eValues(rs, sc.Key(), pick))) }
+				entry[name] = dropNaN(map[string]float64{
+					"p50_ms": v(p50), "p99_ms": v(p99), "throughput_per_s": v(tput),
+					"round_trips":       v(func(sc ScenarioResult) float64 { return sc.RoundTrips }),
+					"issuance_failures": v(func(sc ScenarioResult) float64 { return float64(sc.Failures) }),
+				})
+			}
+			e2eDetails[sc.Key()] = entry
 		}
 	}
 	storms := map[string]any{}
@@ -293,6 +409,10 @@ func Summarize(res *Results) Summary {
 			"throughput_c64_0ms":  metric("issuances/s", scen("0ms_c64", tput)),
 			"p99_latency_0ms_c64": metric("ms", scen("0ms_c64", p99)),
 			"service_accounts":    saDetails,
+			"revocations":         revocations,
+			"vault_calls":         vaultCalls,
+			"many_mounts":         many,
+			"e2e":                 e2eDetails,
 			"samples": map[string]any{
 				"cold_start_ms":    map[string][]float64{"ours": o.ColdStartMS, "official": f.ColdStartMS},
 				"first_request_ms": map[string][]float64{"ours": o.FirstRequestMS, "official": f.FirstRequestMS},
@@ -308,6 +428,14 @@ func Summarize(res *Results) Summary {
 		ratioTarget("idle_rss_10_mounts", "<= 0.25", func(r float64) bool { return r <= 0.25 }),
 		ratioTarget("p50_latency_50ms_c1", "<= 0.6", func(r float64) bool { return r <= 0.6 }),
 		ratioTarget("throughput_c64", ">= 2", func(r float64) bool { return r >= 2 }),
+		ratioTarget("revoke_p50_50ms_c1", "<= 0.3", func(r float64) bool { return r <= 0.3 }),
+		ratioTarget("revoke_p99_50ms_c64", "<= 0.3", func(r float64) bool { return r <= 0.3 }),
+		ratioTarget("e2e_p50_0ms_c1", "<= 1.25", func(r float64) bool { return r <= 1.25 }),
+		ratioTarget("e2e_p50_50ms_c1", "<= 0.52", func(r float64) bool { return r <= 0.52 }),
+		ratioTarget("rss_1000_mounts", "<= 0.15", func(r float64) bool { return r <= 0.15 }),
+		{Metric: "binary_size", Goal: fmt.Sprintf("ours: <= %.0f bytes (+15 %% over %d)", binarySizeBaseline*1.15, binarySizeBaseline),
+			Value: fmt.Sprintf("%.0f bytes (%+.1f %%)", metrics["binary_size"].Ours, (metrics["binary_size"].Ours/binarySizeBaseline-1)*100),
+			Met:   metrics["binary_size"].Ours <= binarySizeBaseline*1.15},
 		{Metric: "revocation_storm", Goal: "ours: 0 unrevoked after retries, 0 leaked keys",
 			Value: fmt.Sprintf("%d unrevoked, %d leaked", o.Storm.Unrevoked, o.Storm.Leaks),
 			Met:   o.Storm.Unrevoked == 0 && o.Storm.Leaks == 0},
@@ -325,6 +453,114 @@ func Summarize(res *Results) Summary {
 				Value: fmt.Sprintf("%.0f left", left), Met: left == 0})
 	}
 	return sum
+}
+
+func revocationValues(side *SideResults, key string, pick func(ScenarioResult) float64) []float64 {
+	var out []float64
+	for _, round := range side.Load {
+		for _, sc := range round.Revocations {
+			if sc.Key() == key {
+				out = append(out, pick(sc))
+			}
+		}
+	}
+	return out
+}
+
+func e2eValues(rs []ScenarioResult, key string, pick func(ScenarioResult) float64) []float64 {
+	var out []float64
+	for _, sc := range rs {
+		if sc.Key() == key {
+			out = append(out, pick(sc))
+		}
+	}
+	return out
+}
+
+func manyMountsValues(side *SideResults, pick func(*ManyMountsRound) float64) []float64 {
+	var out []float64
+	for _, r := range side.ManyMounts {
+		out = append(out, pick(r))
+	}
+	return out
+}
+
+// creds is an engine's end-to-end creds samples (none if it was not measured).
+func (e *E2EResults) creds(engine string) []ScenarioResult {
+	if eng := e.Engines[engine]; eng != nil {
+		return eng.Creds
+	}
+	return nil
+}
+
+// vaultCallsPerOp is, per load round, every counted call into Vault over every issuance (or
+// timed revocation) of the round; the median round. NaN when nothing was counted.
+func vaultCallsPerOp(side *SideResults, revocations bool) float64 {
+	var perRound []float64
+	for _, round := range side.Load {
+		scs := round.Scenarios
+		if revocations {
+			scs = round.Revocations
+		}
+		var calls, ops float64
+		counted := false
+		for _, sc := range scs {
+			if sc.VaultCalls == nil {
+				continue
+			}
+			counted = true
+			for _, n := range sc.VaultCalls {
+				calls += float64(n)
+			}
+			ops += float64(sc.Issues - sc.Failures)
+		}
+		if counted && ops > 0 {
+			perRound = append(perRound, calls/ops)
+		}
+	}
+	return median(perRound)
+}
+
+// vaultCallsByKind is calls of each kind per operation over all load rounds.
+func vaultCallsByKind(side *SideResults, revocations bool) map[string]float64 {
+	sums := map[string]float64{}
+	var ops float64
+	for _, round := range side.Load {
+		scs := round.Scenarios
+		if revocations {
+			scs = round.Revocations
+		}
+		for _, sc := range scs {
+			if sc.VaultCalls == nil {
+				continue
+			}
+			for k, n := range sc.VaultCalls {
+				sums[k] += float64(n)
+			}
+			ops += float64(sc.Issues - sc.Failures)
+		}
+	}
+	out := map[string]float64{}
+	for k, v := range sums {
+		if ops > 0 {
+			out[k] = round(v / ops)
+		}
+	}
+	return out
+}
+
+// dropNaN leaves out what was not measured (JSON has no NaN).
+func dropNaN(m map[string]float64) map[string]float64 {
+	maps.DeleteFunc(m, func(_ string, v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) })
+	return m
+}
+
+// nullable is v, or nil (JSON null) when it was not measured.
+func nullable(v float64) any {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return round(v)
 }
 
 // saMedian is the median over the service-account rounds of a round's statistic.
@@ -399,6 +635,9 @@ func human(v float64, unit string) string {
 	}
 	switch unit {
 	case "bytes":
+		if math.Abs(v) < 1<<20 {
+			return fmt.Sprintf("%.0f KiB", v/(1<<10))
+		}
 		return fmt.Sprintf("%.1f MiB", v/(1<<20))
 	case "ms":
 		return fmt.Sprintf("%.1f ms", v)
@@ -461,6 +700,7 @@ func markdown(res *Results, s Summary) string {
 			sf["p50_ms"], sf["p99_ms"], sf["throughput_per_s"], so["round_trips"], sf["round_trips"],
 			so["plugin_cpu_ms_per_issue"], sf["plugin_cpu_ms_per_issue"])
 	}
+	b.WriteString(roundTwoMarkdown(res, s))
 	b.WriteString(serviceAccountMarkdown(s, goals))
 	for side, env := range res.ExtraEnv {
 		if len(env) > 0 {
@@ -487,11 +727,13 @@ func WriteReport(dir string, res *Results, s Summary) error {
 	}
 	buf.WriteByte('\n')
 	files := map[string][]byte{
-		"summary.json": buf.Bytes(),
-		"summary.md":   []byte(markdown(res, s)),
-		"ratios.svg":   ratioPlot(s),
-		"latency.svg":  latencyPlot(res, s),
-		"storm.svg":    stormPlot(res),
+		"summary.json":   buf.Bytes(),
+		"summary.md":     []byte(markdown(res, s)),
+		"ratios.svg":     ratioPlot(s),
+		"latency.svg":    latencyPlot(res, s),
+		"storm.svg":      stormPlot(res),
+		"revoke_e2e.svg": revokeE2EPlot(res, s),
+		"mounts.svg":     mountsPlot(s),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
@@ -551,5 +793,85 @@ func serviceAccountMarkdown(s Summary, goals map[string]string) string {
 	}
 	fmt.Fprintf(&b, "\nWith a warm token, a service-account issuance costs %s an API-key issuance: %.2f vs %.2f HTTP requests (%.0f token requests while measuring).\n",
 		verdict, saReqs, keyReqs, num(saPart, "token_requests"))
+	return b.String()
+}
+
+// roundTwoMarkdown is summary.md's table of timed revocations and end-to-end reads, and the
+// lines on calls into Vault and on many mounts.
+func roundTwoMarkdown(res *Results, s Summary) string {
+	var b strings.Builder
+	b.WriteString("\n| revocation / end to end | ours p50 | ours p99 | official p50 | official p99 | HTTP req/op (ours, official) |\n|---|---:|---:|---:|---:|---|\n")
+	if rev, _ := s.Details["revocations"].(map[string]any); rev != nil {
+		for _, sc := range res.Plan.Revocations {
+			e, _ := rev[sc.Key()].(map[string]any)
+			if e == nil {
+				continue
+			}
+			so, sf := e["ours"].(map[string]float64), e["official"].(map[string]float64)
+			fmt.Fprintf(&b, "| revoke, +%d ms, %s | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.2f, %.2f |\n", sc.LatencyMS, callers(sc.Concurrency),
+				so["p50_ms"], so["p99_ms"], sf["p50_ms"], sf["p99_ms"], so["round_trips"], sf["round_trips"])
+		}
+	}
+	if e2e, _ := s.Details["e2e"].(map[string]any); e2e != nil {
+		for _, sc := range res.Plan.E2E {
+			e, _ := e2e[sc.Key()].(map[string]any)
+			if e == nil {
+				continue
+			}
+			so, sf := e["ours"].(map[string]float64), e["builtin"].(map[string]float64)
+			fmt.Fprintf(&b, "| vault read creds via Vault %v (official: builtin engine), +%d ms, %s | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.2f, %.2f |\n",
+				e2e["vault"], sc.LatencyMS, callers(sc.Concurrency), so["p50_ms"], so["p99_ms"], sf["p50_ms"], sf["p99_ms"], so["round_trips"], sf["round_trips"])
+		}
+		var ext []string
+		for _, sc := range res.Plan.E2E {
+			if e, _ := e2e[sc.Key()].(map[string]any); e != nil {
+				if x, ok := e["official_external"].(map[string]float64); ok {
+					ext = append(ext, fmt.Sprintf("+%d ms, %s: p50 %.1f ms, p99 %.1f ms", sc.LatencyMS, callers(sc.Concurrency), x["p50_ms"], x["p99_ms"]))
+				}
+			}
+		}
+		if len(ext) > 0 {
+			fmt.Fprintf(&b, "\nFor reference, the official plugin registered as an external plugin on the same server: %s.\n", strings.Join(ext, "; "))
+		}
+	}
+	if e2e, _ := s.Details["e2e"].(map[string]any); e2e != nil {
+		rr, _ := e2e["role_read"].(map[string]any)
+		rw, _ := e2e["role_write"].(map[string]any)
+		if rr != nil && rw != nil {
+			o, f := rr["ours"].(map[string]float64), rr["builtin"].(map[string]float64)
+			wo, wf := rw["ours"].(map[string]float64), rw["builtin"].(map[string]float64)
+			xo, _ := rr["official_external"].(map[string]float64)
+			xw, _ := rw["official_external"].(map[string]float64)
+			fmt.Fprintf(&b, "\nThrough Vault, with no Atlas call: `vault read <mount>/roles/bench` (one storage read) takes %.2f ms (p50) with ours, %.2f ms with the builtin engine and %.2f ms with the official plugin as an external plugin (the plugin hop); writing the role (a read and a write: a raft commit) %.2f ms, %.2f ms and %.2f ms.\n",
+				o["p50_ms"], f["p50_ms"], xo["p50_ms"], wo["p50_ms"], wf["p50_ms"], xw["p50_ms"])
+		}
+	}
+	if vc, _ := s.Details["vault_calls"].(map[string]any); vc != nil {
+		kinds := func(side string, key string) string {
+			m, _ := vc[side].(map[string]any)
+			byKind, _ := m[key].(map[string]float64)
+			var parts []string
+			for _, k := range slices.Sorted(maps.Keys(byKind)) {
+				parts = append(parts, fmt.Sprintf("%s %.2f", k, byKind[k]))
+			}
+			if len(parts) == 0 {
+				return "none"
+			}
+			return strings.Join(parts, ", ")
+		}
+		fmt.Fprintf(&b, "\nCalls into Vault per issuance: ours %.2f (%s); official %.2f (%s). Per revocation: ours %s; official %s.\n",
+			s.Metrics["vault_calls_per_issue"].Ours, kinds("ours", "per_issue_by_kind"), s.Metrics["vault_calls_per_issue"].Official,
+			kinds("official", "per_issue_by_kind"), kinds("ours", "per_revoke_by_kind"), kinds("official", "per_revoke_by_kind"))
+	}
+	if many, _ := s.Details["many_mounts"].(map[string]any); many != nil {
+		o, f := many["ours"].(map[string]float64), many["official"].(map[string]float64)
+		if o["rounds"] > 0 {
+			fmt.Fprintf(&b, "\n%.0f multiplexed mounts in one process: ours %s with 1 mount, %s after setting up all, %s after one issuance on each (%.0f, then %.0f open sockets); official %s, %s, %s (%.0f, then %.0f sockets).\n",
+				o["mounts"], human(o["rss_1_mount_bytes"], "bytes"), human(o["rss_after_setup_bytes"], "bytes"), human(o["rss_after_issue_bytes"], "bytes"),
+				o["sockets_after_setup"], o["sockets_after_issue"],
+				human(f["rss_1_mount_bytes"], "bytes"), human(f["rss_after_setup_bytes"], "bytes"), human(f["rss_after_issue_bytes"], "bytes"),
+				f["sockets_after_setup"], f["sockets_after_issue"])
+		}
+	}
 	return b.String()
 }

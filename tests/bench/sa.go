@@ -101,12 +101,12 @@ func (b *Bench) ServiceAccounts(ctx context.Context, side *Side) (*SARound, erro
 		return nil, err
 	}
 	one := Scenario{LatencyMS: 50, Concurrency: 1, Issues: b.plan.SAIssues}
-	sa, err := b.scenario(ctx, side, saMount, pid, saRoleName, one)
+	sa, err := b.scenario(ctx, side, saMount, pid, saRoleName, one, nil)
 	if err != nil {
 		return nil, err
 	}
 	round.ServiceAccount = *sa
-	key, err := b.scenario(ctx, side, keyMount, pid, roleName, one)
+	key, err := b.scenario(ctx, side, keyMount, pid, roleName, one, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func (b *Bench) ServiceAccounts(ctx context.Context, side *Side) (*SARound, erro
 	if err != nil {
 		return nil, err
 	}
-	load, err := b.scenario(ctx, side, loadMount, pid, saRoleName, b.plan.TokenLoad)
+	load, err := b.scenario(ctx, side, loadMount, pid, saRoleName, b.plan.TokenLoad, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +155,7 @@ func (b *Bench) shortTokenLoad(ctx context.Context, side *Side, pid int, sc Scen
 	if err != nil {
 		return nil, err
 	}
-	return b.scenario(ctx, side, m, pid, saRoleName, sc)
+	return b.scenario(ctx, side, m, pid, saRoleName, sc, nil)
 }
 
 // tokenLifetime is the lifetime of the access tokens the simulator issues.

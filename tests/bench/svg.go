@@ -77,7 +77,8 @@ func ratioPlot(s Summary) []byte {
 		p.line(x, top-6, x, bottom, stroke, "")
 		p.text(x, bottom+16, "middle", "", fmt.Sprintf("%g", tick))
 	}
-	targets := map[string]float64{"cold_start_ms": 0.2, "idle_rss_10_mounts": 0.25, "p50_latency_50ms_c1": 0.6, "throughput_c64": 2}
+	targets := map[string]float64{"cold_start_ms": 0.2, "idle_rss_10_mounts": 0.25, "p50_latency_50ms_c1": 0.6, "throughput_c64": 2,
+		"revoke_p50_50ms_c1": 0.3, "revoke_p99_50ms_c64": 0.3, "e2e_p50_0ms_c1": 1.25, "e2e_p50_50ms_c1": 0.52, "rss_1000_mounts": 0.15}
 	one := logScale(1, lo, hi, left, right)
 	for i, k := range metricOrder {
 		y := top + row*float64(i)
@@ -118,23 +119,63 @@ func ratioPlot(s Summary) []byte {
 
 // latencyPlot: p50 and p99 of every creds scenario for both plugins, log axis.
 func latencyPlot(res *Results, s Summary) []byte {
-	const left, top, plotH, groupW = 70.0, 50.0, 300.0, 110.0
 	scen := s.Details["scenarios"].(map[string]any)
+	var groups []barGroup
+	for _, sc := range res.Plan.Scenarios {
+		e := scen[sc.Key()].(map[string]any)
+		groups = append(groups, barGroup{fmt.Sprintf("+%d ms", sc.LatencyMS), callers(sc.Concurrency),
+			e["ours"].(map[string]float64), e["official"].(map[string]float64)})
+	}
+	return barPlot("creds latency per scenario (ms, log scale)", "official", groups)
+}
+
+// revokeE2EPlot: p50 and p99 of the timed revocations (ours vs the official plugin) and of
+// the end-to-end reads through Vault (ours vs Vault's builtin engine), log axis.
+func revokeE2EPlot(res *Results, s Summary) []byte {
+	var groups []barGroup
+	if rev, _ := s.Details["revocations"].(map[string]any); rev != nil {
+		for _, sc := range res.Plan.Revocations {
+			if e, _ := rev[sc.Key()].(map[string]any); e != nil {
+				groups = append(groups, barGroup{fmt.Sprintf("revoke +%d ms", sc.LatencyMS), callers(sc.Concurrency),
+					e["ours"].(map[string]float64), e["official"].(map[string]float64)})
+			}
+		}
+	}
+	if e2e, _ := s.Details["e2e"].(map[string]any); e2e != nil {
+		for _, sc := range res.Plan.E2E {
+			if e, _ := e2e[sc.Key()].(map[string]any); e != nil {
+				groups = append(groups, barGroup{fmt.Sprintf("Vault +%d ms", sc.LatencyMS), callers(sc.Concurrency),
+					e["ours"].(map[string]float64), e["builtin"].(map[string]float64)})
+			}
+		}
+	}
+	return barPlot("revocation (official plugin) and vault read through Vault (builtin engine): ms, log scale",
+		"official / builtin", groups)
+}
+
+// barGroup is one scenario's p50 and p99 for both sides.
+type barGroup struct {
+	label, sublabel string
+	ours, official  map[string]float64
+}
+
+// barPlot draws p50 and p99 bars of both sides per group on a log axis.
+func barPlot(title, officialName string, groups []barGroup) []byte {
+	const left, top, plotH, groupW = 70.0, 50.0, 300.0, 110.0
 	maxV, minV := 1.0, math.Inf(1)
-	for _, e := range scen {
-		for _, side := range e.(map[string]any) {
-			m := side.(map[string]float64)
+	for _, g := range groups {
+		for _, m := range []map[string]float64{g.ours, g.official} {
 			for _, k := range []string{"p50_ms", "p99_ms"} {
-				if !math.IsNaN(m[k]) {
-					maxV, minV = math.Max(maxV, m[k]), math.Min(minV, m[k])
+				if v, ok := m[k]; ok && !math.IsNaN(v) && v > 0 {
+					maxV, minV = math.Max(maxV, v), math.Min(minV, v)
 				}
 			}
 		}
 	}
 	lo := math.Pow(10, math.Floor(math.Log10(math.Max(minV, 0.1))))
 	hi := math.Pow(10, math.Ceil(math.Log10(maxV)))
-	w := int(left + groupW*float64(len(res.Plan.Scenarios)) + 40)
-	p := newSVG(w, int(top+plotH+90), "creds latency per scenario (ms, log scale)")
+	w := int(math.Max(left+groupW*float64(len(groups))+40, 560))
+	p := newSVG(w, int(top+plotH+90), title)
 	bottom := top + plotH
 	for d := lo; d <= hi*1.0001; d *= 10 {
 		for _, mul := range []float64{1, 2, 5} {
@@ -147,30 +188,79 @@ func latencyPlot(res *Results, s Summary) []byte {
 			p.text(left-6, y+4, "end", "", fmt.Sprintf("%g", v))
 		}
 	}
-	bars := []struct {
-		side, key, color, opacity string
-	}{
-		{"ours", "p50_ms", colorOurs, "1"}, {"ours", "p99_ms", colorOurs, "0.45"},
-		{"official", "p50_ms", colorOfficial, "1"}, {"official", "p99_ms", colorOfficial, "0.45"},
-	}
-	for i, sc := range res.Plan.Scenarios {
+	for i, g := range groups {
 		x0 := left + groupW*float64(i) + 12
-		e := scen[sc.Key()].(map[string]any)
+		bars := []struct {
+			m              map[string]float64
+			key            string
+			color, opacity string
+		}{
+			{g.ours, "p50_ms", colorOurs, "1"}, {g.ours, "p99_ms", colorOurs, "0.45"},
+			{g.official, "p50_ms", colorOfficial, "1"}, {g.official, "p99_ms", colorOfficial, "0.45"},
+		}
 		for j, bar := range bars {
-			v := e[bar.side].(map[string]float64)[bar.key]
-			if math.IsNaN(v) {
+			v, ok := bar.m[bar.key]
+			if !ok || math.IsNaN(v) || v <= 0 {
 				continue
 			}
 			y := logScale(v, lo, hi, bottom, top)
 			fmt.Fprintf(&p.b, `<rect x="%.1f" y="%.1f" width="20" height="%.1f" fill="%s" fill-opacity="%s"/>`+"\n",
 				x0+float64(j)*22, y, bottom-y, bar.color, bar.opacity)
 		}
-		p.text(x0+44, bottom+16, "middle", "", fmt.Sprintf("+%d ms", sc.LatencyMS))
-		p.text(x0+44, bottom+30, "middle", "", callers(sc.Concurrency))
+		p.text(x0+44, bottom+16, "middle", "", g.label)
+		p.text(x0+44, bottom+30, "middle", "", g.sublabel)
 	}
 	p.line(left, bottom, float64(w)-30, bottom, "#333", "")
 	p.legend(left, bottom+52, [][2]string{{"ours p50 (light: p99)", colorOurs}})
-	p.legend(left+220, bottom+52, [][2]string{{"official p50 (light: p99)", colorOfficial}})
+	p.legend(left+220, bottom+52, [][2]string{{officialName + " p50 (light: p99)", colorOfficial}})
+	return p.bytes()
+}
+
+// mountsPlot: RSS of one process with 1 mount, then 1,000 mounts set up, then after one
+// issuance on each, for both plugins (MiB, linear axis).
+func mountsPlot(s Summary) []byte {
+	const left, top, plotH, groupW = 70.0, 50.0, 260.0, 150.0
+	many, _ := s.Details["many_mounts"].(map[string]any)
+	o, _ := many["ours"].(map[string]float64)
+	f, _ := many["official"].(map[string]float64)
+	keys := []struct{ key, label string }{
+		{"rss_1_mount_bytes", "1 mount"}, {"rss_after_setup_bytes", "all set up"}, {"rss_after_issue_bytes", "1 issuance each"},
+	}
+	maxV := 1.0
+	for _, m := range []map[string]float64{o, f} {
+		for _, k := range keys {
+			maxV = math.Max(maxV, m[k.key]/(1<<20))
+		}
+	}
+	step := math.Pow(10, math.Floor(math.Log10(maxV)))
+	if maxV/step < 4 {
+		step /= 2
+	}
+	hi := math.Ceil(maxV/step) * step
+	w := int(left + groupW*float64(len(keys)) + 40)
+	p := newSVG(w, int(top+plotH+80), fmt.Sprintf("RSS of one plugin process, %.0f multiplexed mounts (MiB)", o["mounts"]))
+	bottom := top + plotH
+	for v := 0.0; v <= hi*1.0001; v += step {
+		y := bottom - v/hi*plotH
+		p.line(left, y, float64(w)-30, y, "#e5e5e5", "")
+		p.text(left-6, y+4, "end", "", fmt.Sprintf("%g", v))
+	}
+	for i, k := range keys {
+		x0 := left + groupW*float64(i) + 30
+		for j, side := range []struct {
+			m     map[string]float64
+			color string
+		}{{o, colorOurs}, {f, colorOfficial}} {
+			v := side.m[k.key] / (1 << 20)
+			h := v / hi * plotH
+			p.rect(x0+float64(j)*42, bottom-h, 38, h, side.color)
+			p.text(x0+float64(j)*42+19, bottom-h-4, "middle", "", fmt.Sprintf("%.0f", v))
+		}
+		p.text(x0+40, bottom+16, "middle", "", k.label)
+	}
+	p.line(left, bottom, float64(w)-30, bottom, "#333", "")
+	p.legend(left, bottom+40, [][2]string{{"ours", colorOurs}})
+	p.legend(left+120, bottom+40, [][2]string{{"official", colorOfficial}})
 	return p.bytes()
 }
 
