@@ -15,6 +15,7 @@ mod client;
 mod config;
 mod digest;
 mod error;
+mod http_client;
 mod models;
 mod oauth;
 mod secret;

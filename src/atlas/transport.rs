@@ -2,6 +2,7 @@
 //! single re-challenge, time limits, classification of failures, and retries within a deadline.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder, Retryable};
@@ -18,8 +19,8 @@ use super::config::{
 };
 use super::digest::{select_challenge, DigestAuth};
 use super::error::{is_atlas_refusal, ApiProblem, AtlasError};
+use super::http_client::{self, ClientSettings, SharedClient};
 use super::oauth::{Token, TokenAnswer, TokenSource};
-use super::tls;
 
 /// Version 2023-01-01: every `/apiKeys` operation, access lists included.
 pub const API_KEYS_MEDIA_TYPE: &str = "application/vnd.atlas.2023-01-01+json";
@@ -167,7 +168,8 @@ enum Auth {
 
 /// Shared by every clone of the client.
 pub(crate) struct Transport {
-    http: reqwest::Client,
+    /// Shared with every other mount using the same connection settings.
+    http: Arc<SharedClient>,
     api_root: Url,
     /// `<base>/api/oauth/`: the token endpoints live outside the versioned API.
     oauth_root: Url,
@@ -219,22 +221,12 @@ impl Transport {
                 "Atlas base URL is plain HTTP: requests and responses (including new private keys) travel unencrypted"
             );
         }
-        let tls = tls::client_config(
-            config.extra_root_certs_pem.as_deref(),
-            api_root.scheme() == "https",
-        )?;
-        let user_agent = HeaderValue::from_str(&config.user_agent()).map_err(|_| {
-            AtlasError::Config("the Vault version is not a valid header value".to_owned())
+        let http = http_client::shared(&ClientSettings {
+            extra_root_certs_pem: config.extra_root_certs_pem.clone(),
+            https: api_root.scheme() == "https",
+            user_agent: config.user_agent(),
+            connect_timeout: config.timeouts.connect,
         })?;
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .user_agent(user_agent)
-            .connect_timeout(config.timeouts.connect)
-            // Never follow redirects: Atlas does not send them for these calls, and a redirected
-            // Digest exchange would be signed for the wrong URI anyway.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| AtlasError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             http,
             api_root,
@@ -507,6 +499,7 @@ impl Transport {
         let timeout = self.timeouts.attempt.min(remaining);
         let mut builder = self
             .http
+            .client
             .request(request.method.clone(), request.url.clone())
             .timeout(timeout)
             .header(ACCEPT, request.media_type);
