@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Brokered connections use goplugin::broker::BrokerChannel, not tonic's Channel.
+        .build_transport(false)
         .compile_fds(fds)?;
     Ok(())
 }

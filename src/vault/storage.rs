@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::Channel;
 
+use crate::goplugin::broker::BrokerChannel;
 use crate::goplugin::MAX_MESSAGE_SIZE;
 use crate::proto::pb;
 use crate::proto::pb::storage_client::StorageClient;
@@ -84,11 +84,11 @@ pub async fn put_json<T: Serialize + ?Sized>(
 /// Vault's storage over the brokered gRPC connection.
 #[derive(Clone)]
 pub struct GrpcStorage {
-    client: StorageClient<Channel>,
+    client: StorageClient<BrokerChannel>,
 }
 
 impl GrpcStorage {
-    pub fn new(channel: Channel) -> Self {
+    pub fn new(channel: BrokerChannel) -> Self {
         let client = StorageClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);

@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tonic::transport::Channel;
-
+use crate::goplugin::broker::BrokerChannel;
 use crate::goplugin::MAX_MESSAGE_SIZE;
 use crate::proto::pb;
 use crate::proto::pb::system_view_client::SystemViewClient;
@@ -78,11 +77,11 @@ fn seconds(d: Duration) -> i64 {
 
 #[derive(Clone)]
 pub struct GrpcSystemView {
-    client: SystemViewClient<Channel>,
+    client: SystemViewClient<BrokerChannel>,
 }
 
 impl GrpcSystemView {
-    pub fn new(channel: Channel) -> Self {
+    pub fn new(channel: BrokerChannel) -> Self {
         let client = SystemViewClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
