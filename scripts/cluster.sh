@@ -44,23 +44,8 @@ fi
 command -v go >/dev/null 2>&1 || die "the Go toolchain (go) is required"
 # shellcheck source=scripts/lib/release.sh
 source "$root/scripts/lib/release.sh"
-target_dir="$(release_target_dir "$root")"
-plugin="$(release_plugin_path "$root")"
-sim="$target_dir/release/atlas-sim"
-if [[ "${CLUSTER_SKIP_BUILD:-}" != 1 ]]; then
-    log "building the plugin and atlas-sim (release)"
-    build_release_plugin "$root"
-    cargo build --release --locked -p atlas-sim >&2
-fi
-for built in "$plugin" "$sim"; do
-    [[ -x "$built" ]] || die "$built was not built"
-done
-version="$(release_version "$root")" || die "no [package] version in Cargo.toml"
-
-logs="${CLUSTER_LOG_DIR:-$target_dir/cluster}"
-case "$logs" in /*) ;; *) logs="$root/$logs" ;; esac
-rm -rf "$logs"
-mkdir -p "$logs"
+release_suite_binaries "$root" "${CLUSTER_SKIP_BUILD:-}" || die "the release binaries are not available"
+logs="$(release_suite_log_dir "$root" "${CLUSTER_LOG_DIR:-}" cluster)"
 
 log "plugin $plugin (v$version); simulator $sim; logs in $logs"
 cd tests

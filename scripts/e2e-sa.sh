@@ -46,19 +46,7 @@ done
 command -v go >/dev/null 2>&1 || die "the Go toolchain (go) is required"
 # shellcheck source=scripts/lib/release.sh
 source "$root/scripts/lib/release.sh"
-target_dir="$(release_target_dir "$root")"
-plugin="$(release_plugin_path "$root")"
-sim="$target_dir/release/atlas-sim"
-
-if [[ "${E2E_SA_SKIP_BUILD:-}" != 1 ]]; then
-    log "building the plugin and atlas-sim (release)"
-    build_release_plugin "$root"
-    cargo build --release --locked -p atlas-sim >&2
-fi
-for built in "$plugin" "$sim"; do
-    [[ -x "$built" ]] || die "$built was not built"
-done
-version="$(release_version "$root")" || die "no [package] version in Cargo.toml"
+release_suite_binaries "$root" "${E2E_SA_SKIP_BUILD:-}" || die "the release binaries are not available"
 
 # VAULT_BINARY / BAO_BINARY select the servers the test runs against.
 server_env=()
@@ -73,10 +61,7 @@ for server in "${servers[@]}"; do
     fi
 done
 
-logs="${E2E_SA_LOG_DIR:-$target_dir/e2e-sa}"
-case "$logs" in /*) ;; *) logs="$root/$logs" ;; esac
-rm -rf "$logs"
-mkdir -p "$logs"
+logs="$(release_suite_log_dir "$root" "${E2E_SA_LOG_DIR:-}" e2e-sa)"
 log "plugin $plugin (v$version); simulator $sim; logs in $logs"
 
 # tests/ is one Go module; fetch its modules before the bounded test run.

@@ -24,26 +24,10 @@ die() { log "error: $*"; exit 2; }
 command -v go >/dev/null 2>&1 || die "the Go toolchain (go) is required"
 # shellcheck source=scripts/lib/release.sh
 source "$root/scripts/lib/release.sh"
-target_dir="$(release_target_dir "$root")"
-plugin="$(release_plugin_path "$root")"
-sim="$target_dir/release/atlas-sim"
-
-if [[ "${STORM_SKIP_BUILD:-}" != 1 ]]; then
-    log "building the plugin and atlas-sim (release)"
-    build_release_plugin "$root"
-    cargo build --release --locked -p atlas-sim >&2
-fi
-for built in "$plugin" "$sim"; do
-    [[ -x "$built" ]] || die "$built was not built"
-done
+release_suite_binaries "$root" "${STORM_SKIP_BUILD:-}" || die "the release binaries are not available"
 vault="$("$root/scripts/servers.sh" vault)"
 [[ -x "$vault" ]] || die "scripts/servers.sh vault printed no executable ($vault)"
-version="$(release_version "$root")" || die "no [package] version in Cargo.toml"
-
-logs="${STORM_LOG_DIR:-$target_dir/storm}"
-case "$logs" in /*) ;; *) logs="$root/$logs" ;; esac
-rm -rf "$logs"
-mkdir -p "$logs"
+logs="$(release_suite_log_dir "$root" "${STORM_LOG_DIR:-}" storm)"
 
 # The plugin's own lines in Vault's log carry go-plugin's "<catalog name>.<file name>".
 readonly plugin_match="vault-plugin-secrets-mongodbatlas.vault-plugin-secrets-mongodbatlas"

@@ -15,7 +15,7 @@ use std::time::Duration;
 use atlas_sim::{NewKeyRequest, NewServiceAccountRequest};
 use serde_json::{json, Map, Value};
 use support::{data, Login, Mount};
-use vault_mongodbatlas::vault::framework::{Operation, Secret};
+use vault_mongodbatlas::vault::framework::{Operation, Response, Secret};
 use vault_mongodbatlas::vault::storage::{Storage, StorageEntry};
 
 /// A mount with an API-key role `keys` and a service-account role `accounts`.
@@ -308,6 +308,11 @@ async fn a_credential_past_its_lease_lifetime_is_deleted_and_a_renewal_extends_i
 
     let report = tidy(&m, json!({"dry_run": true})).await;
     assert_eq!(count(&report, "expired"), 1, "{report:?}");
+    assert_eq!(
+        count(&report, "in_use"),
+        1,
+        "the expired one is not also in use"
+    );
     assert_eq!(report["credentials"][0]["reason"], "expired");
     let report = tidy(&m, json!({})).await;
     assert_eq!(count(&report, "deleted"), 1, "{report:?}");
@@ -380,6 +385,20 @@ async fn tidy_without_a_config_says_what_to_do() {
     assert!(says.contains("write <mount>/config"), "{says}");
 }
 
+/// `tidy safety_margin=0s` while Atlas answers `status` to `method` on paths matching
+/// `path`: the whole response (its warnings too) and the fault, still in place.
+async fn tidy_while(m: &Mount, method: Option<&str>, path: &str, status: u16) -> (Response, u64) {
+    let fault = m
+        .sim
+        .add_fault(atlas_sim::FaultRule::status(method, path, status))
+        .expect("fault");
+    let resp = m
+        .ok(Operation::Update, "tidy", json!({"safety_margin": "0s"}))
+        .await
+        .expect("tidy answers");
+    (resp, fault)
+}
+
 #[tokio::test]
 async fn a_listing_atlas_refuses_is_reported_and_nothing_of_its_kind_is_judged_on_it() {
     let m = mount().await;
@@ -388,17 +407,7 @@ async fn a_listing_atlas_refuses_is_reported_and_nothing_of_its_kind_is_judged_o
     // Forgotten too, but service accounts cannot be listed: left for the next run.
     issue(&m, "accounts").await;
     restore(&m, &saved).await;
-    m.sim
-        .add_fault(atlas_sim::FaultRule::status(
-            Some("GET"),
-            "/serviceAccounts$",
-            403,
-        ))
-        .expect("fault");
-    let resp = m
-        .ok(Operation::Update, "tidy", json!({"safety_margin": "0s"}))
-        .await
-        .expect("tidy answers");
+    let (resp, _) = tidy_while(&m, Some("GET"), "/serviceAccounts$", 403).await;
     let report = data(&resp);
     let errors = report["scope_errors"].as_array().expect("scope_errors");
     assert_eq!(errors.len(), 1, "{report:?}");
@@ -483,18 +492,7 @@ async fn a_delete_atlas_refuses_is_counted_and_the_next_run_takes_it() {
     let saved = snapshot(&m).await;
     let forgotten = atlas_id(&issue(&m, "keys").await);
     restore(&m, &saved).await;
-    let fault = m
-        .sim
-        .add_fault(atlas_sim::FaultRule::status(
-            Some("DELETE"),
-            "/apiKeys/[^/]+$",
-            500,
-        ))
-        .expect("fault");
-    let resp = m
-        .ok(Operation::Update, "tidy", json!({"safety_margin": "0s"}))
-        .await
-        .expect("tidy answers");
+    let (resp, fault) = tidy_while(&m, Some("DELETE"), "/apiKeys/[^/]+$", 500).await;
     let report = data(&resp);
     assert_eq!(count(report, "orphaned"), 1, "{report:?}");
     assert_eq!(count(report, "delete_failed"), 1);

@@ -121,3 +121,33 @@ build_release_plugin() {
     (cd "$root" && env -u SOURCE_DATE_EPOCH "${env_vars[@]}" cargo auditable build --release --locked "${args[@]}" \
         --bin "$RELEASE_BINARY_NAME" >&2)
 }
+
+# For the suites that run the release binaries against real servers (cluster, storm,
+# tidy-restore, e2e-sa): builds the plugin and atlas-sim unless <skip build> is 1, then sets
+# target_dir, plugin, sim and version. Fails with a message if either binary is missing.
+# <repo root> <skip build: 1 to skip>
+# shellcheck disable=SC2034  # target_dir, plugin, sim and version are read by the caller
+release_suite_binaries() {
+    local root="$1" skip="$2" built
+    target_dir="$(release_target_dir "$root")"
+    plugin="$(release_plugin_path "$root")"
+    sim="$target_dir/release/atlas-sim"
+    if [[ "$skip" != 1 ]]; then
+        printf '%s: building the plugin and atlas-sim (release)\n' "$(basename "$0")" >&2
+        build_release_plugin "$root" || return 1
+        (cd "$root" && cargo build --release --locked -p atlas-sim >&2) || return 1
+    fi
+    for built in "$plugin" "$sim"; do
+        [[ -x "$built" ]] || { printf '%s: %s was not built\n' "$(basename "$0")" "$built" >&2; return 1; }
+    done
+    version="$(release_version "$root")" ||
+        { printf '%s: no [package] version in Cargo.toml\n' "$(basename "$0")" >&2; return 1; }
+}
+
+# Empties and prints a suite's log directory: <dir> if given (relative to the repo root),
+# else <target dir>/<name>. <repo root> <dir or ""> <name>
+release_suite_log_dir() {
+    local dir="${2:-$(release_target_dir "$1")/$3}"
+    [[ "$dir" == /* ]] || dir="$1/$dir"
+    rm -rf "$dir" && mkdir -p "$dir" && printf '%s\n' "$dir"
+}

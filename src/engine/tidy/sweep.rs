@@ -183,7 +183,7 @@ pub(crate) struct Report {
     pub listed: usize,
     /// Those bearing this mount's tag.
     pub tagged: usize,
-    /// Tagged and recorded, or in the WAL.
+    /// Tagged and recorded (and not expired), or in the WAL.
     pub in_use: usize,
     /// Tagged, unknown, older than the margin.
     pub orphaned: usize,
@@ -348,11 +348,13 @@ pub(crate) async fn run(
     };
     // (kind, record data, what the report says of it)
     let mut doomed: Vec<(String, Value, Swept)> = Vec::new();
-    let (mut orphans, mut young) = (Vec::new(), Vec::new());
+    let (mut orphans, mut young, mut in_use) = (Vec::new(), Vec::new(), HashSet::new());
     for found in &listing.found {
         match judge(found, tag, &known, now, margin) {
             Verdict::NotOurs => continue,
-            Verdict::InUse => report.in_use += 1,
+            Verdict::InUse => {
+                in_use.insert((found.kind, found.id.as_str()));
+            }
             Verdict::TooRecent => young.push(found),
             Verdict::Orphaned => orphans.push(found),
         }
@@ -400,6 +402,8 @@ pub(crate) async fn run(
         let is_listed = listed.contains(&(entry.kind.as_str(), entry.id.as_str()));
         if entry.lives_until.saturating_add(margin) < now {
             report.expired += 1;
+            // Counted once: expired, not also in use.
+            in_use.remove(&(entry.kind.as_str(), entry.id.as_str()));
             let found = listing
                 .found
                 .iter()
@@ -428,6 +432,7 @@ pub(crate) async fn run(
         }
     }
     report.stale_records = stale.len();
+    report.in_use = in_use.len();
 
     if !options.dry_run {
         let outcomes: Vec<(Swept, Result<bool, BackendError>)> = stream::iter(doomed)
