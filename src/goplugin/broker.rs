@@ -124,6 +124,7 @@ impl Broker {
             inner: Arc::new(ChannelInner {
                 target,
                 sender: Mutex::new(sender),
+                redial: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -186,6 +187,8 @@ pub struct BrokerChannel {
 struct ChannelInner {
     target: Target,
     sender: Mutex<SendRequest<Body>>,
+    /// One redial at a time: callers that find the connection closed together share it.
+    redial: tokio::sync::Mutex<()>,
 }
 
 impl BrokerChannel {
@@ -193,6 +196,12 @@ impl BrokerChannel {
     async fn sender(&self) -> Result<SendRequest<Body>, BrokerError> {
         let current = self.lock_sender().clone();
         if !current.is_closed() {
+            return Ok(current);
+        }
+        let _one_at_a_time = self.inner.redial.lock().await;
+        let current = self.lock_sender().clone();
+        if !current.is_closed() {
+            // Another caller redialled while this one waited.
             return Ok(current);
         }
         tracing::debug!(
@@ -326,8 +335,17 @@ mod tests {
         ));
     }
 
-    /// A health service on a unix socket, as the host's broker serves a brokered service.
-    async fn serve_health(path: &std::path::Path) -> tokio::sync::oneshot::Sender<()> {
+    /// A health service on a unix socket, as the host's broker serves a brokered service;
+    /// counts the connections it accepts.
+    async fn serve_health(
+        path: &std::path::Path,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        use futures::StreamExt;
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
         let (reporter, service) = tonic_health::server::health_reporter();
         reporter
             .set_service_status("storage", tonic_health::ServingStatus::Serving)
@@ -340,14 +358,16 @@ mod tests {
             tonic::transport::Server::builder()
                 .add_service(service)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::UnixListenerStream::new(listener),
+                    tokio_stream::wrappers::UnixListenerStream::new(listener).inspect(move |_| {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }),
                     async {
                         let _ = stopped.await;
                     },
                 )
                 .await
         });
-        stop
+        (stop, accepted)
     }
 
     async fn check(channel: &BrokerChannel) -> Result<i32, Status> {
@@ -365,7 +385,7 @@ mod tests {
     async fn calls_go_over_the_dialled_connection_and_redial_after_the_host_closes_it() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("broker.sock");
-        let stop = serve_health(&path).await;
+        let (stop, _) = serve_health(&path).await;
         let broker = Broker::new(None);
         broker.announce(ConnInfo {
             service_id: 3,
@@ -388,8 +408,25 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), closed)
             .await
             .expect("the closed connection is noticed");
-        let _stop = serve_health(&path).await;
-        assert_eq!(check(&channel).await.expect("call after redial"), serving);
+        let (_stop, accepted) = serve_health(&path).await;
+        let first = channel.lock_sender().clone();
+        // Callers that find the connection closed together redial once.
+        let calls = (0..8).map(|_| check(&channel));
+        for reply in futures::future::join_all(calls).await {
+            assert_eq!(reply.expect("call after redial"), serving);
+        }
+        assert!(first.is_closed(), "the old connection stays closed");
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "one redial for all"
+        );
+        let redialled = channel.lock_sender().clone();
+        assert_eq!(check(&channel).await.expect("later call"), serving);
+        assert!(
+            !redialled.is_closed(),
+            "later calls use the redialled connection"
+        );
     }
 
     #[tokio::test]
