@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/example/vault-plugin-secrets-mongodbatlas/tests/internal/vaultserver"
@@ -176,22 +175,14 @@ func (b *Bench) E2E(ctx context.Context, vaultBin, ours, official, logDir string
 // e2eClient is a Vault API client with the root token, no retries, and enough idle
 // connections that concurrent callers reuse theirs (the default keeps GOMAXPROCS+1).
 func e2eClient(addr, token string) (*api.Client, error) {
-	config := api.DefaultConfig()
-	if config.Error != nil {
-		return nil, config.Error
-	}
-	config.Address = addr
-	config.MaxRetries = 0
-	config.Timeout = 0
-	if t, ok := config.HttpClient.Transport.(*http.Transport); ok {
-		t.MaxIdleConnsPerHost = 128
-	}
-	client, err := api.NewClient(config)
+	client, err := vaultserver.NewClient(addr, token)
 	if err != nil {
 		return nil, err
 	}
-	client.ClearNamespace()
-	client.SetToken(token)
+	// The client's transport is its own, and unused so far.
+	if t, ok := client.CloneConfig().HttpClient.Transport.(*http.Transport); ok {
+		t.MaxIdleConnsPerHost = 128
+	}
 	return client, nil
 }
 
@@ -214,58 +205,26 @@ func e2eIssue(ctx context.Context, client *api.Client, mount string, n, c int) (
 // e2eRead reads path n times with c callers; check, when not nil, vets each answer. It
 // returns the latencies and the count of the successful reads.
 func e2eRead(ctx context.Context, client *api.Client, path string, n, c int, check func(*api.Secret) error) (lat []float64, done int, wall time.Duration, failures int, firstErr error) {
-	var next atomic.Int64
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	started := time.Now()
-	for range c {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				t := time.Now()
-				secret, err := client.Logical().ReadWithContext(ctx, path)
-				d := time.Since(t)
-				if err == nil && secret == nil {
-					err = fmt.Errorf("read %s: nothing there", path)
-				}
-				if err == nil && check != nil {
-					err = check(secret)
-				}
-				mu.Lock()
-				if err != nil {
-					failures++
-					if firstErr == nil {
-						firstErr = err
-					}
-				} else {
-					lat = append(lat, ms(d))
-					done++
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return lat, done, time.Since(started), failures, firstErr
+	lat, reads, wall, failures, firstErr := sample(n, c, func() (struct{}, error) {
+		secret, err := client.Logical().ReadWithContext(ctx, path)
+		if err == nil && secret == nil {
+			err = fmt.Errorf("read %s: nothing there", path)
+		}
+		if err == nil && check != nil {
+			err = check(secret)
+		}
+		return struct{}{}, err
+	})
+	return lat, len(reads), wall, failures, firstErr
 }
 
 // e2eWrite writes data to path n times, one caller.
 func e2eWrite(ctx context.Context, client *api.Client, path string, data map[string]any, n int) (lat []float64, done int, wall time.Duration, failures int, firstErr error) {
-	started := time.Now()
-	for range n {
-		t := time.Now()
-		if _, err := client.Logical().WriteWithContext(ctx, path, data); err != nil {
-			failures++
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		lat = append(lat, ms(time.Since(t)))
-		done++
-	}
-	return lat, done, time.Since(started), failures, firstErr
+	lat, writes, wall, failures, firstErr := sample(n, 1, func() (struct{}, error) {
+		_, err := client.Logical().WriteWithContext(ctx, path, data)
+		return struct{}{}, err
+	})
+	return lat, len(writes), wall, failures, firstErr
 }
 
 // e2eRevoke revokes leases through sys/leases/revoke (synchronous) with c callers.

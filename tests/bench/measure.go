@@ -199,6 +199,12 @@ func FirstRequest(ctx context.Context, side *Side, sim *atlassim.Info) (time.Dur
 
 // issueBatch issues n credentials of a role with c concurrent callers.
 func issueBatch(ctx context.Context, m *conformance.Mount, role string, n, c int) (lat []float64, leases []*Lease, wall time.Duration, failures int, firstErr error) {
+	return sample(n, c, func() (*Lease, error) { return Issue(ctx, m, role) })
+}
+
+// sample calls op n times with c concurrent callers: the latency (ms) and result of each
+// successful call, in matching order, the wall time, and the failures with the first error.
+func sample[T any](n, c int, op func() (T, error)) (lat []float64, results []T, wall time.Duration, failures int, firstErr error) {
 	var next atomic.Int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -207,36 +213,26 @@ func issueBatch(ctx context.Context, m *conformance.Mount, role string, n, c int
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var myLat []float64
-			var myLeases []*Lease
-			var myFailures int
-			var myErr error
 			for next.Add(1) <= int64(n) {
 				t := time.Now()
-				l, err := Issue(ctx, m, role)
+				result, err := op()
 				d := time.Since(t)
+				mu.Lock()
 				if err != nil {
-					myFailures++
-					if myErr == nil {
-						myErr = err
+					failures++
+					if firstErr == nil {
+						firstErr = err
 					}
-					continue
+				} else {
+					lat = append(lat, ms(d))
+					results = append(results, result)
 				}
-				myLat = append(myLat, ms(d))
-				myLeases = append(myLeases, l)
+				mu.Unlock()
 			}
-			mu.Lock()
-			lat = append(lat, myLat...)
-			leases = append(leases, myLeases...)
-			failures += myFailures
-			if firstErr == nil {
-				firstErr = myErr
-			}
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return lat, leases, time.Since(started), failures, firstErr
+	return lat, results, time.Since(started), failures, firstErr
 }
 
 // revokeBatch revokes leases with c concurrent callers and counts failures.

@@ -189,40 +189,42 @@ func Pid(m *conformance.Mount) (int, error) {
 
 // procStatusKB reads a "kB" field (VmRSS, VmHWM) of /proc/<pid>/status, in bytes.
 func procStatusKB(pid int, field string) (int64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	rest, err := procStatus(pid, field)
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		name, rest, ok := strings.Cut(line, ":")
-		if !ok || name != field {
-			continue
-		}
-		fields := strings.Fields(rest)
-		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, fmt.Errorf("/proc/%d/status %s: unexpected %q", pid, field, rest)
-		}
-		kb, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil {
-			return 0, err
-		}
-		return kb * 1024, nil
+	fields := strings.Fields(rest)
+	if len(fields) != 2 || fields[1] != "kB" {
+		return 0, fmt.Errorf("/proc/%d/status %s: unexpected %q", pid, field, rest)
 	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
+	kb, err := strconv.ParseInt(fields[0], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return kb * 1024, nil
 }
 
 // procStatusInt reads a plain number field (Threads) of /proc/<pid>/status.
 func procStatusInt(pid int, field string) (int64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	rest, err := procStatus(pid, field)
 	if err != nil {
 		return 0, err
 	}
+	return strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+}
+
+// procStatus is the text after "<field>:" in /proc/<pid>/status.
+func procStatus(pid int, field string) (string, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", err
+	}
 	for _, line := range strings.Split(string(raw), "\n") {
 		if name, rest, ok := strings.Cut(line, ":"); ok && name == field {
-			return strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+			return rest, nil
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
+	return "", fmt.Errorf("/proc/%d/status has no %s", pid, field)
 }
 
 // clockTicks is USER_HZ, 100 on every Linux architecture Go supports here.
